@@ -1,0 +1,63 @@
+"""The Celery app, configured in one place from Settings.
+
+Both sides use it: the producer sends tasks by name (it never imports the worker code), the
+worker registers the task on it (``workers.tasks``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from infra.jobs import QUEUES
+from infra.settings import Settings, get_settings
+
+BLUR_TASK = "blurq.blur_image"
+"""The name the producer sends and the worker registers."""
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings derived from ours (see DESIGN.md, Queue)."""
+    return {
+        "broker_url": settings.broker,
+        "broker_connection_retry_on_startup": True,
+        # Unacked messages come back after this long; it must exceed the hard time limit or a
+        # slow image would run twice at once.
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout,
+            # Queues are polled in the order a worker lists them: interactive before bulk, so a
+            # deep bulk backlog never delays an interactive image by more than one task.
+            "queue_order_strategy": "priority",
+        },
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_soft_time_limit": settings.task_soft_time_limit,
+        "task_time_limit": settings.task_time_limit,
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_default_queue": "bulk",
+        "task_create_missing_queues": False,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        "worker_hijack_root_logger": False,
+        "worker_max_memory_per_child": 6 * 1024 * 1024,  # KiB: recycle a child past 6 GiB
+    }
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app for these settings."""
+    app = Celery("blurq")
+    app.conf.update(celery_config(settings))
+    return app
+
+
+app = create_app(get_settings())

@@ -1,0 +1,63 @@
+"""The one exception tree of blurq.
+
+Every error a stage raises on purpose is a ``BlurqError``; the Celery task maps the two branches
+to the two outcomes an image can have after a failed attempt::
+
+    BlurqError
+    ├── PermanentError          never retried: the image is marked failed with the reason
+    │   ├── InvalidJob
+    │   ├── InputMissing
+    │   ├── InputTooLarge
+    │   ├── UnsupportedImage
+    │   ├── ModelUnavailable
+    │   └── PoisonMessage
+    └── TransientError          retried with backoff, then failed when retries run out
+        ├── StorageUnavailable
+        └── StatusUnavailable
+"""
+
+from __future__ import annotations
+
+
+class BlurqError(Exception):
+    """Raised for every failure blurq recognises; the root of the tree above."""
+
+
+class PermanentError(BlurqError):
+    """Raised when retrying cannot help: the same input would fail again."""
+
+
+class TransientError(BlurqError):
+    """Raised when the failure comes from the environment and a later attempt may succeed."""
+
+
+class InvalidJob(PermanentError):
+    """Raised when a job message or its parameters do not follow the job contract."""
+
+
+class InputMissing(PermanentError):
+    """Raised when an input object does not exist or cannot be read with our credentials."""
+
+
+class InputTooLarge(PermanentError):
+    """Raised when an input exceeds the configured byte or pixel limit."""
+
+
+class UnsupportedImage(PermanentError):
+    """Raised when input bytes are not an image we can decode (corrupt, truncated, unknown)."""
+
+
+class ModelUnavailable(PermanentError):
+    """Raised when model weights cannot be fetched, or their SHA-256 does not match the pin."""
+
+
+class PoisonMessage(PermanentError):
+    """Raised when an image was delivered more times than allowed without ever finishing."""
+
+
+class StorageUnavailable(TransientError):
+    """Raised when S3 throttles us or cannot be reached after the client's own retries."""
+
+
+class StatusUnavailable(TransientError):
+    """Raised when the Redis status store cannot be reached."""

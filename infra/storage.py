@@ -1,0 +1,141 @@
+"""S3 storage behind a small interface: get, put, head, list, with errors mapped to our tree.
+
+boto3 does the retrying (``standard`` mode: exponential backoff with full jitter on throttling such
+as 503 SlowDown, on 5xx answers and on connection errors); what still fails afterwards becomes a
+``StorageUnavailable`` (transient, the task retries later) or ``InputMissing`` (permanent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from infra.errors import InputMissing, InputTooLarge, InvalidJob, StorageUnavailable
+from infra.settings import Settings
+
+_MISSING_CODES = {"NoSuchKey", "404", "NoSuchBucket", "NotFound", "AccessDenied", "403"}
+
+
+@dataclass(frozen=True)
+class S3Uri:
+    """An ``s3://bucket/key`` address."""
+
+    bucket: str
+    key: str
+
+    @classmethod
+    def parse(cls, uri: str) -> S3Uri:
+        """Split ``s3://bucket/key``; raise InvalidJob for anything else."""
+        if not uri.startswith("s3://"):
+            raise InvalidJob(f"not an s3:// URI: {uri!r}")
+        bucket, _, key = uri[len("s3://") :].partition("/")
+        if not bucket:
+            raise InvalidJob(f"s3 URI without a bucket: {uri!r}")
+        return cls(bucket, key)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object's bytes with the ETag that identifies this version of it."""
+
+    data: bytes
+    etag: str
+
+
+class Storage(Protocol):
+    """What the pipeline and the producer need from an object store."""
+
+    def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> StoredObject: ...
+
+    def head(self, bucket: str, key: str) -> tuple[int, str] | None: ...
+
+    def put(self, bucket: str, key: str, data: bytes, *, content_type: str) -> None: ...
+
+    def list(self, bucket: str, prefix: str) -> Iterator[str]: ...
+
+
+class S3Storage:
+    """Storage on S3 or any S3-compatible endpoint (MinIO, the local S3 server)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.client = _client(settings)
+
+    def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> StoredObject:
+        """Read a whole object; refuse it before downloading when it exceeds max_bytes."""
+        with _mapped_errors(bucket, key):
+            response = self.client.get_object(Bucket=bucket, Key=key)
+            size = int(response["ContentLength"])
+            if max_bytes is not None and size > max_bytes:
+                response["Body"].close()
+                raise InputTooLarge(f"s3://{bucket}/{key} is {size} bytes, limit {max_bytes}")
+            return StoredObject(response["Body"].read(), response["ETag"].strip('"'))
+
+    def head(self, bucket: str, key: str) -> tuple[int, str] | None:
+        """Size and ETag of an object, or None when it does not exist."""
+        try:
+            with _mapped_errors(bucket, key):
+                response = self.client.head_object(Bucket=bucket, Key=key)
+        except InputMissing:
+            return None
+        return int(response["ContentLength"]), response["ETag"].strip('"')
+
+    def put(self, bucket: str, key: str, data: bytes, *, content_type: str) -> None:
+        """Write an object whole."""
+        with _mapped_errors(bucket, key):
+            self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+
+    def list(self, bucket: str, prefix: str) -> Iterator[str]:
+        """Every key under a prefix, in S3's (lexicographic) order."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        with _mapped_errors(bucket, prefix):
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield item["Key"]
+
+    def ensure_bucket(self, bucket: str) -> None:
+        """Create a bucket unless it exists (local stack and tests)."""
+        try:
+            self.client.head_bucket(Bucket=bucket)
+        except ClientError:
+            with _mapped_errors(bucket, ""):
+                self.client.create_bucket(Bucket=bucket)
+
+
+def _client(settings: Settings) -> Any:
+    config = Config(
+        retries={"mode": "standard", "max_attempts": settings.s3_max_attempts},
+        connect_timeout=5,
+        read_timeout=60,
+    )
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key_id,
+        aws_secret_access_key=settings.s3_secret_access_key,
+        config=config,
+    )
+
+
+@contextmanager
+def _mapped_errors(bucket: str, key: str) -> Iterator[None]:
+    """Turn boto errors into InputMissing (permanent) or StorageUnavailable (transient)."""
+    where = f"s3://{bucket}/{key}"
+    try:
+        yield
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if code in _MISSING_CODES:
+            raise InputMissing(f"{where}: {code}") from error
+        raise StorageUnavailable(f"{where}: S3 error {code}") from error
+    except BotoCoreError as error:
+        raise StorageUnavailable(f"{where}: {error}") from error

@@ -1,0 +1,1 @@
+"""Producer side: submit batches and watch them (Python API, CLI, local stack). Never imports workers."""

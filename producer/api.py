@@ -1,0 +1,152 @@
+"""The Python API: submit a batch, read its status, wait for it.
+
+>>> client = Client()
+>>> batch = client.submit(prefix="s3://photos/shoot-42/", output="s3://photos/blurred/",
+...                       params=BlurParams(strength=40), batch_id="shoot-42")
+>>> client.wait(batch).done
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Sequence
+
+from celery import Celery
+
+from infra.celery_app import BLUR_TASK, create_app
+from infra.errors import InvalidJob
+from infra.jobs import QUEUES, BlurParams, Job, normalise_prefix
+from infra.settings import Settings, get_settings
+from infra.status import BatchStatus, ImageState, ImageStatus, StatusStore
+from infra.storage import S3Storage, S3Uri, Storage
+from producer import inputs
+
+INTERACTIVE_MAX = 8
+"""Batches up to this many images go to the interactive queue unless a queue is named."""
+_BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class Client:
+    """Submits batches to the workers and reads their progress."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        storage: Storage | None = None,
+        status: StatusStore | None = None,
+        app: Celery | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.storage = storage or S3Storage(self.settings)
+        self.status_store = status or StatusStore.from_url(
+            self.settings.redis_url,
+            ttl=self.settings.status_ttl,
+            max_deliveries=self.settings.max_deliveries,
+        )
+        self.app = app or create_app(self.settings)
+
+    def submit(
+        self,
+        *,
+        output: str,
+        uris: Sequence[str] | None = None,
+        prefix: str | None = None,
+        manifest: str | None = None,
+        params: BlurParams | None = None,
+        batch_id: str | None = None,
+        queue: str | None = None,
+    ) -> str:
+        """Submit one batch; returns its id. Resubmitting a batch id sends nothing twice."""
+        destination = S3Uri.parse(output)
+        sources = self._expand(uris, prefix, manifest, destination)
+        if not sources:
+            raise InvalidJob("the batch has no inputs")
+        batch_id = _check_batch_id(batch_id) if batch_id else uuid.uuid4().hex
+        params = params or BlurParams()
+        queue = queue or ("interactive" if len(sources) <= INTERACTIVE_MAX else "bulk")
+        if queue not in QUEUES:
+            raise InvalidJob(f"queue must be one of {QUEUES}, got {queue!r}")
+        jobs = [_job(batch_id, f"{n:06d}", source, destination, params) for n, source in enumerate(sources)]
+        meta = {"params": json.dumps(params.__dict__), "output": str(destination), "queue": queue}
+        created = self.status_store.create_batch(
+            batch_id, ((job.image_id, f"s3://{job.input_bucket}/{job.input_key}") for job in jobs), meta
+        )
+        existing = None if created else self.status_store.batch(batch_id)
+        if existing is not None and existing.submitted:
+            return batch_id
+        if existing is not None:
+            # A submission that stopped half-way: send what is still queued, nothing else.
+            queued = {image.image_id for image in self.images(batch_id, ImageState.QUEUED)}
+            jobs = [job for job in jobs if job.image_id in queued]
+        self._send(jobs, queue)
+        self.status_store.mark_submitted(batch_id)
+        return batch_id
+
+    def _expand(
+        self, uris: Sequence[str] | None, prefix: str | None, manifest: str | None, output: S3Uri
+    ) -> list[S3Uri]:
+        given = [value is not None for value in (uris, prefix, manifest)]
+        if sum(given) != 1:
+            raise InvalidJob("give exactly one of uris, prefix or manifest")
+        if uris is not None:
+            return inputs.from_uris(list(uris))
+        if prefix is not None:
+            return inputs.from_prefix(self.storage, prefix, exclude=output)
+        assert manifest is not None
+        return inputs.from_manifest(self.storage, manifest)
+
+    def _send(self, jobs: list[Job], queue: str) -> None:
+        with self.app.producer_or_acquire() as producer:
+            for job in jobs:
+                self.app.send_task(BLUR_TASK, args=[job.encode()], queue=queue, producer=producer)
+
+    def status(self, batch_id: str) -> BatchStatus:
+        """The batch's counters and times; InvalidJob when no such batch exists (or expired)."""
+        found = self.status_store.batch(batch_id)
+        if found is None:
+            raise InvalidJob(f"no batch {batch_id!r} (never submitted, or expired)")
+        return found
+
+    def images(self, batch_id: str, state: ImageState | None = None) -> list[ImageStatus]:
+        """Every image record of the batch, optionally only those in one state."""
+        found: list[ImageStatus] = []
+        start, page = 0, 1000
+        while True:
+            chunk = self.status_store.images(batch_id, start=start, count=page)
+            found += [image for image in chunk if state is None or image.state is state]
+            if len(chunk) < page:
+                return found
+            start += page
+
+    def wait(self, batch_id: str, *, timeout: float = 3600.0, poll: float = 0.5) -> BatchStatus:
+        """Block until every image of the batch is done or failed; TimeoutError past timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.status(batch_id)
+            if current.finished:
+                return current
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"batch {batch_id} not finished after {timeout} s")
+            time.sleep(poll)
+
+
+def _check_batch_id(batch_id: str) -> str:
+    if not _BATCH_ID.match(batch_id):
+        raise InvalidJob("batch id must be 1-64 of letters, digits, '.', '_', '-'")
+    return batch_id
+
+
+def _job(batch_id: str, image_id: str, source: S3Uri, output: S3Uri, params: BlurParams) -> Job:
+    return Job(
+        batch_id=batch_id,
+        image_id=image_id,
+        input_bucket=source.bucket,
+        input_key=source.key,
+        output_bucket=output.bucket,
+        output_prefix=normalise_prefix(output.key),
+        params=params,
+    )

@@ -1,0 +1,202 @@
+"""The embedded local stack: real processes on loopback, no Docker.
+
+``LocalStack`` starts a ``redis-server``, a local S3 server (moto's server mode), Celery worker
+processes and Flower on free ports, waits until each answers, and stops everything it started.
+``blurq dev up``, ``blurq demo`` and the integration tests all use it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+from infra.settings import Settings
+
+S3_KEY = "blurq-local"
+"""Credentials of the local S3 server (it accepts any; these keep boto3 from looking further)."""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class LocalStack:
+    """Redis, S3, workers and Flower as child processes; a context manager."""
+
+    workers: int = 2
+    log_dir: Path | None = None
+    flower: bool = True
+    redis_port: int = field(default_factory=free_port)
+    s3_port: int = field(default_factory=free_port)
+    flower_port: int = field(default_factory=free_port)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def redis_url(self) -> str:
+        """Where the local Redis listens (status and broker)."""
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def s3_endpoint(self) -> str:
+        """Where the local S3 server listens."""
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def flower_url(self) -> str:
+        """Where Flower serves its pages and API."""
+        return f"http://127.0.0.1:{self.flower_port}"
+
+    def settings(self, base: Settings | None = None) -> Settings:
+        """Settings pointing at this stack, other fields taken from base."""
+        base = base or Settings()
+        return base.model_copy(update=self._overrides())
+
+    def _overrides(self) -> dict[str, str]:
+        return {
+            "redis_url": self.redis_url,
+            "broker_url": "",
+            "s3_endpoint_url": self.s3_endpoint,
+            "s3_access_key_id": S3_KEY,
+            "s3_secret_access_key": S3_KEY,
+        }
+
+    def environment(self) -> dict[str, str]:
+        """The environment of the stack's children: ours plus BLURQ_* pointing here."""
+        env = dict(os.environ)
+        env.update({f"BLURQ_{name.upper()}": value for name, value in self._overrides().items()})
+        env["BLURQ_ONNX_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, self.workers)))
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start every process and wait until each answers."""
+        self.log_dir = self.log_dir or Path(tempfile.mkdtemp(prefix="blurq-stack-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_redis()
+            self._start_s3()
+            for number in range(1, self.workers + 1):
+                self.start_worker(f"worker{number}")
+            if self.flower:
+                self._start_flower()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        assert self.log_dir is not None
+        with (self.log_dir / f"{name}.log").open("ab") as log:  # the child keeps its own copy
+            process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=self.environment(), cwd=self.log_dir
+            )
+        self.processes[name] = process
+        return process
+
+    def _start_redis(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server not found: install it (apt-get install redis-server)")
+        self._spawn(
+            "redis",
+            [binary, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--maxmemory-policy", "noeviction", "--dir", str(self.log_dir)],
+        )
+        client = redis.Redis.from_url(self.redis_url)
+        self._wait("redis", lambda: bool(client.ping()))
+
+    def _start_s3(self) -> None:
+        self._spawn(
+            "s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)]
+        )
+        self._wait("s3", lambda: _http_ok(f"{self.s3_endpoint}/moto-api/"))
+
+    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
+        """Start one more worker process (concurrency 1) consuming both queues."""
+        return self._spawn(
+            name,
+            [sys.executable, "-m", "producer.cli", "worker", "--name", f"{name}@%h",
+             "--concurrency", "1"],
+        )
+
+    def _start_flower(self) -> None:
+        self._spawn(
+            "flower",
+            [sys.executable, "-m", "producer.cli", "flower", "--port", str(self.flower_port),
+             "--address", "127.0.0.1"],
+        )
+        self._wait("flower", lambda: _http_ok(f"{self.flower_url}/healthcheck"))
+
+    def wait_for_workers(self, count: int | None = None, timeout: float = 120.0) -> None:
+        """Block until count workers answer a ping."""
+        from infra.celery_app import create_app
+
+        app = create_app(self.settings())
+        expected = self.workers if count is None else count
+        self._wait("workers", lambda: len(app.control.ping(timeout=1.0) or []) >= expected, timeout)
+
+    def _wait(self, name: str, ready: Callable[[], bool], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for proc_name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{proc_name} exited early; see {self.log_dir}/{proc_name}.log")
+            try:
+                if ready():
+                    return
+            except Exception:  # not listening yet
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{name} did not become ready in {timeout:.0f} s; logs in {self.log_dir}")
+
+    def stop(self) -> None:
+        """Stop what was started: workers and Flower first (warm shutdown), then S3 and Redis."""
+        services = ("s3", "redis")
+        front = [p for name, p in self.processes.items() if name not in services]
+        back = [p for name, p in self.processes.items() if name in services]
+        for group in (front, back):
+            for process in group:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            _reap(group, grace=20.0)
+        self.processes.clear()
+
+
+def _reap(processes: list[subprocess.Popen[bytes]], *, grace: float) -> None:
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return bool(response.status == 200)

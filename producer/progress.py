@@ -1,0 +1,63 @@
+"""A one-line live progress bar for a batch, redrawn in place until the batch ends."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+from infra.status import BatchStatus
+
+WIDTH = 30
+
+
+def render(status: BatchStatus, *, now: float | None = None) -> str:
+    """One line: bar, counts per state, throughput and ETA."""
+    finished = status.done + status.failed
+    filled = int(WIDTH * finished / status.total) if status.total else WIDTH
+    bar = "#" * filled + "-" * (WIDTH - filled)
+    line = (
+        f"[{bar}] {finished}/{status.total}  done {status.done}  failed {status.failed}  "
+        f"running {status.running}  queued {status.queued}"
+    )
+    elapsed = _elapsed(status, now or time.time())
+    if elapsed and finished:
+        rate = finished / elapsed
+        line += f"  {rate:.2f} img/s"
+        if not status.finished:
+            line += f"  ETA {_duration((status.total - finished) / rate)}"
+    if status.finished and elapsed is not None:
+        line += f"  in {_duration(elapsed)}"
+    return line
+
+
+def follow(
+    read: Callable[[], BatchStatus], out: TextIO, *, poll: float = 0.5, timeout: float | None = None
+) -> BatchStatus:
+    """Redraw the bar until the batch ends (or timeout); returns the last status."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        status = read()
+        out.write("\r" + render(status) + "\033[K")
+        out.flush()
+        if status.finished or (deadline is not None and time.monotonic() > deadline):
+            out.write("\n")
+            return status
+        time.sleep(poll)
+
+
+def _elapsed(status: BatchStatus, now: float) -> float | None:
+    if status.started_at is None:
+        return None
+    return (status.finished_at or now) - status.created_at
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

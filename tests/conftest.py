@@ -1,0 +1,73 @@
+"""Shared fixtures: real redis-server and S3 server processes, and the full local stack."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from infra.settings import Settings
+from infra.status import StatusStore
+from infra.storage import S3Storage
+from producer.devstack import LocalStack
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect gpu tests on a machine without CUDA (the suite passes without a GPU)."""
+    if shutil.which("nvidia-smi"):
+        return
+    selected = [item for item in items if "gpu" not in item.keywords]
+    deselected = [item for item in items if "gpu" in item.keywords]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """redis-server and the local S3 server only (no workers), for unit tests of the adapters."""
+    with LocalStack(workers=0, flower=False, log_dir=tmp_path_factory.mktemp("services")) as stack:
+        yield stack
+
+
+@pytest.fixture
+def settings(services: LocalStack) -> Settings:
+    """Settings pointing at the session's services, on Redis database 1."""
+    return services.settings(Settings()).model_copy(
+        update={"redis_url": services.redis_url.replace("/0", "/1")}
+    )
+
+
+@pytest.fixture
+def redis_client(settings: Settings) -> Iterator[redis.Redis]:
+    """A Redis client on a database flushed before and after the test."""
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def status_store(redis_client: redis.Redis) -> StatusStore:
+    """A status store on the flushed database, 3 deliveries allowed."""
+    return StatusStore(redis_client, ttl=3600, max_deliveries=3)
+
+
+@pytest.fixture
+def storage(settings: Settings) -> S3Storage:
+    """Storage on the local S3 server."""
+    return S3Storage(settings)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The whole local stack: Redis, S3, two Celery worker processes and Flower."""
+    with LocalStack(workers=2, log_dir=tmp_path_factory.mktemp("stack")) as running:
+        running.wait_for_workers(timeout=180)
+        yield running

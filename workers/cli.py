@@ -1,0 +1,129 @@
+"""Worker-side subcommands of ``blurq`` (loaded lazily by the producer's command group).
+
+``blurq worker`` runs a Celery worker; ``blurq blur`` and ``blurq matte`` run the image stages on
+local files, without the queue, for trying settings and evaluating mattes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from infra.errors import BlurqError
+from infra.jobs import MATTING_MODELS, OUTPUT_FORMATS, QUEUES
+from infra.models import ModelStore
+from infra.settings import get_settings
+
+
+@click.command()
+@click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Child processes; one per share of a GPU.")
+@click.option("--queues", "-Q", default=",".join(QUEUES), show_default=True,
+              help="Queues in priority order.")
+@click.option("--name", "-n", default="blurq@%h", show_default=True, help="Worker node name.")
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+def worker(concurrency: int, queues: str, name: str, loglevel: str) -> None:
+    """Run a Celery worker (prefork; settings from BLURQ_* variables)."""
+    from workers.tasks import app
+
+    app.worker_main(["worker", f"--concurrency={concurrency}", f"--queues={queues}",
+                     f"--hostname={name}", f"--loglevel={loglevel}", "--pool=prefork",
+                     "--task-events", "--without-gossip"])
+
+
+def _matting(model: str) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]]:
+    from workers.matting import Matting
+
+    settings = get_settings()
+    matting = Matting(model, ModelStore.from_settings(settings), threads=settings.onnx_threads)
+    return matting.predict
+
+
+def _each(files: tuple[Path, ...], work: Callable[[Path], Path]) -> None:
+    """Run work on every file; report failures one line each and exit 1 if any failed."""
+    failures = 0
+    for path in files:
+        try:
+            click.echo(work(path))
+        except (BlurqError, ValueError, OSError) as error:
+            failures += 1
+            click.echo(f"{path}: {error}", err=True)
+    if failures:
+        sys.exit(1)
+
+
+def _read(path: Path) -> NDArray[np.uint8]:
+    from workers.decode import decode
+
+    return decode(path.read_bytes(), max_pixels=get_settings().max_input_pixels).rgb
+
+
+def _matte_file(path: Path) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]]:
+    """A stand-in for matting that returns a given matte PNG, checked against the image's size."""
+
+    def predict(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
+        matte = np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255.0
+        if matte.shape != rgb.shape[:2]:
+            raise ValueError(f"matte {path} is {matte.shape[1]}x{matte.shape[0]}, "
+                             f"image is {rgb.shape[1]}x{rgb.shape[0]}")
+        return matte
+
+    return predict
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder for the results (one per input, named after its stem).")
+@click.option("--strength", type=click.IntRange(1, 100), default=30, show_default=True)
+@click.option("--aperture", default="disc", show_default=True, help="'disc' or 3-12 blades.")
+@click.option("--matte", "matte_path", type=click.Path(path_type=Path),
+              help="Use this matte PNG (input's size, white = subject) instead of computing one.")
+@click.option("--model", type=click.Choice(MATTING_MODELS), default="fusion", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="jpeg",
+              show_default=True)
+@click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True)
+def blur(files: tuple[Path, ...], out_dir: Path, strength: int, aperture: str,
+         matte_path: Path | None, model: str, fmt: str, quality: int) -> None:
+    """Blur the background of local photos (no queue)."""
+    from workers.bokeh import render_bokeh
+    from workers.decode import decode
+    from workers.encode import encode, extension
+
+    blades = None if aperture == "disc" else int(aperture)
+    predict = _matte_file(matte_path) if matte_path else _matting(model)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def one(path: Path) -> Path:
+        image = decode(path.read_bytes(), max_pixels=get_settings().max_input_pixels)
+        result = render_bokeh(image.rgb, predict(image.rgb), strength=strength, aperture=blades)
+        target = out_dir / f"{path.stem}.{extension(fmt)}"
+        target.write_bytes(encode(result, fmt=fmt, quality=quality, icc_profile=image.icc_profile))
+        return target
+
+    _each(files, one)
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder for the mattes (single-channel PNG, input's size, named after its stem).")
+@click.option("--model", type=click.Choice(MATTING_MODELS), default="fusion", show_default=True)
+def matte(files: tuple[Path, ...], out_dir: Path, model: str) -> None:
+    """Compute subject mattes of local photos (no queue)."""
+    predict = _matting(model)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def one(path: Path) -> Path:
+        alpha = predict(_read(path))
+        target = out_dir / f"{path.stem}.png"
+        Image.fromarray(np.round(alpha * 255).astype(np.uint8)).save(target)
+        return target
+
+    _each(files, one)

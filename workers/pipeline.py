@@ -1,0 +1,80 @@
+"""The pipeline of one image, reading like the diagram:
+
+    S3 get → decode → matting → bokeh → encode → S3 put
+
+I/O happens only at the two ends; each stage in between is arrays in, arrays out. The stage the
+image is in and the time each stage took are written to its status record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from infra.jobs import Job, output_key
+from infra.settings import Settings
+from infra.status import StatusStore
+from infra.storage import Storage
+from workers.bokeh import render_bokeh
+from workers.decode import decode
+from workers.encode import content_type, encode
+from workers.matting import Matting
+
+
+@dataclass(frozen=True)
+class Result:
+    """Where the output went, how long each stage took, and whether it already existed."""
+
+    output_key: str
+    timings: dict[str, float]
+    reused: bool
+
+
+@dataclass
+class Stages:
+    """Times each stage and tells the status store which one is running."""
+
+    job: Job
+    status: StatusStore
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        self.status.set_stage(self.job.batch_id, self.job.image_id, name)
+        begin = time.perf_counter()
+        yield
+        self.timings[name] = time.perf_counter() - begin
+
+
+def process(
+    job: Job,
+    *,
+    storage: Storage,
+    status: StatusStore,
+    matting: Callable[[str], Matting],
+    settings: Settings,
+) -> Result:
+    """Blur one image from S3 into S3; an output that already exists is not rendered again."""
+    stage = Stages(job, status)
+    with stage("get"):
+        source = storage.get(job.input_bucket, job.input_key, max_bytes=settings.max_input_bytes)
+        model = matting(job.params.model)
+        key = output_key(job, etag=source.etag, model_version=model.version)
+        if storage.head(job.output_bucket, key) is not None:
+            return Result(key, stage.timings, reused=True)
+    with stage("decode"):
+        image = decode(source.data, max_pixels=settings.max_input_pixels)
+    with stage("matting"):
+        alpha = model.predict(image.rgb)
+    with stage("bokeh"):
+        blurred = render_bokeh(
+            image.rgb, alpha, strength=job.params.strength, aperture=job.params.aperture
+        )
+    with stage("encode"):
+        params = job.params
+        data = encode(blurred, fmt=params.format, quality=params.quality, icc_profile=image.icc_profile)
+    with stage("put"):
+        storage.put(job.output_bucket, key, data, content_type=content_type(params.format))
+    return Result(key, stage.timings, reused=False)

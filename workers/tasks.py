@@ -1,0 +1,96 @@
+"""The Celery task: a thin view that decodes the message, runs the pipeline, maps errors.
+
+PermanentError → the image fails with the reason, never retried. TransientError → the image goes
+back to queued and the task is retried with exponential backoff and jitter, then fails when
+``max_retries`` is spent. Anything unexpected fails the image with the exception's text and is
+logged with its traceback; the worker process lives on.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from functools import cache
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from infra.celery_app import BLUR_TASK, app
+from infra.errors import InvalidJob, PermanentError, TransientError
+from infra.jobs import Job
+from infra.models import ModelStore
+from infra.settings import Settings, get_settings
+from infra.status import ImageState, StatusStore
+from infra.storage import S3Storage
+from workers.matting import Matting
+from workers.pipeline import process
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def _storage() -> S3Storage:
+    return S3Storage(get_settings())
+
+
+@cache
+def _status() -> StatusStore:
+    settings = get_settings()
+    return StatusStore.from_url(
+        settings.redis_url, ttl=settings.status_ttl, max_deliveries=settings.max_deliveries
+    )
+
+
+@cache
+def _matting(model: str) -> Matting:
+    # Built on first use inside the worker's child process, never in the parent: CUDA does not
+    # survive fork, and the prefork pool forks.
+    settings = get_settings()
+    return Matting(model, ModelStore.from_settings(settings), threads=settings.onnx_threads)
+
+
+def backoff(retries: int) -> float:
+    """Seconds before retry number ``retries + 1``: exponential, capped, with full jitter."""
+    return random.uniform(0, min(60.0, 2.0 * 2**retries))
+
+
+@app.task(name=BLUR_TASK, bind=True, max_retries=None)
+def blur_image(self: Task, message: dict[str, Any]) -> str:
+    """Blur one image described by a job message; returns the image's final state."""
+    try:
+        job = Job.decode(message)
+    except InvalidJob as error:
+        log.error("dropping invalid job message: %s", error)
+        return "invalid"
+    status = _status()
+    outcome, deliveries = status.start(job.batch_id, job.image_id, worker=self.request.hostname)
+    if outcome != "running":
+        log.info("image %s/%s not run: %s", job.batch_id, job.image_id, outcome)
+        return outcome
+    return _run(self, job, status, get_settings())
+
+
+def _run(task: Task, job: Job, status: StatusStore, settings: Settings) -> str:
+    ids = (job.batch_id, job.image_id)
+    try:
+        result = process(
+            job, storage=_storage(), status=status, matting=_matting, settings=settings
+        )
+    except PermanentError as error:
+        return status.finish(*ids, ImageState.FAILED, error=str(error))
+    except TransientError as error:
+        if task.request.retries >= settings.max_retries:
+            reason = f"gave up after {task.request.retries} retries: {error}"
+            return status.finish(*ids, ImageState.FAILED, error=reason)
+        status.finish(*ids, ImageState.QUEUED, error=f"retrying: {error}")
+        raise task.retry(countdown=backoff(task.request.retries), exc=error) from error
+    except SoftTimeLimitExceeded:
+        reason = f"timed out after {settings.task_soft_time_limit} s"
+        return status.finish(*ids, ImageState.FAILED, error=reason)
+    except Exception as error:
+        log.exception("unexpected failure on %s/%s", *ids)
+        reason = f"internal error: {type(error).__name__}: {error}"
+        return status.finish(*ids, ImageState.FAILED, error=reason)
+    output = f"s3://{job.output_bucket}/{result.output_key}"
+    return status.finish(*ids, ImageState.DONE, timings=result.timings, output=output)
