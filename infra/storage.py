@@ -19,7 +19,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from infra.errors import InputMissing, InputTooLarge, InvalidJob, StorageUnavailable
 from infra.settings import Settings
 
-_MISSING_CODES = {"NoSuchKey", "404", "NoSuchBucket", "NotFound", "AccessDenied", "403"}
+_NOT_FOUND = {"NoSuchKey", "404", "NoSuchBucket", "NotFound"}
+_FORBIDDEN = {"AccessDenied", "403", "AllAccessDisabled", "InvalidObjectState"}
 
 
 @dataclass(frozen=True)
@@ -134,8 +135,10 @@ def _mapped_errors(bucket: str, key: str) -> Iterator[None]:
         yield
     except ClientError as error:
         code = str(error.response.get("Error", {}).get("Code", ""))
-        if code in _MISSING_CODES:
-            raise InputMissing(f"{where}: {code}") from error
+        if code in _NOT_FOUND:
+            raise InputMissing(f"{where} not found ({code})") from error
+        if code in _FORBIDDEN:
+            raise InputMissing(f"{where} not readable ({code})") from error
         raise StorageUnavailable(f"{where}: S3 error {code}") from error
     except BotoCoreError as error:
         raise StorageUnavailable(f"{where}: {error}") from error

@@ -1,0 +1,78 @@
+"""The producer side: never loads worker code or onnxruntime; CLI help, settings, Celery config."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from pydantic import ValidationError
+
+from infra.celery_app import celery_config
+from infra.settings import Settings
+from infra.status import BatchStatus
+from producer.cli import main
+from producer.progress import render
+
+
+def test_producer_imports_no_worker_code_and_no_onnxruntime() -> None:
+    code = (
+        "import sys, producer.cli, producer.api, producer.devstack, producer.demo, infra.models\n"
+        "from click.testing import CliRunner\n"
+        "CliRunner().invoke(producer.cli.main, ['submit', '--help'])\n"
+        "bad = [m for m in sys.modules if m.startswith(('workers', 'onnxruntime'))]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_help_lists_every_command_with_examples() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("submit", "status", "watch", "worker", "flower", "models", "blur", "matte",
+                    "dev", "demo"):
+        assert f"  {command} " in result.output
+    assert "blurq submit --prefix s3://" in result.output
+
+
+def test_submit_refuses_bad_options_with_one_line() -> None:
+    result = CliRunner().invoke(main, ["submit", "--out", "s3://b/o/", "--strength", "300"])
+    assert result.exit_code == 2 and "strength" in result.output
+
+
+def test_flower_off_loopback_needs_auth() -> None:
+    result = CliRunner().invoke(main, ["flower", "--address", "0.0.0.0"])
+    assert result.exit_code == 1 and "--basic-auth" in result.output
+
+
+def test_settings_keep_visibility_above_hard_limit() -> None:
+    with pytest.raises(ValidationError, match="visibility_timeout"):
+        Settings(task_time_limit=600, visibility_timeout=500)
+    with pytest.raises(ValidationError, match="soft"):
+        Settings(task_soft_time_limit=300, task_time_limit=300)
+
+
+def test_celery_config_follows_the_design() -> None:
+    config = celery_config(Settings(redis_url="redis://example:1/0"))
+    assert config["accept_content"] == ["json"] and config["task_serializer"] == "json"
+    assert config["task_acks_late"] and config["task_reject_on_worker_lost"]
+    assert config["worker_prefetch_multiplier"] == 1
+    assert config["worker_cancel_long_running_tasks_on_connection_loss"]
+    assert config["worker_send_task_events"] and config["task_send_sent_event"]
+    transport = config["broker_transport_options"]
+    assert transport["visibility_timeout"] > config["task_time_limit"] > config["task_soft_time_limit"]
+    assert transport["queue_order_strategy"] == "priority"
+    assert [queue.name for queue in config["task_queues"]] == ["interactive", "bulk"]
+    assert config["broker_url"] == "redis://example:1/0"
+
+
+def test_progress_line_counts_and_eta() -> None:
+    running = BatchStatus("b", total=10, queued=5, running=1, done=3, failed=1, created_at=100.0,
+                          started_at=101.0, finished_at=None, submitted=True, output="s3://o/")
+    line = render(running, now=108.0)
+    assert "4/10" in line and "done 3" in line and "failed 1" in line and "queued 5" in line
+    assert "0.50 img/s" in line and "ETA 12s" in line
+    finished = BatchStatus("b", total=2, queued=0, running=0, done=2, failed=0, created_at=0.0,
+                           started_at=1.0, finished_at=90.0, submitted=True, output="")
+    assert "ETA" not in render(finished) and "in 1m30s" in render(finished)
