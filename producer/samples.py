@@ -59,7 +59,7 @@ SAMPLES = (
     Sample("chelsea", "pet", _skimage("chelsea")),
     Sample("coffee", "product", _skimage("coffee")),
     Sample("motorcycle", "product", _skimage("motorcycle")),
-    Sample("present", "product", _matplotlib("Minduka_Present_Blue_Pack.png")),
+    Sample("clock", "object (grayscale)", _skimage("clock")),
     Sample("rocket", "object", _skimage("rocket")),
     Sample("camera", "portrait (grayscale)", _skimage("camera")),
     Sample("coins", "objects (grayscale)", _skimage("coins")),

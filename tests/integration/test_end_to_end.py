@@ -97,10 +97,12 @@ def test_subject_kept_and_background_blurred(client: Client, batch: str) -> None
         assert change[subject].mean() < 3.0, name  # only JPEG re-encoding noise
         gray_before = cv2.cvtColor(before, cv2.COLOR_RGB2GRAY).astype(np.float32)
         gray_after = cv2.cvtColor(after, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        ratio = sharpness(gray_after, background) / max(sharpness(gray_before, background), 1e-6)
-        assert ratio < 0.35, (name, ratio)
+        detail = sharpness(gray_before, background)
+        if detail < 20:
+            continue  # the background is already out of focus: nothing left to measure
+        assert sharpness(gray_after, background) / detail < 0.2, name
         checked += 1
-    assert checked >= 6
+    assert checked >= 5
 
 
 def test_resubmitting_a_batch_id_processes_nothing_twice(client: Client, batch: str) -> None:
@@ -147,5 +149,5 @@ def test_flower_lists_the_batch_tasks(stack: LocalStack, batch: str) -> None:
         assert time.monotonic() < deadline, f"Flower saw {len(ours)} tasks of {batch}"
         time.sleep(1)
     assert {task["name"] for task in ours} == {"blurq.blur_image"}
-    with urllib.request.urlopen(f"{stack.flower_url}/api/workers", timeout=10) as reply:
+    with urllib.request.urlopen(f"{stack.flower_url}/api/workers?refresh=1", timeout=30) as reply:
         assert len(json.loads(reply.read())) >= 2

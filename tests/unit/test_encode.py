@@ -19,7 +19,8 @@ PILLOW_FORMAT = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
 
 
 def _astronaut() -> NDArray[np.uint8]:
-    return np.ascontiguousarray(data.astronaut())
+    photo: NDArray[np.uint8] = data.astronaut()  # type: ignore[no-untyped-call]
+    return np.ascontiguousarray(photo)
 
 
 def _open(payload: bytes) -> Image.Image:

@@ -1,0 +1,107 @@
+"""Encode 8-bit sRGB pixel arrays as JPEG, PNG or WebP bytes.
+
+The settings are fixed per format so that the same pixels always give the same bytes: reruns of a
+job overwrite outputs with identical objects, and tests can compare them. The input's ICC profile
+is embedded when given so that colour-managed viewers show the output as they showed the input.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+OUTPUT_FORMATS = ("jpeg", "png", "webp")
+
+_ALIASES = {"jpg": "jpeg"}
+_PILLOW_NAMES = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+_CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+_EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+# The longest side each encoder can write; beyond it Pillow fails with an opaque encoder error.
+_MAX_SIDE = {"jpeg": 65_500, "png": 2**31 - 1, "webp": 16_383}
+# From this JPEG quality on, halving chroma resolution costs more visibly than it saves in bytes.
+_FULL_CHROMA_QUALITY = 90
+
+
+def encode(
+    rgb: NDArray[np.uint8],
+    *,
+    fmt: str = "jpeg",
+    quality: int = 92,
+    icc_profile: bytes | None = None,
+) -> bytes:
+    """Encode HxWx3 sRGB pixels as JPEG, PNG or WebP bytes, embedding the ICC profile if given."""
+    name = _normalise(fmt)
+    _check_pixels(rgb, name)
+    _check_quality(quality)
+    options = _options(name, quality)
+    if icc_profile is not None:
+        if not isinstance(icc_profile, bytes | bytearray):
+            raise ValueError(f"icc_profile must be bytes, got {type(icc_profile).__name__}")
+        if icc_profile:
+            options["icc_profile"] = bytes(icc_profile)
+    image = Image.fromarray(np.ascontiguousarray(rgb))
+    buffer = io.BytesIO()
+    image.save(buffer, format=_PILLOW_NAMES[name], **options)
+    return buffer.getvalue()
+
+
+def content_type(fmt: str) -> str:
+    """Return the MIME type of an output format, e.g. "image/jpeg"."""
+    return _CONTENT_TYPES[_normalise(fmt)]
+
+
+def extension(fmt: str) -> str:
+    """Return the file extension of an output format without the dot: "jpg", "png" or "webp"."""
+    return _EXTENSIONS[_normalise(fmt)]
+
+
+def _normalise(fmt: str) -> str:
+    if not isinstance(fmt, str):
+        raise ValueError(f"output format must be a string, got {type(fmt).__name__}")
+    name = fmt.strip().lower()
+    name = _ALIASES.get(name, name)
+    if name not in OUTPUT_FORMATS:
+        raise ValueError(f"unsupported output format {fmt!r}; expected one of {OUTPUT_FORMATS}")
+    return name
+
+
+def _check_pixels(rgb: NDArray[np.uint8], name: str) -> None:
+    if not isinstance(rgb, np.ndarray):
+        raise ValueError(f"pixels must be a numpy array, got {type(rgb).__name__}")
+    if rgb.dtype != np.uint8:
+        raise ValueError(f"pixels must be uint8, got {rgb.dtype}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"pixels must be HxWx3 RGB, got shape {rgb.shape}")
+    height, width = rgb.shape[:2]
+    if height == 0 or width == 0:
+        raise ValueError(f"pixels must not be empty, got shape {rgb.shape}")
+    if max(height, width) > _MAX_SIDE[name]:
+        raise ValueError(
+            f"{width}x{height} is too large for {name.upper()} "
+            f"(at most {_MAX_SIDE[name]:,} pixels per side)"
+        )
+
+
+def _check_quality(quality: int) -> None:
+    # bool is an int subclass, and quality=True is certainly a mistake.
+    if isinstance(quality, bool) or not isinstance(quality, int | np.integer):
+        raise ValueError(f"quality must be an integer, got {quality!r}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be between 1 and 100, got {quality}")
+
+
+def _options(name: str, quality: int) -> dict[str, Any]:
+    if name == "jpeg":
+        return {
+            "quality": int(quality),
+            "subsampling": "4:4:4" if quality >= _FULL_CHROMA_QUALITY else "4:2:0",
+            "optimize": True,
+            "progressive": False,
+        }
+    if name == "png":
+        return {"compress_level": 6}
+    return {"quality": int(quality), "method": 4, "lossless": False}
