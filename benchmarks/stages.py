@@ -38,7 +38,9 @@ def photo(number: int) -> bytes:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=5, help="12 MP photos in the batch")
     parser.add_argument("--strength", type=int, default=50)
     parser.add_argument("--model", default="fusion")
@@ -52,8 +54,12 @@ def main() -> None:
         stack.wait_for_workers(timeout=180)
         client = Client(settings, storage=storage)
         begin = time.perf_counter()
-        batch = client.submit(prefix="s3://bench/in/", output="s3://bench/out/", queue="bulk",
-                              params=BlurParams(strength=args.strength, model=args.model))
+        batch = client.submit(
+            prefix="s3://bench/in/",
+            output="s3://bench/out/",
+            queue="bulk",
+            params=BlurParams(strength=args.strength, model=args.model),
+        )
         final = client.wait(batch, timeout=3600)
         wall = time.perf_counter() - begin
         images = client.images(batch)

@@ -1,1 +1,1 @@
-"""Infrastructure shared by the producer and the workers: settings, jobs, queue, storage, status, models."""
+"""Shared by producer and workers: settings, jobs, queue, storage, status, models, errors."""

@@ -31,15 +31,27 @@ class Settings(BaseSettings):
     model: str = Field("fusion", description="Default matting model: fusion, isnet or u2netp.")
     onnx_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 = all cores.")
 
-    task_soft_time_limit: int = Field(240, ge=1, description="Seconds before a task is asked to stop.")
-    task_time_limit: int = Field(300, ge=1, description="Seconds before a task's process is killed.")
-    visibility_timeout: int = Field(3600, ge=1, description="Seconds before an unacked message is redelivered.")
+    task_soft_time_limit: int = Field(
+        240, ge=1, description="Seconds before a task is asked to stop."
+    )
+    task_time_limit: int = Field(
+        300, ge=1, description="Seconds before a task's process is killed."
+    )
+    visibility_timeout: int = Field(
+        3600, ge=1, description="Seconds before an unacked message is redelivered."
+    )
     max_deliveries: int = Field(5, ge=1, description="Deliveries after which an image is poison.")
     max_retries: int = Field(3, ge=0, description="Retries of a transient failure per image.")
-    status_ttl: int = Field(7 * 24 * 3600, ge=60, description="Seconds status records live after a batch ends.")
+    status_ttl: int = Field(
+        7 * 24 * 3600, ge=60, description="Seconds status records live after a batch ends."
+    )
 
-    max_input_bytes: int = Field(64 * 2**20, ge=1, description="Largest input object accepted, in bytes.")
-    max_input_pixels: int = Field(120_000_000, ge=1, description="Largest input accepted, in pixels.")
+    max_input_bytes: int = Field(
+        64 * 2**20, ge=1, description="Largest input object accepted, in bytes."
+    )
+    max_input_pixels: int = Field(
+        120_000_000, ge=1, description="Largest input accepted, in pixels."
+    )
 
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:

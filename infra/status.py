@@ -5,7 +5,8 @@ Keys, all under ``KEY_PREFIX`` (``blurq:``)::
     blurq:batches                     sorted set  batch id -> created time
     blurq:batch:<batch>               hash        totals, counters, times, parameters
     blurq:batch:<batch>:images        list        image ids in submission order
-    blurq:image:<batch>:<image>       hash        state, input, deliveries, stage, timings, output, error
+    blurq:image:<batch>:<image>       hash        state, input, deliveries, stage, timings,
+                                                  output, error
     blurq:events                      stream      one entry per transition (for live views)
 
 An image moves ``queued -> running -> done | failed``, or ``running -> queued`` when a transient
@@ -22,7 +23,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import redis
@@ -36,7 +37,7 @@ CREATE_CHUNK = 1_000
 """Image records written per Redis round trip when a batch is created."""
 
 
-class ImageState(str, Enum):
+class ImageState(StrEnum):
     """Where one image is in its life."""
 
     QUEUED = "queued"
@@ -158,7 +159,8 @@ class StatusStore:
     """Reads and writes batch and image records; the only place that changes their state."""
 
     def __init__(self, client: redis.Redis, *, ttl: int, max_deliveries: int) -> None:
-        self.redis = client
+        # Any: redis-py's stubs cannot know that decode_responses makes every reply a str.
+        self.redis: Any = client
         self.ttl = ttl
         self.max_deliveries = max_deliveries
         self._start = client.register_script(_START)
@@ -221,9 +223,10 @@ class StatusStore:
         ``poison`` (delivered too often: now failed) or ``missing`` (no such record).
         """
         keys = [image_key(batch_id, image_id), batch_key(batch_id), EVENTS_KEY]
-        args = [self.max_deliveries, time.time(), worker, self.ttl, EVENTS_MAXLEN]
+        args: list[str | int | float] = [self.max_deliveries, time.time(), worker, self.ttl]
+        args += [EVENTS_MAXLEN, batch_id, image_id]
         with _mapped():
-            outcome, deliveries = self._start(keys=keys, args=[*args, batch_id, image_id])
+            outcome, deliveries = self._start(keys=keys, args=args)
         return str(outcome), int(deliveries)
 
     def set_stage(self, batch_id: str, image_id: str, stage: str) -> None:

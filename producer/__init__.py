@@ -1,1 +1,1 @@
-"""Producer side: submit batches and watch them (Python API, CLI, local stack). Never imports workers."""
+"""Producer side: submit and watch batches (API, CLI, local stack); never imports workers."""

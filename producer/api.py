@@ -70,10 +70,15 @@ class Client:
         queue = queue or ("interactive" if len(sources) <= INTERACTIVE_MAX else "bulk")
         if queue not in QUEUES:
             raise InvalidJob(f"queue must be one of {QUEUES}, got {queue!r}")
-        jobs = [_job(batch_id, f"{n:06d}", source, destination, params) for n, source in enumerate(sources)]
+        jobs = [
+            _job(batch_id, f"{n:06d}", source, destination, params)
+            for n, source in enumerate(sources)
+        ]
         meta = {"params": json.dumps(params.__dict__), "output": str(destination), "queue": queue}
         created = self.status_store.create_batch(
-            batch_id, ((job.image_id, f"s3://{job.input_bucket}/{job.input_key}") for job in jobs), meta
+            batch_id,
+            ((job.image_id, f"s3://{job.input_bucket}/{job.input_key}") for job in jobs),
+            meta,
         )
         existing = None if created else self.status_store.batch(batch_id)
         if existing is not None and existing.submitted:

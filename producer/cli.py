@@ -102,16 +102,41 @@ def _params(strength: int, aperture: str, model: str, fmt: str, quality: int) ->
 def render_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The rendering options shared by submit and the local commands."""
     options = [
-        click.option("--strength", type=click.IntRange(1, 100), default=30, show_default=True,
-                     help="Blur strength 1-100 (radius at infinity = strength% of 4.5% of the long side)."),
-        click.option("--aperture", default="disc", show_default=True,
-                     help="Aperture shape: 'disc' or a number of blades (3-12)."),
-        click.option("--model", type=click.Choice(MATTING_MODELS), default="fusion", show_default=True,
-                     help="Matting model."),
-        click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="jpeg",
-                     show_default=True, help="Output format."),
-        click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True,
-                     help="JPEG/WebP quality."),
+        click.option(
+            "--strength",
+            type=click.IntRange(1, 100),
+            default=30,
+            show_default=True,
+            help="Blur strength 1-100 (radius at infinity = strength% of 4.5% of the long side).",
+        ),
+        click.option(
+            "--aperture",
+            default="disc",
+            show_default=True,
+            help="Aperture shape: 'disc' or a number of blades (3-12).",
+        ),
+        click.option(
+            "--model",
+            type=click.Choice(MATTING_MODELS),
+            default="fusion",
+            show_default=True,
+            help="Matting model.",
+        ),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(OUTPUT_FORMATS),
+            default="jpeg",
+            show_default=True,
+            help="Output format.",
+        ),
+        click.option(
+            "--quality",
+            type=click.IntRange(1, 100),
+            default=92,
+            show_default=True,
+            help="JPEG/WebP quality.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -129,12 +154,28 @@ def render_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @render_options
 @connection_options
 @fail_cleanly
-def submit(settings: Settings, uris: tuple[str, ...], prefix: str | None, manifest: str | None,
-           output: str, batch_id: str | None, queue: str | None, watch: bool, **render: Any) -> None:
+def submit(
+    settings: Settings,
+    uris: tuple[str, ...],
+    prefix: str | None,
+    manifest: str | None,
+    output: str,
+    batch_id: str | None,
+    queue: str | None,
+    watch: bool,
+    **render: Any,
+) -> None:
     """Submit a batch: s3:// URIs, a --prefix or a --manifest."""
     client = _client(settings)
-    batch = client.submit(uris=list(uris) or None, prefix=prefix, manifest=manifest,
-                          output=output, params=_params(**render), batch_id=batch_id, queue=queue)
+    batch = client.submit(
+        uris=list(uris) or None,
+        prefix=prefix,
+        manifest=manifest,
+        output=output,
+        params=_params(**render),
+        batch_id=batch_id,
+        queue=queue,
+    )
     click.echo(batch)
     if watch:
         _follow(client, batch)
@@ -183,8 +224,16 @@ def flower(port: int, address: str, basic_auth: str | None) -> None:
     loopback = address in ("127.0.0.1", "localhost", "::1")
     if not loopback and not basic_auth:
         raise click.ClickException("Flower off loopback needs --basic-auth user:password")
-    argv = [sys.executable, "-m", "celery", "-A", "infra.celery_app:app", "flower",
-            f"--port={port}", f"--address={address}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "infra.celery_app:app",
+        "flower",
+        f"--port={port}",
+        f"--address={address}",
+    ]
     env = dict(os.environ)
     if basic_auth:
         argv.append(f"--basic-auth={basic_auth}")
@@ -224,8 +273,10 @@ def dev_up(workers: int) -> None:
     from producer.devstack import LocalStack
 
     with LocalStack(workers=workers) as stack:
-        click.echo(f"redis   {stack.redis_url}\ns3      {stack.s3_endpoint}\n"
-                   f"flower  {stack.flower_url}\nlogs    {stack.log_dir}")
+        click.echo(
+            f"redis   {stack.redis_url}\ns3      {stack.s3_endpoint}\n"
+            f"flower  {stack.flower_url}\nlogs    {stack.log_dir}"
+        )
         click.echo("environment for other shells:")
         for name, value in stack.environment().items():
             if name.startswith("BLURQ_"):
@@ -244,10 +295,18 @@ def _sleep_until_interrupted() -> None:
 
 
 @main.command()
-@click.option("--out", "out_dir", default="blurq-demo-output", show_default=True,
-              help="Folder for the downloaded results.")
-@click.option("--hold/--no-hold", default=None,
-              help="Keep the stack (and Flower) up until Ctrl-C; default: when run in a terminal.")
+@click.option(
+    "--out",
+    "out_dir",
+    default="blurq-demo-output",
+    show_default=True,
+    help="Folder for the downloaded results.",
+)
+@click.option(
+    "--hold/--no-hold",
+    default=None,
+    help="Keep the stack (and Flower) up until Ctrl-C; default: when run in a terminal.",
+)
 @click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
 @fail_cleanly
 def demo(out_dir: str, hold: bool | None, workers: int) -> None:

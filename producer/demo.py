@@ -31,8 +31,10 @@ def run_demo(out_dir: str, *, workers: int, hold: Callable[[], None] | None) -> 
     """Run the demo end to end; with hold, keep the stack up until it returns."""
     begin = time.monotonic()
     with LocalStack(workers=workers) as stack:
-        click.echo(f"local stack up: redis {stack.redis_url}, s3 {stack.s3_endpoint}, "
-                   f"flower {stack.flower_url}")
+        click.echo(
+            f"local stack up: redis {stack.redis_url}, s3 {stack.s3_endpoint}, "
+            f"flower {stack.flower_url}"
+        )
         settings = stack.settings()
         storage = S3Storage(settings)
         storage.ensure_bucket(BUCKET)
@@ -43,8 +45,12 @@ def run_demo(out_dir: str, *, workers: int, hold: Callable[[], None] | None) -> 
         click.echo("waiting for the workers (first start loads the models)...")
         stack.wait_for_workers()
         client = Client(settings, storage=storage)
-        batch = client.submit(prefix=f"s3://{BUCKET}/photos/", output=f"s3://{BUCKET}/blurred/",
-                              params=BlurParams(strength=50), batch_id="demo")
+        batch = client.submit(
+            prefix=f"s3://{BUCKET}/photos/",
+            output=f"s3://{BUCKET}/blurred/",
+            params=BlurParams(strength=50),
+            batch_id="demo",
+        )
         click.echo(f"submitted batch {batch}")
         final = follow(lambda: client.status(batch), sys.stdout)
         saved = _download(client, storage, batch, Path(out_dir))

@@ -90,7 +90,10 @@ class LocalStack:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -124,8 +127,21 @@ class LocalStack:
             raise RuntimeError("redis-server not found: install it (apt-get install redis-server)")
         self._spawn(
             "redis",
-            [binary, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--maxmemory-policy", "noeviction", "--dir", str(self.log_dir)],
+            [
+                binary,
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxmemory-policy",
+                "noeviction",
+                "--dir",
+                str(self.log_dir),
+            ],
         )
         client = redis.Redis.from_url(self.redis_url)
         self._wait("redis", lambda: bool(client.ping()))
@@ -140,15 +156,31 @@ class LocalStack:
         """Start one more worker process (concurrency 1) consuming both queues."""
         return self._spawn(
             name,
-            [sys.executable, "-m", "producer.cli", "worker", "--name", f"{name}@%h",
-             "--concurrency", "1"],
+            [
+                sys.executable,
+                "-m",
+                "producer.cli",
+                "worker",
+                "--name",
+                f"{name}@%h",
+                "--concurrency",
+                "1",
+            ],
         )
 
     def _start_flower(self) -> None:
         self._spawn(
             "flower",
-            [sys.executable, "-m", "producer.cli", "flower", "--port", str(self.flower_port),
-             "--address", "127.0.0.1"],
+            [
+                sys.executable,
+                "-m",
+                "producer.cli",
+                "flower",
+                "--port",
+                str(self.flower_port),
+                "--address",
+                "127.0.0.1",
+            ],
         )
         self._wait("flower", lambda: _http_ok(f"{self.flower_url}/healthcheck"))
 
@@ -165,14 +197,18 @@ class LocalStack:
         while time.monotonic() < deadline:
             for proc_name, process in self.processes.items():
                 if process.poll() is not None:
-                    raise RuntimeError(f"{proc_name} exited early; see {self.log_dir}/{proc_name}.log")
+                    raise RuntimeError(
+                        f"{proc_name} exited early; see {self.log_dir}/{proc_name}.log"
+                    )
             try:
                 if ready():
                     return
             except Exception:  # not listening yet
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"{name} did not become ready in {timeout:.0f} s; logs in {self.log_dir}")
+        raise RuntimeError(
+            f"{name} did not become ready in {timeout:.0f} s; logs in {self.log_dir}"
+        )
 
     def stop(self) -> None:
         """Stop what was started: workers and Flower first (warm shutdown), then S3 and Redis."""

@@ -36,7 +36,12 @@ def _images_under(storage: Storage, root: S3Uri, exclude: S3Uri | None) -> Itera
     for key in storage.list(root.bucket, root.key):
         if not key.lower().endswith(IMAGE_EXTENSIONS):
             continue
-        if exclude and exclude.bucket == root.bucket and exclude.key and key.startswith(exclude.key):
+        if (
+            exclude
+            and exclude.bucket == root.bucket
+            and exclude.key
+            and key.startswith(exclude.key)
+        ):
             continue
         yield S3Uri(root.bucket, key)
 

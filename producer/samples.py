@@ -47,8 +47,8 @@ def _matplotlib(filename: str) -> Callable[[], NDArray[np.uint8]]:
     def load() -> NDArray[np.uint8]:
         from matplotlib import cbook
 
-        with cbook.get_sample_data(filename) as handle:
-            return np.asarray(Image.open(handle).convert("RGB"))
+        path = cbook.get_sample_data(filename, asfileobj=False)
+        return np.asarray(Image.open(path).convert("RGB"))
 
     return load
 

@@ -22,19 +22,36 @@ from infra.settings import get_settings
 
 
 @click.command()
-@click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Child processes; one per share of a GPU.")
-@click.option("--queues", "-Q", default=",".join(QUEUES), show_default=True,
-              help="Queues in priority order.")
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Child processes; one per share of a GPU.",
+)
+@click.option(
+    "--queues", "-Q", default=",".join(QUEUES), show_default=True, help="Queues in priority order."
+)
 @click.option("--name", "-n", default="blurq@%h", show_default=True, help="Worker node name.")
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 def worker(concurrency: int, queues: str, name: str, loglevel: str) -> None:
     """Run a Celery worker (prefork; settings from BLURQ_* variables)."""
-    from workers.tasks import app
+    import workers.tasks  # noqa: F401  (registers the task on the app)
+    from infra.celery_app import app
 
-    app.worker_main(["worker", f"--concurrency={concurrency}", f"--queues={queues}",
-                     f"--hostname={name}", f"--loglevel={loglevel}", "--pool=prefork",
-                     "--task-events", "--without-gossip"])
+    app.worker_main(
+        [
+            "worker",
+            f"--concurrency={concurrency}",
+            f"--queues={queues}",
+            f"--hostname={name}",
+            f"--loglevel={loglevel}",
+            "--pool=prefork",
+            "--task-events",
+            "--without-gossip",
+        ]
+    )
 
 
 def _matting(model: str) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]]:
@@ -70,8 +87,10 @@ def _matte_file(path: Path) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]
     def predict(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
         matte = np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255.0
         if matte.shape != rgb.shape[:2]:
-            raise ValueError(f"matte {path} is {matte.shape[1]}x{matte.shape[0]}, "
-                             f"image is {rgb.shape[1]}x{rgb.shape[0]}")
+            raise ValueError(
+                f"matte {path} is {matte.shape[1]}x{matte.shape[0]}, "
+                f"image is {rgb.shape[1]}x{rgb.shape[0]}"
+            )
         return matte
 
     return predict
@@ -79,18 +98,36 @@ def _matte_file(path: Path) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
-              help="Folder for the results (one per input, named after its stem).")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for the results (one per input, named after its stem).",
+)
 @click.option("--strength", type=click.IntRange(1, 100), default=30, show_default=True)
 @click.option("--aperture", default="disc", show_default=True, help="'disc' or 3-12 blades.")
-@click.option("--matte", "matte_path", type=click.Path(path_type=Path),
-              help="Use this matte PNG (input's size, white = subject) instead of computing one.")
+@click.option(
+    "--matte",
+    "matte_path",
+    type=click.Path(path_type=Path),
+    help="Use this matte PNG (input's size, white = subject) instead of computing one.",
+)
 @click.option("--model", type=click.Choice(MATTING_MODELS), default="fusion", show_default=True)
-@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="jpeg",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="jpeg", show_default=True
+)
 @click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True)
-def blur(files: tuple[Path, ...], out_dir: Path, strength: int, aperture: str,
-         matte_path: Path | None, model: str, fmt: str, quality: int) -> None:
+def blur(
+    files: tuple[Path, ...],
+    out_dir: Path,
+    strength: int,
+    aperture: str,
+    matte_path: Path | None,
+    model: str,
+    fmt: str,
+    quality: int,
+) -> None:
     """Blur the background of local photos (no queue)."""
     from workers.bokeh import render_bokeh
     from workers.decode import decode
@@ -112,8 +149,13 @@ def blur(files: tuple[Path, ...], out_dir: Path, strength: int, aperture: str,
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
-              help="Folder for the mattes (single-channel PNG, input's size, named after its stem).")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for the mattes (single-channel PNG, input's size, named after its stem).",
+)
 @click.option("--model", type=click.Choice(MATTING_MODELS), default="fusion", show_default=True)
 def matte(files: tuple[Path, ...], out_dir: Path, model: str) -> None:
     """Compute subject mattes of local photos (no queue)."""

@@ -74,7 +74,9 @@ def process(
         )
     with stage("encode"):
         params = job.params
-        data = encode(blurred, fmt=params.format, quality=params.quality, icc_profile=image.icc_profile)
+        data = encode(
+            blurred, fmt=params.format, quality=params.quality, icc_profile=image.icc_profile
+        )
     with stage("put"):
         storage.put(job.output_bucket, key, data, content_type=content_type(params.format))
     return Result(key, stage.timings, reused=False)

@@ -64,7 +64,7 @@ def blur_image(self: Task, message: dict[str, Any]) -> str:
         log.error("dropping invalid job message: %s", error)
         return "invalid"
     status = _status()
-    outcome, deliveries = status.start(job.batch_id, job.image_id, worker=self.request.hostname)
+    outcome, _ = status.start(job.batch_id, job.image_id, worker=self.request.hostname)
     if outcome != "running":
         log.info("image %s/%s not run: %s", job.batch_id, job.image_id, outcome)
         return outcome

@@ -38,22 +38,32 @@ def client(stack: LocalStack) -> Client:
     storage = S3Storage(settings)
     storage.ensure_bucket(BUCKET)
     for sample in SAMPLES:
-        storage.put(BUCKET, f"photos/{sample.name}.jpg", sample.jpeg(long_side=LONG_SIDE),
-                    content_type="image/jpeg")
+        storage.put(
+            BUCKET,
+            f"photos/{sample.name}.jpg",
+            sample.jpeg(long_side=LONG_SIDE),
+            content_type="image/jpeg",
+        )
     return Client(settings, storage=storage)
 
 
 @pytest.fixture(scope="module")
 def batch(client: Client) -> str:
-    batch_id = client.submit(prefix=f"s3://{BUCKET}/photos/", output=f"s3://{BUCKET}/out/",
-                             params=BlurParams(strength=60), batch_id="photos-1")
+    batch_id = client.submit(
+        prefix=f"s3://{BUCKET}/photos/",
+        output=f"s3://{BUCKET}/out/",
+        params=BlurParams(strength=60),
+        batch_id="photos-1",
+    )
     client.wait(batch_id, timeout=600)
     return batch_id
 
 
 def decoded(storage: S3Storage, uri: str) -> NDArray[np.uint8]:
     where = S3Uri.parse(uri)
-    return np.asarray(Image.open(io.BytesIO(storage.get(where.bucket, where.key).data)).convert("RGB"))
+    return np.asarray(
+        Image.open(io.BytesIO(storage.get(where.bucket, where.key).data)).convert("RGB")
+    )
 
 
 @cache
@@ -108,16 +118,26 @@ def test_subject_kept_and_background_blurred(client: Client, batch: str) -> None
 def test_resubmitting_a_batch_id_processes_nothing_twice(client: Client, batch: str) -> None:
     before = {image.image_id: image for image in client.images(batch)}
     outputs = sorted(client.storage.list(BUCKET, "out/"))
-    again = client.submit(prefix=f"s3://{BUCKET}/photos/", output=f"s3://{BUCKET}/out/",
-                          params=BlurParams(strength=60), batch_id=batch)
+    again = client.submit(
+        prefix=f"s3://{BUCKET}/photos/",
+        output=f"s3://{BUCKET}/out/",
+        params=BlurParams(strength=60),
+        batch_id=batch,
+    )
     assert again == batch
     time.sleep(3)
     after = {image.image_id: image for image in client.images(batch)}
-    assert {i: a.deliveries for i, a in after.items()} == {i: b.deliveries for i, b in before.items()}
+    assert {i: a.deliveries for i, a in after.items()} == {
+        i: b.deliveries for i, b in before.items()
+    }
     assert sorted(client.storage.list(BUCKET, "out/")) == outputs
     # A new batch over the same inputs and parameters finds the outputs already there.
-    second = client.submit(prefix=f"s3://{BUCKET}/photos/", output=f"s3://{BUCKET}/out/",
-                           params=BlurParams(strength=60), batch_id="photos-2")
+    second = client.submit(
+        prefix=f"s3://{BUCKET}/photos/",
+        output=f"s3://{BUCKET}/out/",
+        params=BlurParams(strength=60),
+        batch_id="photos-2",
+    )
     assert client.wait(second, timeout=300).done == len(SAMPLES)
     for image in client.images(second):
         assert "matting" not in image.timings  # reused, not rendered again
@@ -125,11 +145,14 @@ def test_resubmitting_a_batch_id_processes_nothing_twice(client: Client, batch: 
 
 
 def test_bad_inputs_fail_clearly_and_the_rest_completes(client: Client) -> None:
-    client.storage.put(BUCKET, "bad/notes.jpg", b"<html>not a photo</html>", content_type="text/html")
+    client.storage.put(
+        BUCKET, "bad/notes.jpg", b"<html>not a photo</html>", content_type="text/html"
+    )
     good = [f"s3://{BUCKET}/photos/{sample.name}.jpg" for sample in SAMPLES[:3]]
     uris = [*good, f"s3://{BUCKET}/bad/missing.jpg", f"s3://{BUCKET}/bad/notes.jpg"]
-    batch_id = client.submit(uris=uris, output=f"s3://{BUCKET}/bad-out/",
-                             params=BlurParams(strength=20))
+    batch_id = client.submit(
+        uris=uris, output=f"s3://{BUCKET}/bad-out/", params=BlurParams(strength=20)
+    )
     status = client.wait(batch_id, timeout=300)
     assert (status.done, status.failed) == (3, 2)
     failed = {image.input: image for image in client.images(batch_id, ImageState.FAILED)}

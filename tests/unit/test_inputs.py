@@ -22,13 +22,18 @@ def test_prefix_lists_images_and_skips_the_output_prefix(storage: S3Storage) -> 
 def test_manifest_on_disk_and_in_s3(storage: S3Storage, tmp_path: Path) -> None:
     manifest = tmp_path / "list.txt"
     manifest.write_text("# photos\ns3://b/one.jpg\n\n  s3://b/two.jpg  \n")
-    assert inputs.from_manifest(storage, str(manifest)) == [S3Uri("b", "one.jpg"),
-                                                            S3Uri("b", "two.jpg")]
+    assert inputs.from_manifest(storage, str(manifest)) == [
+        S3Uri("b", "one.jpg"),
+        S3Uri("b", "two.jpg"),
+    ]
     storage.ensure_bucket("manifests")
-    storage.put("manifests", "m.txt", b"rel/three.jpg\ns3://other/four.jpg\n",
-                content_type="text/plain")
+    storage.put(
+        "manifests", "m.txt", b"rel/three.jpg\ns3://other/four.jpg\n", content_type="text/plain"
+    )
     assert inputs.from_manifest(storage, "s3://manifests/m.txt") == [
-        S3Uri("manifests", "rel/three.jpg"), S3Uri("other", "four.jpg")]
+        S3Uri("manifests", "rel/three.jpg"),
+        S3Uri("other", "four.jpg"),
+    ]
 
 
 def test_bad_inputs_are_refused(storage: S3Storage, tmp_path: Path) -> None:

@@ -62,8 +62,15 @@ def test_output_key_is_deterministic_and_depends_on_everything() -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["../../etc/passwd", "/abs/../../x.jpg", "a/./../b.jpg", "..", "dir/../../../up.png",
-     "weird name ü?.jpg", "....//....//x.jpg"],
+    [
+        "../../etc/passwd",
+        "/abs/../../x.jpg",
+        "a/./../b.jpg",
+        "..",
+        "dir/../../../up.png",
+        "weird name ü?.jpg",
+        "....//....//x.jpg",
+    ],
 )
 def test_output_key_never_leaves_the_output_prefix(key: str) -> None:
     produced = output_key(make_job(key=key, prefix="batches/7/"), etag="e", model_version="m")

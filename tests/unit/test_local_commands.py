@@ -13,6 +13,11 @@ from PIL import Image
 from producer.samples import SAMPLES
 
 
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB") if image.mode not in ("L", "RGB") else image)
+
+
 def blurq(*args: str | Path) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "producer.cli", *map(str, args)]
     return subprocess.run(argv, capture_output=True, text=True, timeout=300)
@@ -33,24 +38,36 @@ def test_matte_writes_one_single_channel_png_per_input(photos: list[Path], tmp_p
     result = blurq("matte", *photos, "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     for photo in photos:
-        matte = Image.open(tmp_path / f"{photo.stem}.png")
-        assert matte.mode == "L" and matte.size == Image.open(photo).size
-        values = np.asarray(matte)
+        values = pixels(tmp_path / f"{photo.stem}.png")
+        assert values.ndim == 2 and values.shape == pixels(photo).shape[:2]  # mode L, same size
         assert values.max() > 200 and values.min() < 50  # a subject and a background
 
 
 def test_blur_with_a_given_matte(photos: list[Path], tmp_path: Path) -> None:
     photo = photos[0]
-    width, height = Image.open(photo).size
+    height, width = pixels(photo).shape[:2]
     matte = np.zeros((height, width), np.uint8)
     matte[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4] = 255
     Image.fromarray(matte).save(tmp_path / "matte.png")
-    result = blurq("blur", photo, "--out", tmp_path / "out", "--matte", tmp_path / "matte.png",
-                   "--strength", "80", "--format", "png")
+    result = blurq(
+        "blur",
+        photo,
+        "--out",
+        tmp_path / "out",
+        "--matte",
+        tmp_path / "matte.png",
+        "--strength",
+        "80",
+        "--format",
+        "png",
+    )
     assert result.returncode == 0, result.stderr
-    before = np.asarray(Image.open(photo).convert("RGB")).astype(np.int16)
-    after = np.asarray(Image.open(tmp_path / "out" / f"{photo.stem}.png")).astype(np.int16)
-    inside = (slice(height // 4 + 2, 3 * height // 4 - 2), slice(width // 4 + 2, 3 * width // 4 - 2))
+    before = pixels(photo).astype(np.int16)
+    after = pixels(tmp_path / "out" / f"{photo.stem}.png").astype(np.int16)
+    inside = (
+        slice(height // 4 + 2, 3 * height // 4 - 2),
+        slice(width // 4 + 2, 3 * width // 4 - 2),
+    )
     assert np.abs(after[inside] - before[inside]).max() == 0  # α = 1 is untouched
     assert np.abs(after[:20, :20] - before[:20, :20]).mean() > 1  # the corner is blurred
 
@@ -62,8 +79,9 @@ def test_unreadable_inputs_exit_non_zero_with_one_line_each(
     junk.write_bytes(b"this is not an image")
     small = tmp_path / "small.png"
     Image.fromarray(np.zeros((10, 12), np.uint8)).save(small)
-    result = blurq("blur", photos[0], junk, tmp_path / "missing.jpg", "--out", tmp_path / "o",
-                   "--matte", small)
+    result = blurq(
+        "blur", photos[0], junk, tmp_path / "missing.jpg", "--out", tmp_path / "o", "--matte", small
+    )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 3 and all(line.strip() for line in lines)

@@ -30,8 +30,18 @@ def test_producer_imports_no_worker_code_and_no_onnxruntime() -> None:
 def test_help_lists_every_command_with_examples() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    for command in ("submit", "status", "watch", "worker", "flower", "models", "blur", "matte",
-                    "dev", "demo"):
+    for command in (
+        "submit",
+        "status",
+        "watch",
+        "worker",
+        "flower",
+        "models",
+        "blur",
+        "matte",
+        "dev",
+        "demo",
+    ):
         assert f"  {command} " in result.output
     assert "blurq submit --prefix s3://" in result.output
 
@@ -61,18 +71,42 @@ def test_celery_config_follows_the_design() -> None:
     assert config["worker_cancel_long_running_tasks_on_connection_loss"]
     assert config["worker_send_task_events"] and config["task_send_sent_event"]
     transport = config["broker_transport_options"]
-    assert transport["visibility_timeout"] > config["task_time_limit"] > config["task_soft_time_limit"]
+    assert (
+        transport["visibility_timeout"] > config["task_time_limit"] > config["task_soft_time_limit"]
+    )
     assert transport["queue_order_strategy"] == "priority"
     assert [queue.name for queue in config["task_queues"]] == ["interactive", "bulk"]
     assert config["broker_url"] == "redis://example:1/0"
 
 
 def test_progress_line_counts_and_eta() -> None:
-    running = BatchStatus("b", total=10, queued=5, running=1, done=3, failed=1, created_at=100.0,
-                          started_at=101.0, finished_at=None, submitted=True, output="s3://o/")
+    running = BatchStatus(
+        "b",
+        total=10,
+        queued=5,
+        running=1,
+        done=3,
+        failed=1,
+        created_at=100.0,
+        started_at=101.0,
+        finished_at=None,
+        submitted=True,
+        output="s3://o/",
+    )
     line = render(running, now=108.0)
     assert "4/10" in line and "done 3" in line and "failed 1" in line and "queued 5" in line
     assert "0.50 img/s" in line and "ETA 12s" in line
-    finished = BatchStatus("b", total=2, queued=0, running=0, done=2, failed=0, created_at=0.0,
-                           started_at=1.0, finished_at=90.0, submitted=True, output="")
+    finished = BatchStatus(
+        "b",
+        total=2,
+        queued=0,
+        running=0,
+        done=2,
+        failed=0,
+        created_at=0.0,
+        started_at=1.0,
+        finished_at=90.0,
+        submitted=True,
+        output="",
+    )
     assert "ETA" not in render(finished) and "in 1m30s" in render(finished)

@@ -37,8 +37,12 @@ def test_a_batch_id_is_created_once(status_store: StatusStore) -> None:
 def test_transitions_move_counters_together(status_store: StatusStore) -> None:
     create(status_store)
     assert status_store.start("b", "000000", "w") == ("running", 1)
-    assert status_store.finish("b", "000000", ImageState.DONE, timings={"get": 0.5},
-                               output="s3://out/x/0.jpg") == "done"
+    assert (
+        status_store.finish(
+            "b", "000000", ImageState.DONE, timings={"get": 0.5}, output="s3://out/x/0.jpg"
+        )
+        == "done"
+    )
     assert status_store.start("b", "000001", "w")[0] == "running"
     assert status_store.finish("b", "000001", ImageState.FAILED, error="bad image") == "failed"
     status = status_store.batch("b")

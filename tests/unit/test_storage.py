@@ -36,8 +36,12 @@ def test_byte_limit_is_checked_before_reading(storage: S3Storage) -> None:
 
 
 def test_unreachable_endpoint_is_transient() -> None:
-    dead = Settings(s3_endpoint_url="http://127.0.0.1:9", s3_max_attempts=2,
-                    s3_access_key_id="k", s3_secret_access_key="s")
+    dead = Settings(
+        s3_endpoint_url="http://127.0.0.1:9",
+        s3_max_attempts=2,
+        s3_access_key_id="k",
+        s3_secret_access_key="s",
+    )
     with pytest.raises(StorageUnavailable):
         S3Storage(dead).get("b", "k")
 
