@@ -58,17 +58,28 @@ def backoff(retries: int) -> float:
 @app.task(name=BLUR_TASK, bind=True, max_retries=None)
 def blur_image(self: Task, message: dict[str, Any]) -> str:
     """Blur one image described by a job message; returns the image's final state."""
+    status = _status()
     try:
         job = Job.decode(message)
     except InvalidJob as error:
-        log.error("dropping invalid job message: %s", error)
-        return "invalid"
-    status = _status()
+        return _refuse(status, message, error, self.request.hostname)
     outcome, _ = status.start(job.batch_id, job.image_id, worker=self.request.hostname)
     if outcome != "running":
         log.info("image %s/%s not run: %s", job.batch_id, job.image_id, outcome)
         return outcome
     return _run(self, job, status, get_settings())
+
+
+def _refuse(status: StatusStore, message: Any, error: InvalidJob, worker: str) -> str:
+    """Fail the image of a message that breaks the contract, if the message names one."""
+    log.error("invalid job message: %s", error)
+    ids = message if isinstance(message, dict) else {}
+    batch_id, image_id = ids.get("batch_id"), ids.get("image_id")
+    if not (isinstance(batch_id, str) and isinstance(image_id, str)):
+        return "invalid"
+    if status.start(batch_id, image_id, worker=worker)[0] != "running":
+        return "invalid"
+    return status.finish(batch_id, image_id, ImageState.FAILED, error=f"invalid job: {error}")
 
 
 def _run(task: Task, job: Job, status: StatusStore, settings: Settings) -> str:

@@ -174,3 +174,14 @@ def test_flower_lists_the_batch_tasks(stack: LocalStack, batch: str) -> None:
     assert {task["name"] for task in ours} == {"blurq.blur_image"}
     with urllib.request.urlopen(f"{stack.flower_url}/api/workers?refresh=1", timeout=30) as reply:
         assert len(json.loads(reply.read())) >= 2
+
+
+def test_a_message_breaking_the_contract_fails_its_image(client: Client) -> None:
+    from infra.celery_app import BLUR_TASK
+
+    assert client.status_store.create_batch("contract", [("000000", "s3://e2e/x.jpg")], {})
+    message = {"schema": 99, "batch_id": "contract", "image_id": "000000"}
+    client.app.send_task(BLUR_TASK, args=[message], queue="interactive")
+    status = client.wait("contract", timeout=60)
+    assert status.failed == 1
+    assert "unsupported job schema 99" in client.images("contract")[0].error
