@@ -196,6 +196,8 @@ class StatusStore:
             pipe.hset(key, mapping={**fields, **meta})
             pipe.expire(key, self.ttl)
             pipe.zadd(BATCHES_KEY, {batch_id: float(now)})
+            # The index outlives its records otherwise: drop batches past their TTL.
+            pipe.zremrangebyscore(BATCHES_KEY, "-inf", float(now) - self.ttl)
             pipe.execute()
         return True
 

@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import asdict
 
 from celery import Celery
 
@@ -74,7 +75,7 @@ class Client:
             _job(batch_id, f"{n:06d}", source, destination, params)
             for n, source in enumerate(sources)
         ]
-        meta = {"params": json.dumps(params.__dict__), "output": str(destination), "queue": queue}
+        meta = {"params": json.dumps(asdict(params)), "output": str(destination), "queue": queue}
         created = self.status_store.create_batch(
             batch_id,
             ((job.image_id, f"s3://{job.input_bucket}/{job.input_key}") for job in jobs),

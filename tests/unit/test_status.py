@@ -103,3 +103,15 @@ def test_records_expire_and_events_are_streamed(
     assert 0 < redis_client.ttl(image_key("b", "000000")) <= 3600
     states = [fields["state"] for _, fields in redis_client.xrange(EVENTS_KEY)]
     assert states == ["running", "done"]
+
+
+def test_batch_index_drops_batches_past_their_ttl(
+    status_store: StatusStore, redis_client: redis.Redis
+) -> None:
+    import time
+
+    from infra.status import BATCHES_KEY
+
+    redis_client.zadd(BATCHES_KEY, {"ancient": time.time() - 2 * status_store.ttl})
+    create(status_store, "fresh")
+    assert redis_client.zrange(BATCHES_KEY, 0, -1) == ["fresh"]
