@@ -34,14 +34,26 @@ def render(status: BatchStatus, *, now: float | None = None) -> str:
 def follow(
     read: Callable[[], BatchStatus], out: TextIO, *, poll: float = 0.5, timeout: float | None = None
 ) -> BatchStatus:
-    """Redraw the bar until the batch ends (or timeout); returns the last status."""
+    """Redraw the bar until the batch ends (or timeout); returns the last status.
+
+    On a terminal the line is redrawn in place; elsewhere (logs, CI) a line is written only when
+    the counts change.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
+    live = out.isatty()
+    last = None
     while True:
         status = read()
-        out.write("\r" + render(status) + "\033[K")
+        counts = (status.queued, status.running, status.done, status.failed)
+        if live:
+            out.write("\r" + render(status) + "\033[K")
+        elif counts != last:
+            out.write(render(status) + "\n")
+        last = counts
         out.flush()
         if status.finished or (deadline is not None and time.monotonic() > deadline):
-            out.write("\n")
+            if live:
+                out.write("\n")
             return status
         time.sleep(poll)
 

@@ -110,3 +110,31 @@ def test_progress_line_counts_and_eta() -> None:
         output="",
     )
     assert "ETA" not in render(finished) and "in 1m30s" in render(finished)
+
+
+def test_follow_writes_a_line_per_change_when_not_a_terminal() -> None:
+    import io
+
+    from producer.progress import follow
+
+    def snapshot(done: int) -> BatchStatus:
+        return BatchStatus(
+            "b",
+            total=2,
+            queued=2 - done,
+            running=0,
+            done=done,
+            failed=0,
+            created_at=0.0,
+            started_at=0.0,
+            finished_at=None if done < 2 else 5.0,
+            submitted=True,
+            output="",
+        )
+
+    states = iter([snapshot(0), snapshot(0), snapshot(1), snapshot(1), snapshot(2)])
+    out = io.StringIO()
+    final = follow(lambda: next(states), out, poll=0)
+    lines = out.getvalue().splitlines()
+    assert final.done == 2 and len(lines) == 3 and "\r" not in out.getvalue()
+    assert lines[-1].startswith("[" + "#" * 30 + "] 2/2")
