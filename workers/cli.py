@@ -169,3 +169,25 @@ def matte(files: tuple[Path, ...], out_dir: Path, model: str) -> None:
         return target
 
     _each(files, one)
+
+
+@click.group("eval")
+def evaluate() -> None:
+    """Measure quality against ground truth."""
+
+
+@evaluate.command("matting")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", type=click.Choice(MATTING_MODELS), default="fusion", show_default=True)
+def evaluate_matting(folder: Path, model: str) -> None:
+    """SAD/1000, MSE and Grad/1000 per image of FOLDER (image/ + alpha/), mean and median."""
+    from workers.evaluation import evaluate as run, table
+
+    predict = _matting(model)
+    predict(np.zeros((64, 64, 3), np.uint8))  # load the sessions outside the timings
+    try:
+        scores = run(folder, predict)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"model {model}, {len(scores)} images of {folder}")
+    click.echo(table(scores))
