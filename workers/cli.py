@@ -181,13 +181,13 @@ def evaluate() -> None:
 @click.option("--model", type=click.Choice(MATTING_MODELS), default="fusion", show_default=True)
 def evaluate_matting(folder: Path, model: str) -> None:
     """SAD/1000, MSE and Grad/1000 per image of FOLDER (image/ + alpha/), mean and median."""
-    from workers.evaluation import evaluate as run, table
+    from workers import evaluation
 
     predict = _matting(model)
     predict(np.zeros((64, 64, 3), np.uint8))  # load the sessions outside the timings
     try:
-        scores = run(folder, predict)
+        scores = evaluation.evaluate(folder, predict)
     except ValueError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"model {model}, {len(scores)} images of {folder}")
-    click.echo(table(scores))
+    click.echo(evaluation.table(scores))

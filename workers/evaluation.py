@@ -83,7 +83,8 @@ def evaluate(
         begin = time.perf_counter()
         alpha = predict(rgb)
         seconds = time.perf_counter() - begin
-        scores.append(Score(name, sad(alpha, truth), mse(alpha, truth), grad(alpha, truth), seconds))
+        metrics = sad(alpha, truth), mse(alpha, truth), grad(alpha, truth)
+        scores.append(Score(name, *metrics, seconds))
     return scores
 
 
