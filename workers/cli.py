@@ -132,6 +132,7 @@ def blur(
     from workers.bokeh import render_bokeh
     from workers.decode import decode
     from workers.encode import encode, extension
+    from workers.foreground import estimate_foreground
 
     blades = None if aperture == "disc" else int(aperture)
     predict = _matte_file(matte_path) if matte_path else _matting(model)
@@ -139,7 +140,11 @@ def blur(
 
     def one(path: Path) -> Path:
         image = decode(path.read_bytes(), max_pixels=get_settings().max_input_pixels)
-        result = render_bokeh(image.rgb, predict(image.rgb), strength=strength, aperture=blades)
+        alpha = predict(image.rgb)
+        front = estimate_foreground(image.rgb, alpha)
+        result = render_bokeh(
+            image.rgb, alpha, strength=strength, aperture=blades, foreground=front
+        )
         target = out_dir / f"{path.stem}.{extension(fmt)}"
         target.write_bytes(encode(result, fmt=fmt, quality=quality, icc_profile=image.icc_profile))
         return target

@@ -1,6 +1,6 @@
 """The pipeline of one image, reading like the diagram:
 
-    S3 get → decode → matting → bokeh → encode → S3 put
+    S3 get → decode → matting → foreground → bokeh → encode → S3 put
 
 I/O happens only at the two ends; each stage in between is arrays in, arrays out. The stage the
 image is in and the time each stage took are written to its status record.
@@ -20,7 +20,12 @@ from infra.storage import Storage
 from workers.bokeh import render_bokeh
 from workers.decode import decode
 from workers.encode import content_type, encode
+from workers.foreground import estimate_foreground
 from workers.matting import Matting
+
+RENDER_REVISION = 2
+"""Bumped whenever foreground, bokeh or encode change their output for the same input, so that
+output keys change with it and a resubmission never reuses a result rendered the old way."""
 
 
 @dataclass(frozen=True)
@@ -61,16 +66,23 @@ def process(
     with stage("get"):
         source = storage.get(job.input_bucket, job.input_key, max_bytes=settings.max_input_bytes)
         model = matting(job.params.model)
-        key = output_key(job, etag=source.etag, model_version=model.version)
+        version = f"{model.version}-render{RENDER_REVISION}"
+        key = output_key(job, etag=source.etag, model_version=version)
         if storage.head(job.output_bucket, key) is not None:
             return Result(key, stage.timings, reused=True)
     with stage("decode"):
         image = decode(source.data, max_pixels=settings.max_input_pixels)
     with stage("matting"):
         alpha = model.predict(image.rgb)
+    with stage("foreground"):
+        foreground = estimate_foreground(image.rgb, alpha)
     with stage("bokeh"):
         blurred = render_bokeh(
-            image.rgb, alpha, strength=job.params.strength, aperture=job.params.aperture
+            image.rgb,
+            alpha,
+            strength=job.params.strength,
+            aperture=job.params.aperture,
+            foreground=foreground,
         )
     with stage("encode"):
         params = job.params

@@ -86,7 +86,15 @@ def test_batch_of_real_photos_completes(client: Client, batch: str) -> None:
     assert status.queued == status.running == 0 and status.finished_at is not None
     for image in client.images(batch):
         assert image.state is ImageState.DONE and image.deliveries == 1
-        assert set(image.timings) == {"get", "decode", "matting", "bokeh", "encode", "put"}
+        assert set(image.timings) == {
+            "get",
+            "decode",
+            "matting",
+            "foreground",
+            "bokeh",
+            "encode",
+            "put",
+        }
         assert image.output.startswith(f"s3://{BUCKET}/out/photos/")
 
 
