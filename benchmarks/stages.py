@@ -2,8 +2,8 @@
 
 Starts the embedded local stack with one worker, uploads N distinct 12 MP photos (real photos
 upscaled to 4000x3000, each flipped/shifted so no output is reused), submits them as one batch
-and prints the median, min and max of each stage (get, decode, matting, bokeh, encode, put) and
-of the whole image, plus the end-to-end wall time.
+and prints the median, min and max of each stage (get, decode, matting, foreground, bokeh,
+encode, put) and of the whole image, plus the end-to-end wall time.
 
     .venv/bin/python benchmarks/stages.py --images 5 --strength 50
 """
@@ -64,14 +64,14 @@ def main() -> None:
         wall = time.perf_counter() - begin
         images = client.images(batch)
     print(f"{final.done} done, {final.failed} failed, {len(images)} images of {SIZE[0]}x{SIZE[1]}")
-    stages = ["get", "decode", "matting", "bokeh", "encode", "put"]
-    print(f"{'stage':8} {'median s':>9} {'min s':>7} {'max s':>7}")
+    stages = ["get", "decode", "matting", "foreground", "bokeh", "encode", "put"]
+    print(f"{'stage':10} {'median s':>9} {'min s':>7} {'max s':>7}")
     for stage in [*stages, "total"]:
         if stage == "total":
             values = [sum(image.timings.values()) for image in images]
         else:
             values = [image.timings[stage] for image in images if stage in image.timings]
-        print(f"{stage:8} {statistics.median(values):9.3f} {min(values):7.3f} {max(values):7.3f}")
+        print(f"{stage:10} {statistics.median(values):9.3f} {min(values):7.3f} {max(values):7.3f}")
     print(f"batch wall time {wall:.1f} s ({wall / len(images):.2f} s per image, one worker)")
 
 
