@@ -31,6 +31,7 @@ Examples:
   blurq models fetch
   blurq blur portrait.jpg --out blurred/ --strength 60
   blurq matte portrait.jpg --out mattes/
+  blurq eval matting eval-set/ --model u2netp
   blurq dev up
   blurq demo
 """

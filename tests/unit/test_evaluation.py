@@ -1,0 +1,76 @@
+"""Matting metrics and the ``blurq eval matting`` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from workers.evaluation import Score, evaluate, grad, mse, pairs, sad, table
+
+
+def test_metrics_on_known_values() -> None:
+    truth = np.zeros((10, 10), np.float32)
+    truth[:, 5:] = 1.0
+    assert sad(truth, truth) == mse(truth, truth) == grad(truth, truth) == 0.0
+    off = truth.copy()
+    off[0, 0] = 0.5
+    assert sad(off, truth) == pytest.approx(0.5 / 1000)
+    assert mse(off, truth) == pytest.approx(0.25 / 100)
+    blurred = cv2.GaussianBlur(truth, (0, 0), 2.0)
+    assert grad(blurred, truth) > grad(cv2.GaussianBlur(truth, (0, 0), 0.5), truth) > 0
+
+
+def make_dataset(folder: Path) -> None:
+    (folder / "image").mkdir(parents=True)
+    (folder / "alpha").mkdir()
+    for number in range(2):
+        rgb = np.full((48, 64, 3), 30, np.uint8)
+        alpha = np.zeros((48, 64), np.uint8)
+        cv2.circle(rgb, (32, 24), 12 + number, (250, 200, 40), -1)
+        cv2.circle(alpha, (32, 24), 12 + number, 255, -1)
+        cv2.imwrite(str(folder / "image" / f"s{number}.png"), rgb)
+        cv2.imwrite(str(folder / "alpha" / f"s{number}.png"), cv2.merge([alpha] * 3))
+    cv2.imwrite(str(folder / "image" / "no-truth.png"), np.zeros((8, 8, 3), np.uint8))
+
+
+def test_evaluate_scores_each_pair(tmp_path: Path) -> None:
+    make_dataset(tmp_path)
+    assert [name for name, _, _ in pairs(tmp_path)] == ["s0", "s1"]
+    perfect = evaluate(tmp_path, lambda rgb: (rgb.max(axis=2) > 128).astype(np.float32))
+    assert [score.sad for score in perfect] == [0.0, 0.0]
+    empty = evaluate(tmp_path, lambda rgb: np.zeros(rgb.shape[:2], np.float32))
+    assert empty[1].sad > empty[0].sad > 0.4  # a disc of radius 12: about 450 pixels
+    text = table(empty)
+    assert text.splitlines()[0].split() == ["image", "SAD/1000", "MSE", "Grad/1000", "s/img"]
+    assert text.splitlines()[-2].startswith("mean") and text.splitlines()[-1].startswith("median")
+
+
+def test_bad_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="image/ and alpha/"):
+        pairs(tmp_path)
+    table([Score("x", 1.0, 0.1, 2.0, 0.5)])  # one row is enough for mean and median
+
+
+def test_eval_command(tmp_path: Path) -> None:
+    make_dataset(tmp_path)
+    argv = [
+        sys.executable,
+        "-m",
+        "producer.cli",
+        "eval",
+        "matting",
+        str(tmp_path),
+        "--model",
+        "u2netp",
+    ]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("model u2netp, 2 images")
+    assert [line.split()[0] for line in lines[2:]] == ["s0", "s1", "mean", "median"]
+    assert all(0.0 <= float(line.split()[1]) < 5.0 for line in lines[2:])
