@@ -1,0 +1,84 @@
+"""Render the README's gallery into docs/gallery/: subjects at several strengths, disc vs hexagon.
+
+    .venv/bin/python docs/make_gallery.py
+
+Each row is the original followed by strengths 10, 30, 60 and 100 (the whole pipeline's stages:
+matting, foreground estimation, bokeh), labelled in the picture; the aperture row blurs a
+synthetic scene of point lights with a disc and with six blades.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from infra.models import ModelStore
+from infra.settings import Settings
+from producer.samples import SAMPLES
+from workers.bokeh import render_bokeh
+from workers.foreground import estimate_foreground
+from workers.matting import Matting
+
+OUT = Path(__file__).resolve().parent / "gallery"
+STRENGTHS = (10, 30, 60, 100)
+SUBJECTS = {"portrait": "grace-hopper", "product": "coffee", "pet": "chelsea"}
+TILE_HEIGHT = 300
+
+
+def labelled(rgb: NDArray[np.uint8], text: str) -> NDArray[np.uint8]:
+    """The image scaled to the tile height with a caption in its top-left corner."""
+    scale = TILE_HEIGHT / rgb.shape[0]
+    tile = cv2.resize(rgb, (round(rgb.shape[1] * scale), TILE_HEIGHT), interpolation=cv2.INTER_AREA)
+    cv2.rectangle(tile, (0, 0), (12 + 10 * len(text), 26), (0, 0, 0), -1)
+    cv2.putText(
+        tile, text, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA
+    )
+    return tile
+
+
+def point_lights() -> NDArray[np.uint8]:
+    """A synthetic night scene: small bright lights of a few colours on a dark gradient."""
+    rng = np.random.default_rng(7)
+    scene = np.zeros((400, 600, 3), np.uint8)
+    scene[:] = np.linspace(10, 40, 600, dtype=np.uint8)[None, :, None]
+    colours = [(255, 240, 200), (255, 180, 90), (180, 220, 255), (255, 255, 255)]
+    for _ in range(28):
+        x, y = int(rng.integers(20, 580)), int(rng.integers(20, 380))
+        colour = colours[int(rng.integers(len(colours)))]
+        cv2.circle(scene, (x, y), int(rng.integers(1, 3)), colour, -1, cv2.LINE_AA)
+    return scene
+
+
+def save(path: Path, tiles: list[NDArray[np.uint8]]) -> None:
+    row = np.concatenate(tiles, axis=1)
+    cv2.imwrite(str(path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
+    print(path)
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    matting = Matting("fusion", ModelStore(Settings().model_dir))
+    by_name = {sample.name: sample for sample in SAMPLES}
+    for subject, name in SUBJECTS.items():
+        rgb = np.ascontiguousarray(by_name[name].load())
+        alpha = matting.predict(rgb)
+        front = estimate_foreground(rgb, alpha)
+        tiles = [labelled(rgb, "original")]
+        for strength in STRENGTHS:
+            out = render_bokeh(rgb, alpha, strength=strength, foreground=front)
+            tiles.append(labelled(out, f"strength {strength}"))
+        save(OUT / f"{subject}.jpg", tiles)
+    lights = point_lights()
+    no_subject = np.zeros(lights.shape[:2], np.float32)
+    tiles = []
+    for aperture, label in ((None, "disc"), (6, "6 blades")):
+        out = render_bokeh(lights, no_subject, strength=60, aperture=aperture)
+        tiles.append(labelled(out, f"{label}, strength 60"))
+    save(OUT / "aperture.jpg", tiles)
+
+
+if __name__ == "__main__":
+    main()
