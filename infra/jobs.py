@@ -24,6 +24,7 @@ QUEUES = ("interactive", "bulk")
 
 _EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_DEPTH_SUFFIX = re.compile(r"[A-Za-z0-9._-]{1,40}")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class BlurParams:
     model: str = "fusion"
     format: str = "jpeg"
     quality: int = 92
+    depth_suffix: str | None = None  # per-image depth map at <input key stem><suffix>
 
     def __post_init__(self) -> None:
         if not 1 <= self.strength <= 100:
@@ -47,6 +49,8 @@ class BlurParams:
             raise InvalidJob(f"format must be one of {OUTPUT_FORMATS}, got {self.format!r}")
         if not 1 <= self.quality <= 100:
             raise InvalidJob(f"quality must be 1..100, got {self.quality}")
+        if self.depth_suffix is not None and not _DEPTH_SUFFIX.fullmatch(self.depth_suffix):
+            raise InvalidJob(f"depth suffix must look like '.depth.png', got {self.depth_suffix!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BlurParams:

@@ -95,9 +95,18 @@ def _client(settings: Settings) -> Any:
     return Client(settings)
 
 
-def _params(strength: int, aperture: str, model: str, fmt: str, quality: int) -> BlurParams:
+def _params(
+    strength: int, aperture: str, model: str, fmt: str, quality: int, depth_suffix: str | None
+) -> BlurParams:
     blades = None if aperture == "disc" else int(aperture)
-    return BlurParams(strength=strength, aperture=blades, model=model, format=fmt, quality=quality)
+    return BlurParams(
+        strength=strength,
+        aperture=blades,
+        model=model,
+        format=fmt,
+        quality=quality,
+        depth_suffix=depth_suffix,
+    )
 
 
 def render_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -152,6 +161,11 @@ def render_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--batch-id", help="Your id for the batch; resubmitting it sends nothing twice.")
 @click.option("--queue", type=click.Choice(QUEUES), help="Default: interactive for <= 8 images.")
 @click.option("--watch", is_flag=True, help="Show a live progress bar until the batch ends.")
+@click.option(
+    "--depth-suffix",
+    help="Each input's depth map is <key stem><suffix>, e.g. .depth.png "
+    "(white = far); without it, depth comes from the distance to the subject.",
+)
 @render_options
 @connection_options
 @fail_cleanly

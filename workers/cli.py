@@ -81,6 +81,16 @@ def _read(path: Path) -> NDArray[np.uint8]:
     return decode(path.read_bytes(), max_pixels=get_settings().max_input_pixels).rgb
 
 
+def _depth_for(path: Path, given: Path, shape: tuple[int, ...]) -> NDArray[np.float32]:
+    """The depth map of one input: the given file, or <stem>.png in the given folder."""
+    from workers.depth import decode_depth
+
+    source = given / f"{path.stem}.png" if given.is_dir() else given
+    if not source.is_file():
+        raise ValueError(f"no depth map {source}")
+    return decode_depth(source.read_bytes(), (shape[0], shape[1]))
+
+
 def _matte_file(path: Path) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]]:
     """A stand-in for matting that returns a given matte PNG, checked against the image's size."""
 
@@ -113,6 +123,13 @@ def _matte_file(path: Path) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]
     type=click.Path(path_type=Path),
     help="Use this matte PNG (input's size, white = subject) instead of computing one.",
 )
+@click.option(
+    "--depth",
+    "depth_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="A depth map (white = far, black = the subject's plane), or a folder of them named "
+    "after the inputs' stems; default: a proxy from the distance to the subject.",
+)
 @click.option("--model", type=click.Choice(MATTING_MODELS), default="fusion", show_default=True)
 @click.option(
     "--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="jpeg", show_default=True
@@ -124,6 +141,7 @@ def blur(
     strength: int,
     aperture: str,
     matte_path: Path | None,
+    depth_path: Path | None,
     model: str,
     fmt: str,
     quality: int,
@@ -136,14 +154,17 @@ def blur(
 
     blades = None if aperture == "disc" else int(aperture)
     predict = _matte_file(matte_path) if matte_path else _matting(model)
+    if depth_path and depth_path.is_file() and len(files) > 1:
+        raise click.UsageError("--depth FILE goes with one input; give a folder for several")
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def one(path: Path) -> Path:
         image = decode(path.read_bytes(), max_pixels=get_settings().max_input_pixels)
         alpha = predict(image.rgb)
         front = estimate_foreground(image.rgb, alpha)
+        depth = _depth_for(path, depth_path, image.rgb.shape[:2]) if depth_path else None
         result = render_bokeh(
-            image.rgb, alpha, strength=strength, aperture=blades, foreground=front
+            image.rgb, alpha, strength=strength, aperture=blades, foreground=front, depth=depth
         )
         target = out_dir / f"{path.stem}.{extension(fmt)}"
         target.write_bytes(encode(result, fmt=fmt, quality=quality, icc_profile=image.icc_profile))

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from infra.jobs import Job, output_key
 from infra.settings import Settings
 from infra.status import StatusStore
-from infra.storage import Storage
+from infra.storage import Storage, StoredObject
 from workers.bokeh import render_bokeh
 from workers.decode import decode
+from workers.depth import decode_depth, depth_key
 from workers.encode import content_type, encode
 from workers.foreground import estimate_foreground
 from workers.matting import Matting
@@ -65,13 +66,17 @@ def process(
     stage = Stages(job, status)
     with stage("get"):
         source = storage.get(job.input_bucket, job.input_key, max_bytes=settings.max_input_bytes)
+        depth_map = _get_depth(job, storage, settings)
         model = matting(job.params.model)
         version = f"{model.version}-render{RENDER_REVISION}"
-        key = output_key(job, etag=source.etag, model_version=version)
+        etag = source.etag if depth_map is None else f"{source.etag}+{depth_map.etag}"
+        key = output_key(job, etag=etag, model_version=version)
         if storage.head(job.output_bucket, key) is not None:
             return Result(key, stage.timings, reused=True)
     with stage("decode"):
         image = decode(source.data, max_pixels=settings.max_input_pixels)
+        shape = image.rgb.shape[:2]
+        depth = None if depth_map is None else decode_depth(depth_map.data, (shape[0], shape[1]))
     with stage("matting"):
         alpha = model.predict(image.rgb)
     with stage("foreground"):
@@ -83,6 +88,7 @@ def process(
             strength=job.params.strength,
             aperture=job.params.aperture,
             foreground=foreground,
+            depth=depth,
         )
     with stage("encode"):
         params = job.params
@@ -92,3 +98,11 @@ def process(
     with stage("put"):
         storage.put(job.output_bucket, key, data, content_type=content_type(params.format))
     return Result(key, stage.timings, reused=False)
+
+
+def _get_depth(job: Job, storage: Storage, settings: Settings) -> StoredObject | None:
+    """The job's depth map object, when its parameters name one."""
+    if job.params.depth_suffix is None:
+        return None
+    key = depth_key(job.input_key, job.params.depth_suffix)
+    return storage.get(job.input_bucket, key, max_bytes=settings.max_input_bytes)

@@ -193,3 +193,31 @@ def test_a_message_breaking_the_contract_fails_its_image(client: Client) -> None
     status = client.wait("contract", timeout=60)
     assert status.failed == 1
     assert "unsupported job schema 99" in client.images("contract")[0].error
+
+
+def test_depth_maps_travel_with_their_photos(client: Client) -> None:
+    photo = SAMPLES[0].jpeg(long_side=LONG_SIDE)
+    height, width = np.asarray(Image.open(io.BytesIO(photo))).shape[:2]
+    ramp = np.tile(np.linspace(0, 255, width).astype(np.uint8), (height, 1))
+    buffer = io.BytesIO()
+    Image.fromarray(ramp).save(buffer, format="PNG")
+    client.storage.put(BUCKET, "depth/with.jpg", photo, content_type="image/jpeg")
+    client.storage.put(BUCKET, "depth/with.depth.png", buffer.getvalue(), content_type="image/png")
+    client.storage.put(BUCKET, "depth/without.jpg", photo, content_type="image/jpeg")
+    batch_id = client.submit(
+        uris=[f"s3://{BUCKET}/depth/with.jpg", f"s3://{BUCKET}/depth/without.jpg"],
+        output=f"s3://{BUCKET}/depth-out/",
+        params=BlurParams(strength=80, depth_suffix=".depth.png"),
+    )
+    status = client.wait(batch_id, timeout=300)
+    assert (status.done, status.failed) == (1, 1)
+    failed = client.images(batch_id, ImageState.FAILED)[0]
+    assert failed.input.endswith("without.jpg") and "without.depth.png not found" in failed.error
+    done = client.images(batch_id, ImageState.DONE)[0]
+    after = decoded(client.storage, done.output).astype(np.float32)
+    before = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB")).astype(np.float32)
+    top = slice(0, 40)  # the flag (left, near) and the wall (right, far) above the subject
+    assert (
+        np.abs(after[top, :30] - before[top, :30]).mean()
+        < np.abs(after[top, -60:] - before[top, -60:]).mean()
+    )

@@ -32,6 +32,8 @@ def test_round_trip_is_plain_json_data() -> None:
         {"params": {"format": "gif"}},
         {"params": {"aperture": 2}},
         {"params": {"colour": "red"}},
+        {"params": {"depth_suffix": "/../../x.png"}},
+        {"params": {"depth_suffix": ""}},
         {"extra": 1},
     ],
 )

@@ -87,3 +87,41 @@ def test_unreadable_inputs_exit_non_zero_with_one_line_each(
     assert len(lines) == 3 and all(line.strip() for line in lines)
     assert "junk.jpg" in lines[1] and "missing.jpg" in lines[2]
     assert "12x10" in lines[0]  # the matte does not fit the photo
+
+
+def test_blur_with_a_depth_map(photos: list[Path], tmp_path: Path) -> None:
+    photo = photos[0]
+    height, width = pixels(photo).shape[:2]
+    matte = np.zeros((height, width), np.uint8)
+    matte[height // 3 : 2 * height // 3, width // 3 : 2 * width // 3] = 255
+    Image.fromarray(matte).save(tmp_path / "matte.png")
+    depth = np.zeros((height, width), np.uint8)
+    depth[:, width // 2 :] = 255  # the right half is far away, the left half at the subject
+    Image.fromarray(depth).save(tmp_path / "depth.png")
+    result = blurq(
+        "blur",
+        photo,
+        "--out",
+        tmp_path / "o",
+        "--matte",
+        tmp_path / "matte.png",
+        "--depth",
+        tmp_path / "depth.png",
+        "--strength",
+        "60",
+        "--format",
+        "png",
+    )
+    assert result.returncode == 0, result.stderr
+    before = pixels(photo).astype(np.float32)
+    after = pixels(tmp_path / "o" / f"{photo.stem}.png").astype(np.float32)
+    band = slice(0, height // 4)  # above the subject
+    left = np.abs(after[band, : width // 3] - before[band, : width // 3]).mean()
+    right = np.abs(after[band, 2 * width // 3 :] - before[band, 2 * width // 3 :]).mean()
+    assert left < 1.0 < right  # depth 0 stays sharp, depth 1 is blurred
+
+
+def test_one_depth_file_for_several_inputs_is_refused(photos: list[Path], tmp_path: Path) -> None:
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "depth.png")
+    result = blurq("blur", *photos, "--out", tmp_path / "o", "--depth", tmp_path / "depth.png")
+    assert result.returncode == 2 and "one input" in result.stderr
