@@ -22,7 +22,8 @@ MATTING_MODELS = ("fusion", "isnet", "u2netp")
 OUTPUT_FORMATS = ("jpeg", "png", "webp")
 QUEUES = ("interactive", "bulk")
 
-_EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+"""File extension of each output format."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _DEPTH_SUFFIX = re.compile(r"[A-Za-z0-9._-]{1,40}")
 
@@ -121,7 +122,7 @@ def output_key(job: Job, *, etag: str, model_version: str) -> str:
     stem = posixpath.splitext(job.input_key)[0]
     parts = [_UNSAFE.sub("_", part) for part in stem.split("/")]
     safe = [part for part in parts if part.strip(".") and part not in (".", "..")] or ["image"]
-    name = f"{'/'.join(safe)}.{digest}.{_EXTENSIONS[job.params.format]}"
+    name = f"{'/'.join(safe)}.{digest}.{EXTENSIONS[job.params.format]}"
     return f"{normalise_prefix(job.output_prefix)}{name}"
 
 

@@ -14,12 +14,11 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-OUTPUT_FORMATS = ("jpeg", "png", "webp")
+from infra.jobs import EXTENSIONS, OUTPUT_FORMATS
 
 _ALIASES = {"jpg": "jpeg"}
 _PILLOW_NAMES = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
 _CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
-_EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 # The longest side each encoder can write; beyond it Pillow fails with an opaque encoder error.
 _MAX_SIDE = {"jpeg": 65_500, "png": 2**31 - 1, "webp": 16_383}
 # From this JPEG quality on, halving chroma resolution costs more visibly than it saves in bytes.
@@ -56,7 +55,7 @@ def content_type(fmt: str) -> str:
 
 def extension(fmt: str) -> str:
     """Return the file extension of an output format without the dot: "jpg", "png" or "webp"."""
-    return _EXTENSIONS[_normalise(fmt)]
+    return EXTENSIONS[_normalise(fmt)]
 
 
 def _normalise(fmt: str) -> str:
