@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from infra.errors import BlurqError, ModelUnavailable
+from infra.errors import ModelUnavailable, PermanentError
 from infra.settings import Settings
 from infra.storage import S3Storage, S3Uri, Storage
 
@@ -155,7 +155,7 @@ class ModelStore:
         try:
             where = S3Uri.parse(uri)
             return self._storage_factory().get(where.bucket, where.key).data
-        except BlurqError as error:
+        except PermanentError as error:  # a transient S3 failure stays transient: retried
             raise ModelUnavailable(f"model {spec.name!r}: cannot read {uri}: {error}") from error
 
 

@@ -128,3 +128,20 @@ def test_override_from_s3(tmp_path: Path) -> None:
     )
     with pytest.raises(ModelUnavailable, match=r"gone\.onnx"):
         missing.fetch("fake")
+
+
+def test_a_transient_s3_failure_stays_transient(tmp_path: Path) -> None:
+    from infra.errors import StorageUnavailable
+
+    class Throttled(MemoryStorage):
+        def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> StoredObject:
+            raise StorageUnavailable(f"s3://{bucket}/{key}: S3 error SlowDown")
+
+    store = ModelStore(
+        tmp_path / "cache",
+        specs={"fake": spec_for(tmp_path)},
+        overrides={"fake": "s3://models/fake.onnx"},
+        storage_factory=lambda: Throttled({}),
+    )
+    with pytest.raises(StorageUnavailable):
+        store.fetch("fake")
