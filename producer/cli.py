@@ -294,7 +294,7 @@ def dev_up(workers: int) -> None:
         )
         click.echo("environment for other shells:")
         for name, value in stack.environment().items():
-            if name.startswith("BLURQ_"):
+            if name.startswith("BLURQ_") and value:
                 click.echo(f"  export {name}={value}")
         click.echo("Ctrl-C stops everything.")
         _sleep_until_interrupted()
