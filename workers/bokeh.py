@@ -41,6 +41,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from workers.colour import DECODE, to_srgb
+
 _R_INF_FRACTION = 0.045  # blur radius at infinity for strength 100, as a fraction of the long side
 _NEAR_DEPTH = 0.4  # proxy depth of background touching the subject
 _FAR_DISTANCE = 0.25  # proxy: distance from the subject, per long side, that counts as infinity
@@ -52,20 +54,6 @@ _SUBJECT_CUT = 4.0  # alpha >= 1/4 is subject enough that its colour must not le
 _FILL_CONFIDENCE = 0.02  # background share of the kernel below which the pyramid fill takes over
 _HIGHLIGHT_START = 0.9  # sRGB level of the max channel where the highlight boost begins
 _HIGHLIGHT_GAIN = 6.0  # linear gain of a fully clipped pixel: blown lights are ~2.5 stops hotter
-
-
-def _srgb_to_linear(v: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
-
-
-def _linear_to_srgb(v: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.where(v <= 0.0031308, v * 12.92, 1.055 * np.power(v, 1 / 2.4) - 0.055)
-
-
-_DECODE = _srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
-# 16-bit linear codes keep the darkest sRGB steps (3e-4 apart) distinct, so decode -> encode is
-# the identity on all 256 bytes.
-_ENCODE = np.round(255 * _linear_to_srgb(np.arange(65536) / 65535.0)).astype(np.uint8)
 _ramp = np.clip((np.arange(256) / 255.0 - _HIGHLIGHT_START) / (1 - _HIGHLIGHT_START), 0, 1)
 _GAIN = (1 + (_HIGHLIGHT_GAIN - 1) * _ramp * _ramp * (3 - 2 * _ramp)).astype(np.float32)
 
@@ -84,10 +72,10 @@ def render_bokeh(
     _check_inputs(rgb, alpha, strength, aperture, rotation_deg, foreground, depth)
     rgb, alpha = np.ascontiguousarray(rgb), np.ascontiguousarray(alpha)  # cv2 needs plain strides
     r_inf = float(strength) / 100.0 * _R_INF_FRACTION * max(alpha.shape)
-    lin = _f32(cv2.LUT(rgb, _DECODE))
+    lin = _f32(cv2.LUT(rgb, DECODE))
     background = _blurred_background(lin, rgb, alpha, depth, r_inf, aperture, rotation_deg)
-    front = lin if foreground is None else _f32(cv2.LUT(np.ascontiguousarray(foreground), _DECODE))
-    out = _encode(_mix(front, background, alpha))
+    front = lin if foreground is None else _f32(cv2.LUT(np.ascontiguousarray(foreground), DECODE))
+    out = to_srgb(_mix(front, background, alpha))
     if foreground is not None:  # alpha = 1 keeps the input bytes even if F differs from them
         np.copyto(out, rgb, where=(alpha >= 1.0)[..., None])
     return out
@@ -302,14 +290,6 @@ def _mix(
     # end points, so alpha = 1 passes the input through bit for bit.
     w1 = amount * np.float32(65536.0)
     return _f32(cv2.blendLinear(front, back, w1, np.float32(65536.0) - w1))
-
-
-def _encode(lin: NDArray[np.float32]) -> NDArray[np.uint8]:
-    """Encode linear light to sRGB bytes through 16-bit codes (saturating, deterministic)."""
-    # one channel, so that OpenCV applies the scalar to every sample, not just the first channel
-    flat = lin.reshape(lin.shape[0], -1)
-    codes = cv2.multiply(flat, 65535.0, dtype=cv2.CV_16U)  # type: ignore[call-overload]
-    return np.asarray(_ENCODE[codes].reshape(lin.shape), dtype=np.uint8)
 
 
 def _f32(img: object) -> NDArray[np.float32]:

@@ -32,6 +32,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from workers.colour import DECODE, to_srgb
+
 _SOLID_LOW = 0.01  # at or below: background, where F is invisible, so the bytes stay
 _SOLID_HIGH = 0.99  # at or above: solid subject, whose photo pixels already are F
 _REFERENCE_SIDE = 1000.0  # long side at which the paper's box sizes apply
@@ -44,19 +46,6 @@ _PIXEL = np.dtype("V3")  # an RGB pixel as one item: scattering items is 3× fas
 
 # subject then background: the means (F̂, B̂) or the weights (w, v) that they are taken with
 Pair = tuple[NDArray[np.float32], NDArray[np.float32]]
-
-
-def _srgb_to_linear(v: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
-
-
-def _linear_to_srgb(v: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.where(v <= 0.0031308, v * 12.92, 1.055 * np.power(v, 1 / 2.4) - 0.055)
-
-
-_DECODE = _srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
-# 16-bit linear codes keep the darkest sRGB steps apart, so decode -> encode is exact
-_ENCODE = np.round(255 * _linear_to_srgb(np.arange(65536) / 65535.0)).astype(np.uint8)
 
 
 def estimate_foreground(rgb: NDArray[np.uint8], alpha: NDArray[np.float32]) -> NDArray[np.uint8]:
@@ -114,7 +103,7 @@ def _grid_image(rgb: NDArray[np.uint8], step: int) -> NDArray[np.float32]:
     image = np.empty((h, w, 3), np.float32)
     rows = 64  # grid rows per strip: decoding a whole 12 MP photo to float at once is slower
     for top in range(0, h, rows):
-        strip = cv2.LUT(rgb[top * step : (top + rows) * step, : w * step], _DECODE)
+        strip = cv2.LUT(rgb[top * step : (top + rows) * step, : w * step], DECODE)
         image[top : top + rows] = _resize(_f32(strip), (w, strip.shape[0] // step))
     return image
 
@@ -156,9 +145,9 @@ def _refined(
 ) -> NDArray[np.uint8]:
     """The paper's last update at full resolution on these pixels (flat indices), N×3 sRGB."""
     f_hat, b_hat = np.split(_sample(means, pixels, alpha.shape), 2, axis=1)
-    image = _f32(cv2.LUT(np.take(rgb.reshape(-1, 3), pixels, axis=0)[None], _DECODE))[0]
+    image = _f32(cv2.LUT(np.take(rgb.reshape(-1, 3), pixels, axis=0)[None], DECODE))[0]
     a = np.take(alpha, pixels)[:, None]
-    return _encode(_corrected(image, a, f_hat, b_hat))
+    return to_srgb(_corrected(image, a, f_hat, b_hat))
 
 
 def _sample(
@@ -179,12 +168,6 @@ def _resize(img: NDArray[np.float32], size: tuple[int, int]) -> NDArray[np.float
     if (img.shape[1], img.shape[0]) == size:
         return img
     return _f32(cv2.resize(img, size, interpolation=cv2.INTER_AREA))
-
-
-def _encode(lin: NDArray[np.float32]) -> NDArray[np.uint8]:
-    """Encode linear light in [0, 1] to sRGB bytes through 16-bit codes."""
-    codes = (lin * np.float32(65535.0) + np.float32(0.5)).astype(np.uint16)
-    return np.take(_ENCODE, codes)  # take: three times faster than indexing
 
 
 def _f32(img: object) -> NDArray[np.float32]:
