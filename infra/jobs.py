@@ -34,6 +34,7 @@ class BlurParams:
 
     strength: int = 30
     aperture: int | None = None  # None: disc; N >= 3: polygon with N blades
+    rotation: float = 0.0  # degrees the polygon is turned, counter-clockwise
     model: str = "fusion"
     format: str = "jpeg"
     quality: int = 92
@@ -44,6 +45,8 @@ class BlurParams:
             raise InvalidJob(f"strength must be 1..100, got {self.strength}")
         if self.aperture is not None and not 3 <= self.aperture <= 12:
             raise InvalidJob(f"aperture must be 'disc' or 3..12 blades, got {self.aperture}")
+        if not -360.0 <= self.rotation <= 360.0:
+            raise InvalidJob(f"rotation must be -360..360 degrees, got {self.rotation}")
         if self.model not in MATTING_MODELS:
             raise InvalidJob(f"model must be one of {MATTING_MODELS}, got {self.model!r}")
         if self.format not in OUTPUT_FORMATS:
@@ -67,6 +70,15 @@ class BlurParams:
     def fingerprint(self) -> str:
         """A stable text of the parameters, part of the output key's hash."""
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+
+def parse_aperture(text: str) -> int | None:
+    """'disc' is None, a number is that many blades (3..12); InvalidJob for anything else."""
+    if text == "disc":
+        return None
+    if not text.isdigit() or not 3 <= int(text) <= 12:
+        raise InvalidJob(f"aperture must be 'disc' or 3..12 blades, got {text!r}")
+    return int(text)
 
 
 @dataclass(frozen=True)

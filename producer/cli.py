@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from infra.errors import BlurqError
-from infra.jobs import MATTING_MODELS, OUTPUT_FORMATS, QUEUES, BlurParams
+from infra.jobs import MATTING_MODELS, OUTPUT_FORMATS, QUEUES, BlurParams, parse_aperture
 from infra.settings import Settings, get_settings
 
 EPILOG = """\b
@@ -96,12 +96,18 @@ def _client(settings: Settings) -> Any:
 
 
 def _params(
-    strength: int, aperture: str, model: str, fmt: str, quality: int, depth_suffix: str | None
+    strength: int,
+    aperture: int | None,
+    rotation: float,
+    model: str,
+    fmt: str,
+    quality: int,
+    depth_suffix: str | None,
 ) -> BlurParams:
-    blades = None if aperture == "disc" else int(aperture)
     return BlurParams(
+        rotation=rotation,
         strength=strength,
-        aperture=blades,
+        aperture=aperture,
         model=model,
         format=fmt,
         quality=quality,
@@ -109,8 +115,15 @@ def _params(
     )
 
 
+def _aperture(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
+    try:
+        return parse_aperture(value)
+    except BlurqError as error:
+        raise click.BadParameter(str(error)) from error
+
+
 def render_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The rendering options shared by submit and the local commands."""
+    """The rendering options of submit."""
     options = [
         click.option(
             "--strength",
@@ -123,7 +136,14 @@ def render_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "--aperture",
             default="disc",
             show_default=True,
+            callback=_aperture,
             help="Aperture shape: 'disc' or a number of blades (3-12).",
+        ),
+        click.option(
+            "--rotation",
+            type=click.FloatRange(-360, 360),
+            default=0.0,
+            help="Degrees a bladed aperture is turned.",
         ),
         click.option(
             "--model",

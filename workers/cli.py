@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from infra.errors import BlurqError
-from infra.jobs import MATTING_MODELS, OUTPUT_FORMATS, QUEUES
+from infra.jobs import MATTING_MODELS, OUTPUT_FORMATS, QUEUES, parse_aperture
 from infra.models import ModelStore
 from infra.settings import get_settings
 
@@ -118,6 +118,12 @@ def _matte_file(path: Path) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]
 @click.option("--strength", type=click.IntRange(1, 100), default=30, show_default=True)
 @click.option("--aperture", default="disc", show_default=True, help="'disc' or 3-12 blades.")
 @click.option(
+    "--rotation",
+    type=click.FloatRange(-360, 360),
+    default=0.0,
+    help="Degrees a bladed aperture is turned.",
+)
+@click.option(
     "--matte",
     "matte_path",
     type=click.Path(path_type=Path),
@@ -140,6 +146,7 @@ def blur(
     out_dir: Path,
     strength: int,
     aperture: str,
+    rotation: float,
     matte_path: Path | None,
     depth_path: Path | None,
     model: str,
@@ -152,7 +159,10 @@ def blur(
     from workers.encode import encode, extension
     from workers.foreground import estimate_foreground
 
-    blades = None if aperture == "disc" else int(aperture)
+    try:
+        blades = parse_aperture(aperture)
+    except BlurqError as error:
+        raise click.BadParameter(str(error), param_hint="--aperture") from error
     predict = _matte_file(matte_path) if matte_path else _matting(model)
     if depth_path and depth_path.is_file() and len(files) > 1:
         raise click.UsageError("--depth FILE goes with one input; give a folder for several")
@@ -164,7 +174,13 @@ def blur(
         front = estimate_foreground(image.rgb, alpha)
         depth = _depth_for(path, depth_path, image.rgb.shape[:2]) if depth_path else None
         result = render_bokeh(
-            image.rgb, alpha, strength=strength, aperture=blades, foreground=front, depth=depth
+            image.rgb,
+            alpha,
+            strength=strength,
+            aperture=blades,
+            rotation_deg=rotation,
+            foreground=front,
+            depth=depth,
         )
         target = out_dir / f"{path.stem}.{extension(fmt)}"
         target.write_bytes(encode(result, fmt=fmt, quality=quality, icc_profile=image.icc_profile))

@@ -87,6 +87,7 @@ def process(
             alpha,
             strength=job.params.strength,
             aperture=job.params.aperture,
+            rotation_deg=job.params.rotation,
             foreground=foreground,
             depth=depth,
         )

@@ -84,3 +84,15 @@ def test_output_key_never_leaves_the_output_prefix(key: str) -> None:
 def test_prefix_is_normalised() -> None:
     assert normalise_prefix("/a//b/../c") == "a/b/c/"
     assert normalise_prefix("") == ""
+
+
+def test_aperture_text_and_rotation() -> None:
+    from infra.jobs import parse_aperture
+
+    assert parse_aperture("disc") is None and parse_aperture("6") == 6
+    for bad in ("hex", "2", "13", "-6", ""):
+        with pytest.raises(InvalidJob, match="aperture"):
+            parse_aperture(bad)
+    assert BlurParams(aperture=6, rotation=30.0).rotation == 30.0
+    with pytest.raises(InvalidJob, match="rotation"):
+        BlurParams(rotation=400.0)

@@ -138,3 +138,10 @@ def test_follow_writes_a_line_per_change_when_not_a_terminal() -> None:
     lines = out.getvalue().splitlines()
     assert final.done == 2 and len(lines) == 3 and "\r" not in out.getvalue()
     assert lines[-1].startswith("[" + "#" * 30 + "] 2/2")
+
+
+def test_submit_refuses_a_bad_aperture_before_connecting() -> None:
+    result = CliRunner().invoke(
+        main, ["submit", "s3://b/x.jpg", "--out", "s3://b/o/", "--aperture", "2"]
+    )
+    assert result.exit_code == 2 and "3..12 blades" in result.output
