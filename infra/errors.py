@@ -9,8 +9,7 @@ to the two outcomes an image can have after a failed attempt::
     │   ├── InputMissing
     │   ├── InputTooLarge
     │   ├── UnsupportedImage
-    │   ├── ModelUnavailable
-    │   └── PoisonMessage
+    │   └── ModelUnavailable
     └── TransientError          retried with backoff, then failed when retries run out
         ├── StorageUnavailable
         └── StatusUnavailable
@@ -49,10 +48,6 @@ class UnsupportedImage(PermanentError):
 
 class ModelUnavailable(PermanentError):
     """Raised when model weights cannot be fetched, or their SHA-256 does not match the pin."""
-
-
-class PoisonMessage(PermanentError):
-    """Raised when an image was delivered more times than allowed without ever finishing."""
 
 
 class StorageUnavailable(TransientError):

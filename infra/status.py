@@ -46,9 +46,6 @@ class ImageState(StrEnum):
     FAILED = "failed"
 
 
-FINAL_STATES = (ImageState.DONE, ImageState.FAILED)
-
-
 def batch_key(batch_id: str) -> str:
     """The batch record's key."""
     return f"{KEY_PREFIX}batch:{batch_id}"

@@ -31,11 +31,10 @@ output keys change with it and a resubmission never reuses a result rendered the
 
 @dataclass(frozen=True)
 class Result:
-    """Where the output went, how long each stage took, and whether it already existed."""
+    """Where the output went and how long each stage took (only "get" when it already existed)."""
 
     output_key: str
     timings: dict[str, float]
-    reused: bool
 
 
 @dataclass
@@ -72,7 +71,7 @@ def process(
         etag = source.etag if depth_map is None else f"{source.etag}+{depth_map.etag}"
         key = output_key(job, etag=etag, model_version=version)
         if storage.head(job.output_bucket, key) is not None:
-            return Result(key, stage.timings, reused=True)
+            return Result(key, stage.timings)
     with stage("decode"):
         image = decode(source.data, max_pixels=settings.max_input_pixels)
         shape = image.rgb.shape[:2]
@@ -98,7 +97,7 @@ def process(
         )
     with stage("put"):
         storage.put(job.output_bucket, key, data, content_type=content_type(params.format))
-    return Result(key, stage.timings, reused=False)
+    return Result(key, stage.timings)
 
 
 def _get_depth(job: Job, storage: Storage, settings: Settings) -> StoredObject | None:

@@ -53,7 +53,8 @@ def test_evaluate_scores_each_pair(tmp_path: Path) -> None:
 def test_bad_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="image/ and alpha/"):
         pairs(tmp_path)
-    table([Score("x", 1.0, 0.1, 2.0, 0.5)])  # one row is enough for mean and median
+    rows = table([Score("x", 1.0, 0.1, 2.0, 0.5)]).splitlines()  # one row gives mean and median
+    assert rows[-2].split()[:2] == ["mean", "1.00"] and rows[-1].split()[:2] == ["median", "1.00"]
 
 
 def test_eval_command(tmp_path: Path) -> None:
