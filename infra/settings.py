@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         120_000_000, ge=1, description="Largest input accepted, in pixels."
     )
 
+    api_keys: str = Field(
+        "", description="Comma-separated keys accepted by the HTTP API and dashboard."
+    )
+
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:
         if self.visibility_timeout <= self.task_time_limit:
@@ -60,6 +64,11 @@ class Settings(BaseSettings):
         if self.task_soft_time_limit >= self.task_time_limit:
             raise ValueError("task_soft_time_limit must be below task_time_limit")
         return self
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        """The HTTP API's accepted keys; empty means every request is refused."""
+        return frozenset(key.strip() for key in self.api_keys.split(",") if key.strip())
 
     @property
     def broker(self) -> str:
