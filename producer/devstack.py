@@ -43,6 +43,8 @@ class LocalStack:
     workers: int = 2
     log_dir: Path | None = None
     flower: bool = True
+    redis_appendonly: bool = False
+    redis_password: str | None = None
     redis_port: int = field(default_factory=free_port)
     s3_port: int = field(default_factory=free_port)
     flower_port: int = field(default_factory=free_port)
@@ -51,7 +53,8 @@ class LocalStack:
     @property
     def redis_url(self) -> str:
         """Where the local Redis listens (status and broker)."""
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        auth = f":{self.redis_password}@" if self.redis_password else ""
+        return f"redis://{auth}127.0.0.1:{self.redis_port}/0"
 
     @property
     def s3_endpoint(self) -> str:
@@ -112,11 +115,14 @@ class LocalStack:
             self.stop()
             raise
 
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         assert self.log_dir is not None
+        environment = {**self.environment(), **(env or {})}
         with (self.log_dir / f"{name}.log").open("ab") as log:  # the child keeps its own copy
             process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, env=self.environment(), cwd=self.log_dir
+                argv, stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=self.log_dir
             )
         self.processes[name] = process
         return process
@@ -136,7 +142,8 @@ class LocalStack:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.redis_appendonly else "no",
+                *(["--requirepass", self.redis_password] if self.redis_password else []),
                 "--maxmemory-policy",
                 "noeviction",
                 "--dir",
@@ -146,14 +153,21 @@ class LocalStack:
         client = redis.Redis.from_url(self.redis_url)
         self._wait("redis", lambda: bool(client.ping()))
 
+    def restart_redis(self) -> None:
+        """Stop redis-server (it writes its append-only file on the way out), start it again."""
+        process = self.processes.pop("redis")
+        process.send_signal(signal.SIGTERM)
+        _reap([process], grace=20.0)
+        self._start_redis()
+
     def _start_s3(self) -> None:
         self._spawn(
             "s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)]
         )
         self._wait("s3", lambda: _http_ok(f"{self.s3_endpoint}/moto-api/"))
 
-    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
-        """Start one more worker process (concurrency 1) consuming both queues."""
+    def start_worker(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start one more worker process (concurrency 1) consuming both queues; env overrides."""
         return self._spawn(
             name,
             [
@@ -166,6 +180,7 @@ class LocalStack:
                 "--concurrency",
                 "1",
             ],
+            env,
         )
 
     def _start_flower(self) -> None:
