@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     api_keys: str = Field(
         "", description="Comma-separated keys accepted by the HTTP API and dashboard."
     )
+    flower_url: str = Field("", description="Flower's address, linked from the dashboard if set.")
 
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:
