@@ -3,24 +3,29 @@
 Keys, all under ``KEY_PREFIX`` (``blurq:``)::
 
     blurq:batches                     sorted set  batch id -> created time
-    blurq:batch:<batch>               hash        totals, counters, times, parameters
+    blurq:batch:<batch>               hash        totals, counters, times, parameters,
+                                                  cancel flag, webhook URL and outcome
     blurq:batch:<batch>:images        list        image ids in submission order
+    blurq:batch:<batch>:rate          hash        images finished per 10 s bucket
     blurq:image:<batch>:<image>       hash        state, input, deliveries, stage, timings,
                                                   output, error
     blurq:events                      stream      one entry per transition (for live views)
+    blurq:metrics                     hash        totals for Prometheus (``infra.metrics``)
 
 An image moves ``queued -> running -> done | failed``, or ``running -> queued`` when a transient
-failure is retried. Each transition is one Lua script that checks the current state and moves the
-batch counters in the same step, so ``queued + running + done + failed == total`` always holds,
-even when a message is delivered twice. A delivery count per image turns an image that keeps
-killing its worker into a failure after ``max_deliveries`` instead of an endless loop.
+failure is retried, or ``queued -> cancelled`` once its batch is cancelled (images already
+running finish). Each transition is one Lua script (``infra.transitions``) that checks the
+current state and moves the batch counters in the same step, so
+``queued + running + done + failed + cancelled == total`` always holds, even when a message is
+delivered twice. A delivery count per image turns an image that keeps killing its worker into a
+failure after ``max_deliveries`` instead of an endless loop.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -28,13 +33,21 @@ from typing import Any
 
 import redis
 
+from infra import transitions
 from infra.errors import StatusUnavailable
+from infra.metrics import METRICS_KEY, stage_increments
 
 KEY_PREFIX = "blurq:"
 EVENTS_MAXLEN = 100_000
 """Entries kept in the events stream; older ones are trimmed (approximately)."""
 CREATE_CHUNK = 1_000
 """Image records written per Redis round trip when a batch is created."""
+CANCEL_CHUNK = 500
+"""Image records cancelled per Lua call, so that Redis is never blocked for long."""
+RATE_BUCKET_S = 10
+"""Width of the buckets counting finished images per batch, in seconds."""
+RATE_WINDOW_S = 60
+"""The recent window a batch's rate is measured over, in seconds."""
 
 
 class ImageState(StrEnum):
@@ -44,6 +57,7 @@ class ImageState(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # final: its batch was cancelled before the image started
 
 
 def batch_key(batch_id: str) -> str:
@@ -59,61 +73,6 @@ def image_key(batch_id: str, image_id: str) -> str:
 EVENTS_KEY = f"{KEY_PREFIX}events"
 BATCHES_KEY = f"{KEY_PREFIX}batches"
 
-# KEYS: image, batch, events. ARGV: max_deliveries, now, worker, ttl, maxlen, batch, image.
-_START = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {'missing', 0} end
-if state == 'done' or state == 'failed' then return {state, 0} end
-local deliveries = redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
-local now = ARGV[2]
-if deliveries > tonumber(ARGV[1]) then
-  redis.call('HINCRBY', KEYS[2], state, -1)
-  redis.call('HINCRBY', KEYS[2], 'failed', 1)
-  redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', now, 'error',
-    'poison: delivered ' .. deliveries .. ' times without finishing')
-  state = 'poison'
-else
-  if state == 'queued' then
-    redis.call('HINCRBY', KEYS[2], 'queued', -1)
-    redis.call('HINCRBY', KEYS[2], 'running', 1)
-  end
-  redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', now, 'worker', ARGV[3],
-    'stage', 'queued')
-  redis.call('HSETNX', KEYS[2], 'started_at', now)
-  state = 'running'
-end
-local b = redis.call('HMGET', KEYS[2], 'total', 'done', 'failed')
-if tonumber(b[2]) + tonumber(b[3]) == tonumber(b[1]) then
-  redis.call('HSETNX', KEYS[2], 'finished_at', now)
-end
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'batch', ARGV[6], 'image', ARGV[7],
-  'state', state == 'poison' and 'failed' or state)
-return {state, deliveries}
-"""
-
-# KEYS: image, batch, events. ARGV: new state, now, ttl, maxlen, batch, image, field/value pairs...
-_FINISH = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'running' then return state or 'missing' end
-local new = ARGV[1]
-redis.call('HINCRBY', KEYS[2], 'running', -1)
-redis.call('HINCRBY', KEYS[2], new, 1)
-redis.call('HSET', KEYS[1], 'state', new)
-if new ~= 'queued' then redis.call('HSET', KEYS[1], 'finished_at', ARGV[2]) end
-for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-local b = redis.call('HMGET', KEYS[2], 'total', 'done', 'failed')
-if tonumber(b[2]) + tonumber(b[3]) == tonumber(b[1]) then
-  redis.call('HSETNX', KEYS[2], 'finished_at', ARGV[2])
-end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'batch', ARGV[5], 'image', ARGV[6],
-  'state', new)
-return new
-"""
-
 
 @dataclass(frozen=True)
 class ImageStatus:
@@ -127,6 +86,8 @@ class ImageStatus:
     timings: dict[str, float]
     output: str
     error: str
+    started_at: float | None = None
+    finished_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -145,29 +106,52 @@ class BatchStatus:
     submitted: bool
     output: str
     params: dict[str, Any] = field(default_factory=dict)
+    cancelled: int = 0
+    cancel_requested: bool = False
+    queue: str = ""
+    webhook_url: str = ""
+    webhook_status: str = ""  # pending, delivered or failed once the batch has finished
+    webhook_attempts: int = 0
 
     @property
     def finished(self) -> bool:
-        """True once every image is done or failed."""
-        return self.done + self.failed == self.total
+        """True once every image is done, failed or cancelled."""
+        return self.done + self.failed + self.cancelled == self.total
 
 
 class StatusStore:
     """Reads and writes batch and image records; the only place that changes their state."""
 
-    def __init__(self, client: redis.Redis, *, ttl: int, max_deliveries: int) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        ttl: int,
+        max_deliveries: int,
+        on_complete: Callable[[str], None] | None = None,
+    ) -> None:
         # Any: redis-py's stubs cannot know that decode_responses makes every reply a str.
         self.redis: Any = client
         self.ttl = ttl
         self.max_deliveries = max_deliveries
-        self._start = client.register_script(_START)
-        self._finish = client.register_script(_FINISH)
+        # Called with the batch id after the transition that finished a batch with a webhook.
+        self.on_complete = on_complete
+        self._start = client.register_script(transitions.START)
+        self._finish = client.register_script(transitions.FINISH)
+        self._cancel = client.register_script(transitions.CANCEL)
 
     @classmethod
-    def from_url(cls, url: str, *, ttl: int, max_deliveries: int) -> StatusStore:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        ttl: int,
+        max_deliveries: int,
+        on_complete: Callable[[str], None] | None = None,
+    ) -> StatusStore:
         """A store on the Redis at url."""
         client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
-        return cls(client, ttl=ttl, max_deliveries=max_deliveries)
+        return cls(client, ttl=ttl, max_deliveries=max_deliveries, on_complete=on_complete)
 
     def create_batch(
         self, batch_id: str, images: Iterable[tuple[str, str]], meta: Mapping[str, str]
@@ -189,6 +173,7 @@ class StatusStore:
             self._write_images(batch_id, chunk)
             total += len(chunk)
             fields = {"total": total, "queued": total, "running": 0, "done": 0, "failed": 0}
+            fields["cancelled"] = 0
             pipe = self.redis.pipeline()
             pipe.hset(key, mapping={**fields, **meta})
             pipe.expire(key, self.ttl)
@@ -218,15 +203,21 @@ class StatusStore:
     def start(self, batch_id: str, image_id: str, worker: str) -> tuple[str, int]:
         """Move an image to running; returns (outcome, deliveries).
 
-        The outcome is ``running`` (go ahead), ``done``/``failed`` (already final: skip it),
+        The outcome is ``running`` (go ahead), ``done``/``failed``/``cancelled`` (already final:
+        skip it), ``cancelled`` also for a queued image of a cancelled batch (now final),
         ``poison`` (delivered too often: now failed) or ``missing`` (no such record).
         """
-        keys = [image_key(batch_id, image_id), batch_key(batch_id), EVENTS_KEY]
+        keys = [image_key(batch_id, image_id), batch_key(batch_id), EVENTS_KEY, METRICS_KEY]
         args: list[str | int | float] = [self.max_deliveries, time.time(), worker, self.ttl]
         args += [EVENTS_MAXLEN, batch_id, image_id]
         with _mapped():
-            outcome, deliveries = self._start(keys=keys, args=args)
+            outcome, deliveries, completed = self._start(keys=keys, args=args)
+        self._completed(batch_id, completed)
         return str(outcome), int(deliveries)
+
+    def _completed(self, batch_id: str, completed: int) -> None:
+        if completed and self.on_complete is not None:
+            self.on_complete(batch_id)
 
     def set_stage(self, batch_id: str, image_id: str, stage: str) -> None:
         """Record which stage a running image is in (for live views)."""
@@ -243,17 +234,87 @@ class StatusStore:
         output: str = "",
         error: str = "",
     ) -> str:
-        """Move a running image to done, failed or back to queued; returns the state it has now."""
+        """Move a running image to done, failed or back to queued; returns the state it has now.
+
+        A done image's stage timings also go into the stage histograms (``infra.metrics``).
+        """
         fields: dict[str, str] = {"stage": state.value, "error": error[:2000]}
         if timings is not None:
             fields["timings"] = json.dumps({name: round(s, 4) for name, s in timings.items()})
         if output:
             fields["output"] = output
         pairs = [item for pair in fields.items() for item in pair]
-        keys = [image_key(batch_id, image_id), batch_key(batch_id), EVENTS_KEY]
-        args = [state.value, time.time(), self.ttl, EVENTS_MAXLEN, batch_id, image_id, *pairs]
+        metrics = stage_increments(timings or {}) if state is ImageState.DONE else []
+        now = time.time()
+        keys = [image_key(batch_id, image_id), batch_key(batch_id), EVENTS_KEY, METRICS_KEY]
+        keys.append(f"{batch_key(batch_id)}:rate")
+        args: list[str | int | float] = [state.value, now, self.ttl, EVENTS_MAXLEN, batch_id]
+        args += [image_id, int(now // RATE_BUCKET_S), len(fields), *pairs]
+        args += [item for pair in metrics for item in pair]
         with _mapped():
-            return str(self._finish(keys=keys, args=args))
+            new, completed = self._finish(keys=keys, args=args)
+        self._completed(batch_id, completed)
+        return str(new)
+
+    def cancel(self, batch_id: str) -> int | None:
+        """Cancel a batch: its queued images become cancelled, running ones finish.
+
+        Returns how many images this call cancelled, or None when there is no such batch. Images
+        whose message is still on its way are refused by ``start`` (the batch's flag is set
+        first), so nothing queued runs after this returns.
+        """
+        moved, start = 0, 0
+        while True:
+            with _mapped():
+                ids = self.redis.lrange(
+                    f"{batch_key(batch_id)}:images", start, start + CANCEL_CHUNK - 1
+                )
+                keys = [batch_key(batch_id), EVENTS_KEY, METRICS_KEY]
+                keys += [image_key(batch_id, image_id) for image_id in ids]
+                args = [time.time(), self.ttl, EVENTS_MAXLEN, batch_id, *ids]
+                count, completed = self._cancel(keys=keys, args=args)
+            if count < 0:
+                return None
+            moved += int(count)
+            self._completed(batch_id, completed)
+            if len(ids) < CANCEL_CHUNK:
+                return moved
+            start += CANCEL_CHUNK
+
+    def recent_rate(
+        self, batch_id: str, *, since: float | None = None, now: float | None = None
+    ) -> float:
+        """Images finished (done or failed) per second over the last ``RATE_WINDOW_S``.
+
+        ``since`` (the batch's start) shortens the window for a batch younger than it.
+        """
+        now = time.time() if now is None else now
+        current = int(now // RATE_BUCKET_S)
+        first = current - RATE_WINDOW_S // RATE_BUCKET_S
+        with _mapped():
+            counts = self.redis.hmget(
+                f"{batch_key(batch_id)}:rate", [str(b) for b in range(first, current + 1)]
+            )
+        finished = sum(int(count) for count in counts if count)
+        begin = max(first * RATE_BUCKET_S, since or 0.0)
+        return finished / max(now - begin, 1.0)
+
+    def recent_batches(self, *, start: int = 0, count: int = 50) -> list[BatchStatus]:
+        """Batches newest first (those still on record), ``count`` from position ``start``."""
+        with _mapped():
+            ids = self.redis.zrevrange(BATCHES_KEY, start, start + count - 1)
+        found = (self.batch(batch_id) for batch_id in ids)
+        return [batch for batch in found if batch is not None]
+
+    def webhook_attempted(self, batch_id: str, outcome: str, error: str = "") -> int:
+        """Record one webhook delivery attempt and its outcome; returns the attempts so far."""
+        key = batch_key(batch_id)
+        with _mapped():
+            pipe = self.redis.pipeline()
+            pipe.hincrby(key, "webhook_attempts", 1)
+            pipe.hset(key, mapping={"webhook_status": outcome, "webhook_error": error[:500]})
+            attempts, _ = pipe.execute()
+        return int(attempts)
 
     def batch(self, batch_id: str) -> BatchStatus | None:
         """The batch record, or None when unknown or expired."""
@@ -274,6 +335,12 @@ class StatusStore:
             submitted="submitted_at" in record,
             output=record.get("output", ""),
             params=json.loads(record.get("params", "{}")),
+            cancelled=int(record.get("cancelled", 0)),
+            cancel_requested="cancelled_at" in record,
+            queue=record.get("queue", ""),
+            webhook_url=record.get("webhook_url", ""),
+            webhook_status=record.get("webhook_status", ""),
+            webhook_attempts=int(record.get("webhook_attempts", 0)),
         )
 
     def images(
@@ -300,6 +367,8 @@ def _image(image_id: str, record: dict[str, str]) -> ImageStatus:
         timings=json.loads(record.get("timings", "{}")),
         output=record.get("output", ""),
         error=record.get("error", ""),
+        started_at=_float(record.get("started_at")),
+        finished_at=_float(record.get("finished_at")),
     )
 
 

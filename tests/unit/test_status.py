@@ -15,7 +15,10 @@ def create(store: StatusStore, batch: str = "b", count: int = 3) -> None:
 def counters_add_up(store: StatusStore, batch: str = "b") -> None:
     status = store.batch(batch)
     assert status is not None
-    assert status.queued + status.running + status.done + status.failed == status.total
+    assert (
+        status.queued + status.running + status.done + status.failed + status.cancelled
+        == status.total
+    )
 
 
 def test_new_batch_is_all_queued(status_store: StatusStore) -> None:
@@ -115,3 +118,89 @@ def test_batch_index_drops_batches_past_their_ttl(
     redis_client.zadd(BATCHES_KEY, {"ancient": time.time() - 2 * status_store.ttl})
     create(status_store, "fresh")
     assert redis_client.zrange(BATCHES_KEY, 0, -1) == ["fresh"]
+
+
+def test_cancel_skips_queued_images_and_lets_running_ones_finish(
+    status_store: StatusStore, redis_client: redis.Redis
+) -> None:
+    completed: list[str] = []
+    status_store.on_complete = completed.append
+    create(status_store, count=4)
+    redis_client.hset(batch_key("b"), "webhook_url", "http://127.0.0.1:1/hook")
+    status_store.start("b", "000000", "w")
+    status_store.start("b", "000001", "w")
+    status_store.finish("b", "000001", ImageState.DONE)
+    assert status_store.cancel("b") == 2  # 000002 and 000003 were queued
+    status = status_store.batch("b")
+    assert status is not None and status.cancel_requested
+    assert (status.queued, status.running, status.done, status.cancelled) == (0, 1, 1, 2)
+    assert not status.finished and completed == []
+    counters_add_up(status_store)
+    cancelled = status_store.images("b", state=ImageState.CANCELLED)
+    assert [image.image_id for image in cancelled] == ["000002", "000003"]
+    assert all("cancelled" in image.error for image in cancelled)
+    # The late message of a cancelled image is skipped; the running one still finishes.
+    assert status_store.start("b", "000002", "w") == ("cancelled", 0)
+    assert status_store.finish("b", "000000", ImageState.DONE) == "done"
+    status = status_store.batch("b")
+    assert status is not None and status.finished and status.finished_at is not None
+    assert completed == ["b"]  # the webhook is due exactly once
+    assert status_store.cancel("b") == 0  # cancelling again changes nothing
+    assert completed == ["b"] and status_store.batch("b").webhook_status == "pending"  # type: ignore[union-attr]
+
+
+def test_start_refuses_a_queued_image_of_a_cancelled_batch(
+    status_store: StatusStore, redis_client: redis.Redis
+) -> None:
+    create(status_store, count=2)
+    status_store.start("b", "000000", "w")
+    status_store.finish("b", "000000", ImageState.QUEUED, error="retrying: S3 503")
+    # Only the flag is set (as when a cancel races with a message already on its way).
+    redis_client.hset(batch_key("b"), "cancelled_at", "1")
+    assert status_store.start("b", "000000", "w") == ("cancelled", 0)
+    assert status_store.start("b", "000001", "w") == ("cancelled", 0)
+    counters_add_up(status_store)
+    status = status_store.batch("b")
+    assert status is not None and status.finished and status.cancelled == 2
+    assert [fields["state"] for _, fields in redis_client.xrange(EVENTS_KEY)][-2:] == [
+        "cancelled",
+        "cancelled",
+    ]
+
+
+def test_cancel_of_an_unknown_batch_is_none(status_store: StatusStore) -> None:
+    assert status_store.cancel("nope") is None
+
+
+def test_cancel_covers_more_than_one_chunk(status_store: StatusStore) -> None:
+    from infra.status import CANCEL_CHUNK
+
+    create(status_store, count=CANCEL_CHUNK * 2 + 3)
+    assert status_store.cancel("b") == CANCEL_CHUNK * 2 + 3
+    counters_add_up(status_store)
+    assert status_store.batch("b").finished  # type: ignore[union-attr]
+
+
+def test_finish_records_metrics_and_rate(
+    status_store: StatusStore, redis_client: redis.Redis
+) -> None:
+    from infra.metrics import METRICS_KEY, stage_histograms
+
+    create(status_store, count=3)
+    for image, state in (("000000", ImageState.DONE), ("000001", ImageState.FAILED)):
+        status_store.start("b", image, "w")
+        status_store.finish("b", image, state, timings={"get": 0.02, "matting": 1.5})
+    status_store.finish("b", "000000", ImageState.DONE, timings={"get": 9.0})  # no-op: not running
+    raw = redis_client.hgetall(METRICS_KEY)
+    assert (int(raw["images:done"]), int(raw["images:failed"])) == (1, 1)
+    histograms = {h.stage: h for h in stage_histograms(raw)}
+    assert histograms["get"].count == 1 and abs(histograms["get"].total_seconds - 0.02) < 1e-9
+    assert (
+        dict(histograms["get"].buckets)["0.01"] == 0
+        and dict(histograms["get"].buckets)["0.025"] == 1
+    )
+    assert dict(histograms["matting"].buckets)["+Inf"] == 1 and histograms["bokeh"].count == 0
+    rate = status_store.recent_rate("b")
+    assert 2 / 70 <= rate <= 2 / 60 + 1e-9
+    status = status_store.batch("b")
+    assert status is not None and 0 < status_store.recent_rate("b", since=status.started_at) <= 2
