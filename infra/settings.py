@@ -57,6 +57,13 @@ class Settings(BaseSettings):
         "", description="Comma-separated keys accepted by the HTTP API and dashboard."
     )
     flower_url: str = Field("", description="Flower's address, linked from the dashboard if set.")
+    webhook_secret: str = Field(
+        "", description="Key of the HMAC-SHA256 signature on completion webhooks."
+    )
+    webhook_max_attempts: int = Field(
+        6, ge=1, description="Attempts per completion webhook (backoff with jitter between)."
+    )
+    webhook_timeout: float = Field(10.0, gt=0, description="Seconds per webhook attempt.")
 
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:
