@@ -1,13 +1,15 @@
 """The embedded local stack: real processes on loopback, no Docker.
 
 ``LocalStack`` starts a ``redis-server``, a local S3 server (moto's server mode), Celery worker
-processes and Flower on free ports, waits until each answers, and stops everything it started.
+processes, Flower and the HTTP API (with the dashboard) on free ports, waits until each answers,
+and stops everything it started. It makes up a fresh API key and webhook secret for its children.
 ``blurq dev up``, ``blurq demo`` and the integration tests all use it.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -38,7 +40,7 @@ def free_port() -> int:
 
 @dataclass
 class LocalStack:
-    """Redis, S3, workers and Flower as child processes; a context manager."""
+    """Redis, S3, workers, Flower and the API as child processes; a context manager."""
 
     workers: int = 2
     log_dir: Path | None = None
@@ -48,6 +50,12 @@ class LocalStack:
     redis_port: int = field(default_factory=free_port)
     s3_port: int = field(default_factory=free_port)
     flower_port: int = field(default_factory=free_port)
+    api: bool = True
+    api_port: int = field(default_factory=free_port)
+    api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    """The key the stack's API accepts (X-API-Key or Authorization: Bearer)."""
+    webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    """The key the stack's workers sign completion webhooks with."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -66,6 +74,11 @@ class LocalStack:
         """Where Flower serves its pages and API."""
         return f"http://127.0.0.1:{self.flower_port}"
 
+    @property
+    def api_url(self) -> str:
+        """Where the HTTP API (``/v1``) and the dashboard (``/``) are served."""
+        return f"http://127.0.0.1:{self.api_port}"
+
     def settings(self, base: Settings | None = None) -> Settings:
         """Settings pointing at this stack, other fields taken from base."""
         base = base or Settings()
@@ -78,6 +91,9 @@ class LocalStack:
             "s3_endpoint_url": self.s3_endpoint,
             "s3_access_key_id": S3_KEY,
             "s3_secret_access_key": S3_KEY,
+            "api_keys": self.api_key,
+            "webhook_secret": self.webhook_secret,
+            "flower_url": self.flower_url if self.flower else "",
         }
 
     def environment(self) -> dict[str, str]:
@@ -111,6 +127,8 @@ class LocalStack:
                 self.start_worker(f"worker{number}")
             if self.flower:
                 self._start_flower()
+            if self.api:
+                self._start_api()
         except BaseException:
             self.stop()
             raise
@@ -199,6 +217,11 @@ class LocalStack:
         )
         self._wait("flower", lambda: _http_ok(f"{self.flower_url}/healthcheck"))
 
+    def _start_api(self) -> None:
+        argv = [sys.executable, "-m", "producer.cli", "api", "--port", str(self.api_port)]
+        self._spawn("api", [*argv, "--host", "127.0.0.1"])
+        self._wait("api", lambda: _http_ok(f"{self.api_url}/openapi.json"))
+
     def wait_for_workers(self, count: int | None = None, timeout: float = 120.0) -> None:
         """Block until count workers answer a ping."""
         from infra.celery_app import create_app
@@ -226,7 +249,7 @@ class LocalStack:
         )
 
     def stop(self) -> None:
-        """Stop what was started: workers and Flower first (warm shutdown), then S3 and Redis."""
+        """Stop what was started: workers, Flower, API first (warm shutdown), then S3 and Redis."""
         services = ("s3", "redis")
         front = [p for name, p in self.processes.items() if name not in services]
         back = [p for name, p in self.processes.items() if name in services]
