@@ -303,8 +303,17 @@ class StatusStore:
         """Batches newest first (those still on record), ``count`` from position ``start``."""
         with _mapped():
             ids = self.redis.zrevrange(BATCHES_KEY, start, start + count - 1)
-        found = (self.batch(batch_id) for batch_id in ids)
-        return [batch for batch in found if batch is not None]
+        return self.batches(ids)
+
+    def batches(self, batch_ids: Iterable[str]) -> list[BatchStatus]:
+        """The records of the given batches in one round trip; unknown or expired ones left out."""
+        ids = list(batch_ids)
+        with _mapped():
+            pipe = self.redis.pipeline(transaction=False)
+            for batch_id in ids:
+                pipe.hgetall(batch_key(batch_id))
+            records = pipe.execute()
+        return [_batch(i, r) for i, r in zip(ids, records, strict=True) if "total" in r]
 
     def webhook_attempted(self, batch_id: str, outcome: str, error: str = "") -> int:
         """Record one webhook delivery attempt and its outcome; returns the attempts so far."""
@@ -320,28 +329,7 @@ class StatusStore:
         """The batch record, or None when unknown or expired."""
         with _mapped():
             record = self.redis.hgetall(batch_key(batch_id))
-        if "total" not in record:
-            return None
-        return BatchStatus(
-            batch_id=batch_id,
-            total=int(record["total"]),
-            queued=int(record["queued"]),
-            running=int(record["running"]),
-            done=int(record["done"]),
-            failed=int(record["failed"]),
-            created_at=float(record["created_at"]),
-            started_at=_float(record.get("started_at")),
-            finished_at=_float(record.get("finished_at")),
-            submitted="submitted_at" in record,
-            output=record.get("output", ""),
-            params=json.loads(record.get("params", "{}")),
-            cancelled=int(record.get("cancelled", 0)),
-            cancel_requested="cancelled_at" in record,
-            queue=record.get("queue", ""),
-            webhook_url=record.get("webhook_url", ""),
-            webhook_status=record.get("webhook_status", ""),
-            webhook_attempts=int(record.get("webhook_attempts", 0)),
-        )
+        return _batch(batch_id, record) if "total" in record else None
 
     def images(
         self, batch_id: str, *, state: ImageState | None = None, start: int = 0, count: int = 1000
@@ -355,6 +343,35 @@ class StatusStore:
             records = pipe.execute()
         found = [_image(i, r) for i, r in zip(ids, records, strict=True) if r]
         return [image for image in found if state is None or image.state is state]
+
+    def image(self, batch_id: str, image_id: str) -> ImageStatus | None:
+        """One image's record, or None when unknown or expired."""
+        with _mapped():
+            record = self.redis.hgetall(image_key(batch_id, image_id))
+        return _image(image_id, record) if record else None
+
+
+def _batch(batch_id: str, record: dict[str, str]) -> BatchStatus:
+    return BatchStatus(
+        batch_id=batch_id,
+        total=int(record["total"]),
+        queued=int(record["queued"]),
+        running=int(record["running"]),
+        done=int(record["done"]),
+        failed=int(record["failed"]),
+        created_at=float(record["created_at"]),
+        started_at=_float(record.get("started_at")),
+        finished_at=_float(record.get("finished_at")),
+        submitted="submitted_at" in record,
+        output=record.get("output", ""),
+        params=json.loads(record.get("params", "{}")),
+        cancelled=int(record.get("cancelled", 0)),
+        cancel_requested="cancelled_at" in record,
+        queue=record.get("queue", ""),
+        webhook_url=record.get("webhook_url", ""),
+        webhook_status=record.get("webhook_status", ""),
+        webhook_attempts=int(record.get("webhook_attempts", 0)),
+    )
 
 
 def _image(image_id: str, record: dict[str, str]) -> ImageStatus:

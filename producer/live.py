@@ -1,0 +1,127 @@
+"""Batch progress as server-sent events, fed by the Redis events stream.
+
+Workers add one stream entry per image transition; a dashboard does not want 50,000 messages for
+a 50,000-image batch. ``stream`` reads the entries with a blocking XREAD, notes which batches
+changed, and at most every ``MIN_INTERVAL_S`` sends one ``batches`` event with those batches'
+summaries, read from their records (counters), never from their images. Events:
+
+    snapshot   {now, flower_url, batches: [batch...]}  first, the recent batches
+    batches    {now, batches: [batch...], outputs}     batches that changed (outputs: some image
+                                                       finished, previews are stale)
+    heartbeat  {now, batches: [batch...]}              every HEARTBEAT_S: unfinished batches, so
+                                                       rate and ETA stay current when idle
+
+Each batch is shown as the JSON API shows it (``producer.schemas.Batch``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import redis.asyncio as aioredis
+from starlette.concurrency import run_in_threadpool
+
+from infra.settings import Settings
+from infra.status import BATCHES_KEY, EVENTS_KEY, BatchStatus, ImageState, StatusStore
+from producer.schemas import Batch
+
+MIN_INTERVAL_S = 0.5
+"""Shortest time between two ``batches`` events of one connection."""
+HEARTBEAT_S = 5.0
+"""Longest silence on a connection; also how often idle batches' rate and ETA are refreshed."""
+BLOCK_MS = 500
+"""How long one XREAD waits for new entries."""
+READ_COUNT = 10_000
+"""Stream entries taken per XREAD."""
+RETRY_MS = 2_000
+"""How long the browser waits before reconnecting a dropped stream."""
+
+
+def summaries(store: StatusStore, batches: list[BatchStatus]) -> list[dict[str, Any]]:
+    """The batches as the JSON API shows them: counts, rate (images/s), ETA, parameters, times."""
+    return [Batch.of(batch, store).model_dump(mode="json") for batch in batches]
+
+
+def snapshot(store: StatusStore, settings: Settings, limit: int) -> dict[str, Any]:
+    """The recent batches, newest first, with the page's settings."""
+    batches = summaries(store, store.recent_batches(count=limit))
+    return {"now": time.time(), "flower_url": settings.flower_url, "batches": batches}
+
+
+def message(event: str, data: dict[str, Any]) -> str:
+    """One server-sent event."""
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def stream(store: StatusStore, settings: Settings, limit: int) -> AsyncIterator[str]:
+    """Events for one connection until it closes: a snapshot, then coalesced changes."""
+    # Any: redis-py's stubs cannot know that decode_responses makes every reply a str.
+    client: Any = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        # The position is taken before the snapshot: a change in between is sent twice, not lost.
+        newest = await client.xrevrange(EVENTS_KEY, count=1)
+        last_id = newest[0][0] if newest else "0-0"
+        first = await run_in_threadpool(snapshot, store, settings, limit)
+        yield f"retry: {RETRY_MS}\n" + message("snapshot", first)
+        watch = _Watch(first["batches"])
+        while True:
+            last_id = await _read(client, last_id, watch)
+            due = await _due(client, store, watch)
+            if due is not None:
+                yield due
+    finally:
+        with anyio.CancelScope(shield=True):  # close the connection even when cancelled
+            await client.aclose()
+
+
+class _Watch:
+    """What one connection knows: changed batches, unfinished ones, when it last sent."""
+
+    def __init__(self, batches: list[dict[str, Any]]) -> None:
+        self.dirty: set[str] = set()
+        self.unfinished = {b["batch_id"] for b in batches if not b["finished"]}
+        self.newest = max((b["created_at"] for b in batches), default=0.0)
+        self.outputs = False
+        self.sent = self.beat = time.monotonic()
+
+
+async def _read(client: Any, last_id: str, watch: _Watch) -> str:
+    """Wait up to BLOCK_MS for stream entries; note their batches; returns the new position."""
+    reply = await client.xread({EVENTS_KEY: last_id}, count=READ_COUNT, block=BLOCK_MS)
+    for _, entries in reply or []:
+        for entry_id, fields in entries:
+            last_id = entry_id
+            watch.dirty.add(fields["batch"])
+            watch.outputs |= fields["state"] == ImageState.DONE.value
+    return last_id
+
+
+async def _due(client: Any, store: StatusStore, watch: _Watch) -> str | None:
+    """The event to send now, if any: changed batches at most every MIN_INTERVAL_S, or a beat."""
+    now = time.monotonic()
+    if now - watch.sent < MIN_INTERVAL_S:
+        return None
+    # A batch has no stream entry until its first image starts: look for new ones by index.
+    created = await client.zrangebyscore(BATCHES_KEY, f"({watch.newest}", "+inf", withscores=True)
+    for batch_id, score in created:
+        watch.dirty.add(batch_id)
+        watch.newest = max(watch.newest, score)
+    if watch.dirty:
+        event, ids = "batches", watch.dirty
+    elif now - watch.beat >= HEARTBEAT_S:
+        event, ids = "heartbeat", watch.unfinished
+    else:
+        return None
+    found = await run_in_threadpool(store.batches, sorted(ids))
+    data: dict[str, Any] = {"now": time.time()}
+    data["batches"] = await run_in_threadpool(summaries, store, found)
+    if event == "batches":
+        data["outputs"], watch.outputs, watch.sent = watch.outputs, False, now
+    watch.unfinished = (watch.unfinished - set(ids)) | {b.batch_id for b in found if not b.finished}
+    watch.dirty = set()
+    watch.beat = now
+    return message(event, data)

@@ -1,0 +1,276 @@
+"""The dashboard's endpoints on a real redis-server and S3 server: sign-in, batch summaries,
+failures, previews, and the server-sent event stream (through a real uvicorn server)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import uvicorn
+from fastapi import FastAPI
+from PIL import Image
+
+from infra.settings import Settings
+from infra.status import ImageState, StatusStore
+from infra.storage import S3Storage
+from producer import live
+from producer.devstack import free_port
+from producer.web import create_app
+
+KEY = "dashboard-test-key"
+BUCKET = "dash"
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """The app on a real uvicorn server in a thread; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+@pytest.fixture
+def app_settings(settings: Settings, redis_client: redis.Redis) -> Settings:
+    """Settings on the flushed test database, with a known key and a Flower address."""
+    return settings.model_copy(update={"api_keys": KEY, "flower_url": "http://127.0.0.1:5555"})
+
+
+@pytest.fixture
+def app(app_settings: Settings) -> FastAPI:
+    return create_app(app_settings)
+
+
+@pytest.fixture
+def web(app: FastAPI) -> Iterator[httpx.Client]:
+    """A client of the app served by a real uvicorn server."""
+    with serving(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def signed(web: httpx.Client) -> httpx.Client:
+    web.headers["X-API-Key"] = KEY
+    return web
+
+
+def store_of(app: FastAPI) -> StatusStore:
+    store: StatusStore = app.state.client.status_store
+    return store
+
+
+def create(store: StatusStore, batch: str, count: int, params: str = '{"strength": 40}') -> None:
+    images = [(f"{n:06d}", f"s3://{BUCKET}/in/{batch}/{n}.jpg") for n in range(count)]
+    assert store.create_batch(batch, images, {"output": f"s3://{BUCKET}/out/", "params": params})
+
+
+def move(store: StatusStore, batch: str, image: str, state: ImageState, **fields: Any) -> None:
+    assert store.start(batch, image, "w")[0] == "running"
+    if state is not ImageState.RUNNING:
+        assert store.finish(batch, image, state, **fields) == state.value
+
+
+def test_every_dashboard_route_but_the_assets_needs_a_key(web: httpx.Client) -> None:
+    for path in ("/dashboard/batches", "/dashboard/recent", "/dashboard/events"):
+        assert web.get(path).status_code == 401
+        assert web.get(path, headers={"X-API-Key": "wrong"}).status_code == 401
+    refused = web.get("/")
+    assert refused.status_code == 401 and 'id="login"' in refused.text
+    assert web.get("/?key=wrong").status_code == 401
+    assert web.get("/dashboard/static/dashboard.js").status_code == 200
+    assert web.get("/dashboard/static/index.html").status_code == 404
+    assert web.get("/dashboard/batches", headers={"Authorization": f"Bearer {KEY}"}).is_success
+
+
+def test_a_key_given_once_becomes_an_http_only_strict_cookie(web: httpx.Client) -> None:
+    signed_in = web.get(f"/?key={KEY}", follow_redirects=False)
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/"
+    cookie = signed_in.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and KEY.lower() in cookie
+    page = web.get("/")  # the client keeps the cookie, as a browser does
+    assert page.status_code == 200 and "batch-template" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert web.get("/dashboard/batches").status_code == 200
+    web.cookies.clear()
+    assert web.get("/dashboard/batches").status_code == 401
+    assert web.post("/dashboard/session", headers={"X-API-Key": "nope"}).status_code == 401
+    assert web.post("/dashboard/session", headers={"X-API-Key": KEY}).status_code == 204
+    assert web.get("/dashboard/batches").status_code == 200
+
+
+def test_summaries_are_newest_first_with_counts_rate_eta_and_params(
+    signed: httpx.Client, app: FastAPI
+) -> None:
+    store = store_of(app)
+    create(store, "older", 4)
+    time.sleep(0.01)  # the index orders by creation time
+    create(store, "newer", 5, params='{"strength": 70, "model": "u2netp"}')
+    move(store, "newer", "000000", ImageState.DONE, output="s3://dash/out/0.jpg")
+    move(store, "newer", "000001", ImageState.FAILED, error="bad image")
+    move(store, "newer", "000002", ImageState.RUNNING)
+    for image in ("000000", "000001", "000002", "000003"):
+        move(store, "older", image, ImageState.DONE)
+    body = signed.get("/dashboard/batches").json()
+    assert body["flower_url"] == "http://127.0.0.1:5555"
+    newer, older = body["batches"]
+    assert (newer["batch_id"], older["batch_id"]) == ("newer", "older")
+    counts = newer["counts"]
+    assert (counts["done"], counts["failed"], counts["running"], counts["queued"]) == (1, 1, 1, 2)
+    assert newer["params"] == {"strength": 70, "model": "u2netp"} and not newer["finished"]
+    assert newer["rate"] > 0 and newer["eta_seconds"] == pytest.approx(3 / newer["rate"], 0.05)
+    assert older["finished"] and older["eta_seconds"] is None and older["finished_at"]
+    assert [b["batch_id"] for b in signed.get("/dashboard/batches?limit=1").json()["batches"]] == [
+        "newer"
+    ]
+
+
+def test_failures_come_with_reasons_page_by_page(signed: httpx.Client, app: FastAPI) -> None:
+    store = store_of(app)
+    create(store, "big", 2500)  # more than one chunk of the image list
+    failing = [f"{n:06d}" for n in range(3, 2500, 97)]
+    for image in failing:
+        move(store, "big", image, ImageState.FAILED, error=f"reason {image}")
+    move(store, "big", "000001", ImageState.DONE)
+    seen: list[dict[str, Any]] = []
+    cursor: int | None = 0
+    while cursor is not None:
+        page = signed.get(f"/dashboard/batches/big/failures?cursor={cursor}&count=7").json()
+        assert len(page["images"]) <= 7 and page["failed"] == len(failing)
+        seen += page["images"]
+        cursor = page["next"]
+    assert [image["image"] for image in seen] == failing
+    assert all(image["error"] == f"reason {image['image']}" for image in seen)
+    assert seen[0]["input"] == "s3://dash/in/big/3.jpg"
+    create(store, "clean", 3)
+    assert signed.get("/dashboard/batches/clean/failures").json()["images"] == []
+    assert signed.get("/dashboard/batches/nope/failures").status_code == 404
+
+
+def jpeg(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 120, 40)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def test_previews_of_recent_outputs_only_for_known_images(
+    signed: httpx.Client, app: FastAPI, storage: S3Storage
+) -> None:
+    storage.ensure_bucket(BUCKET)
+    storage.put(BUCKET, "in/shot/0.jpg", jpeg(1200, 800), content_type="image/jpeg")
+    storage.put(BUCKET, "out/0.jpg", jpeg(1200, 800), content_type="image/jpeg")
+    storage.put(BUCKET, "in/shot/1.jpg", b"not an image", content_type="image/jpeg")
+    store = store_of(app)
+    create(store, "shot", 3)
+    move(store, "shot", "000000", ImageState.DONE, output=f"s3://{BUCKET}/out/0.jpg")
+    move(store, "shot", "000001", ImageState.FAILED, error="bad")
+    recent = signed.get("/dashboard/recent").json()["images"]
+    assert [(image["batch"], image["image"]) for image in recent] == [("shot", "000000")]
+    for side in ("input", "output"):
+        answer = signed.get("/" + recent[0][f"{side}_thumbnail"])
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(answer.content)).size == (160, 107)
+    # Cached: still served once the object is gone.
+    storage.client.delete_object(Bucket=BUCKET, Key="out/0.jpg")
+    assert signed.get("/dashboard/thumbnails/shot/000000/output").status_code == 200
+    assert signed.get("/dashboard/thumbnails/shot/000001/input").status_code == 422
+    assert signed.get("/dashboard/thumbnails/shot/000001/output").status_code == 404
+    assert signed.get("/dashboard/thumbnails/shot/000002/input").status_code == 404  # no object
+    assert signed.get("/dashboard/thumbnails/shot/999999/input").status_code == 404
+    assert signed.get("/dashboard/thumbnails/shot/000000/etc").status_code == 422
+
+
+def test_summary_of_100_batches_and_50000_images_reads_batch_records_only(
+    signed: httpx.Client, app: FastAPI, redis_client: redis.Redis
+) -> None:
+    store = store_of(app)
+    sizes = [250 + 100 * (n % 6) - 250 * (n % 6 == 5) for n in range(100)]
+    sizes[-1] += 50_000 - sum(sizes)
+    assert sum(sizes) == 50_000
+    for n, size in enumerate(sizes):
+        create(store, f"b{n:03d}", size)
+    for n in range(0, 100, 10):
+        move(store, f"b{n:03d}", "000000", ImageState.DONE)
+        move(store, f"b{n:03d}", "000001", ImageState.FAILED, error="x")
+    redis_client.config_resetstat()
+    started = time.perf_counter()
+    answer = signed.get("/dashboard/batches?limit=100")
+    elapsed = time.perf_counter() - started
+    stats = redis_client.info("commandstats")
+    batches = answer.json()["batches"]
+    assert len(batches) == 100 and sum(b["total"] for b in batches) == 50_000
+    by_id = {b["batch_id"]: b for b in batches}
+    assert by_id["b050"]["counts"]["done"] == 1 and by_id["b050"]["counts"]["failed"] == 1
+    assert by_id["b051"]["counts"]["queued"] == sizes[51]
+    assert [b["batch_id"] for b in batches] == [f"b{n:03d}" for n in reversed(range(100))]
+    # No image record or image list is touched: only the index and the batch hashes.
+    assert "cmdstat_lrange" not in stats and "cmdstat_hget" not in stats
+    assert stats["cmdstat_hgetall"]["calls"] == 100
+    assert elapsed < 2.0, f"summary took {elapsed:.2f} s"
+
+
+def events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Parse a server-sent event stream into (event, data) pairs."""
+    name = ""
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[len("event: ") :]
+        elif line.startswith("data: "):
+            yield name, json.loads(line[len("data: ") :])
+
+
+def test_event_stream_sends_a_snapshot_then_coalesced_changes(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "HEARTBEAT_S", 0.3)
+    store = store_of(app)
+    create(store, "live", 400)
+    with (
+        serving(app) as url,
+        httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=30) as http,
+        http.stream("GET", "/dashboard/events") as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        stream = events(response)
+        name, first = next(stream)
+        assert name == "snapshot" and [b["batch_id"] for b in first["batches"]] == ["live"]
+        name, beat = next(stream)
+        assert name == "heartbeat" and beat["batches"][0]["batch_id"] == "live"
+        started = time.monotonic()
+        for n in range(400):  # 800 transitions, as fast as Redis takes them
+            move(store, "live", f"{n:06d}", ImageState.DONE if n % 50 else ImageState.FAILED)
+        create(store, "later", 2)  # no transition yet: found through the batch index
+        updates: list[dict[str, Any]] = []
+        seen: dict[str, dict[str, Any]] = {}
+        while not (seen.get("live", {}).get("finished") and "later" in seen):
+            name, data = next(stream)
+            if name == "batches":
+                updates.append(data)
+            seen.update({b["batch_id"]: b for b in data["batches"]})
+        elapsed = time.monotonic() - started
+    assert seen["live"]["counts"] == {
+        "queued": 0,
+        "running": 0,
+        "done": 392,
+        "failed": 8,
+        "cancelled": 0,
+    }
+    assert any(data["outputs"] for data in updates)
+    # One message per half second at most, not one per transition.
+    assert len(updates) <= elapsed / live.MIN_INTERVAL_S + 2, (len(updates), elapsed)
