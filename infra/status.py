@@ -88,6 +88,7 @@ class ImageStatus:
     error: str
     started_at: float | None = None
     finished_at: float | None = None
+    retries: int = 0  # transient failures sent back to the queue (each one a new delivery)
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,7 @@ class StatusStore:
         timings: Mapping[str, float] | None = None,
         output: str = "",
         error: str = "",
+        retries: int | None = None,
     ) -> str:
         """Move a running image to done, failed or back to queued; returns the state it has now.
 
@@ -243,6 +245,8 @@ class StatusStore:
             fields["timings"] = json.dumps({name: round(s, 4) for name, s in timings.items()})
         if output:
             fields["output"] = output
+        if retries is not None:
+            fields["retries"] = str(retries)
         pairs = [item for pair in fields.items() for item in pair]
         metrics = stage_increments(timings or {}) if state is ImageState.DONE else []
         now = time.time()
@@ -386,6 +390,7 @@ def _image(image_id: str, record: dict[str, str]) -> ImageStatus:
         error=record.get("error", ""),
         started_at=_float(record.get("started_at")),
         finished_at=_float(record.get("finished_at")),
+        retries=int(record.get("retries", 0)),
     )
 
 

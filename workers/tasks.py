@@ -94,7 +94,8 @@ def _run(task: Task, job: Job, status: StatusStore, settings: Settings) -> str:
         if task.request.retries >= settings.max_retries:
             reason = f"gave up after {task.request.retries} retries: {error}"
             return status.finish(*ids, ImageState.FAILED, error=reason)
-        status.finish(*ids, ImageState.QUEUED, error=f"retrying: {error}")
+        retries = task.request.retries + 1
+        status.finish(*ids, ImageState.QUEUED, error=f"retrying: {error}", retries=retries)
         raise task.retry(countdown=backoff(task.request.retries), exc=error) from error
     except SoftTimeLimitExceeded:
         reason = f"timed out after {settings.task_soft_time_limit} s"
