@@ -30,6 +30,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # Queues are polled in the order a worker lists them: interactive before bulk, so a
             # deep bulk backlog never delays an interactive image by more than one task.
             "queue_order_strategy": "priority",
+            # Messages of a worker that died are swept back every tenth of the visibility
+            # timeout (at most 10 s); kombu's default sweep runs only every 100 s.
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 10)),
+            "unacked_restore_throttle": 1,
         },
         "task_serializer": "json",
         "accept_content": ["json"],
