@@ -16,6 +16,12 @@ from infra.settings import Settings, get_settings
 
 BLUR_TASK = "blurq.blur_image"
 """The name the producer sends and the worker registers."""
+WEBHOOK_TASK = "blurq.send_webhook"
+"""The task that POSTs a batch's completion webhook (``workers.webhooks``)."""
+WEBHOOK_QUEUE = "webhooks"
+"""Its own queue, so that a slow receiver never sits in front of images."""
+WORKER_QUEUES = ("interactive", WEBHOOK_QUEUE, "bulk")
+"""What a worker consumes, in priority order: webhooks ahead of a bulk backlog."""
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -46,7 +52,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_soft_time_limit": settings.task_soft_time_limit,
         "task_time_limit": settings.task_time_limit,
-        "task_queues": [Queue(name) for name in QUEUES],
+        "task_queues": [Queue(name) for name in (*QUEUES, WEBHOOK_QUEUE)],
         "task_default_queue": "bulk",
         "task_create_missing_queues": False,
         "worker_send_task_events": True,
@@ -55,6 +61,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "worker_max_memory_per_child": 6 * 1024 * 1024,  # KiB: recycle a child past 6 GiB
     }
+
+
+def send_webhook(app: Celery, batch_id: str) -> None:
+    """Queue the completion webhook of a batch (the ``on_complete`` of a status store)."""
+    app.send_task(WEBHOOK_TASK, args=[batch_id], queue=WEBHOOK_QUEUE)
 
 
 def create_app(settings: Settings) -> Celery:

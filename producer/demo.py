@@ -1,7 +1,8 @@
 """``blurq demo``: sample photos through the whole system on the embedded local stack.
 
 Starts the stack, uploads real photos (portraits, a pet, products) to the local S3, submits them
-as one batch, shows its progress, downloads the results and says where they and Flower are.
+as one batch, shows its progress, downloads the results and says where they, the API, the
+dashboard and Flower are.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from infra.jobs import BlurParams
 from infra.status import ImageState
 from infra.storage import S3Storage, S3Uri
 from producer.api import Client
+from producer.cli import addresses
 from producer.devstack import LocalStack
 from producer.progress import follow
 from producer.samples import SAMPLES
@@ -31,10 +33,8 @@ def run_demo(out_dir: str, *, workers: int, hold: Callable[[], None] | None) -> 
     """Run the demo end to end; with hold, keep the stack up until it returns."""
     begin = time.monotonic()
     with LocalStack(workers=workers) as stack:
-        click.echo(
-            f"local stack up: redis {stack.redis_url}, s3 {stack.s3_endpoint}, "
-            f"flower {stack.flower_url}"
-        )
+        click.echo(f"local stack up: redis {stack.redis_url}, s3 {stack.s3_endpoint}")
+        click.echo(addresses(stack))
         settings = stack.settings()
         storage = S3Storage(settings)
         storage.ensure_bucket(BUCKET)
@@ -58,8 +58,9 @@ def run_demo(out_dir: str, *, workers: int, hold: Callable[[], None] | None) -> 
         for path in saved:
             click.echo(f"  {path}")
         click.echo(f"Flower: {stack.flower_url}/tasks ({_flower_succeeded(stack)} tasks succeeded)")
+        click.echo(f"dashboard: {stack.api_url}/  (API key {stack.api_key})")
         if hold is not None:
-            click.echo("the stack stays up for Flower; Ctrl-C stops it")
+            click.echo("the stack stays up for the dashboard and Flower; Ctrl-C stops it")
             hold()
 
 

@@ -15,8 +15,9 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from infra.celery_app import WORKER_QUEUES
 from infra.errors import BlurqError
-from infra.jobs import MATTING_MODELS, OUTPUT_FORMATS, QUEUES, parse_aperture
+from infra.jobs import MATTING_MODELS, OUTPUT_FORMATS, parse_aperture
 from infra.models import ModelStore
 from infra.settings import get_settings
 
@@ -31,13 +32,18 @@ from infra.settings import get_settings
     help="Child processes; one per share of a GPU.",
 )
 @click.option(
-    "--queues", "-Q", default=",".join(QUEUES), show_default=True, help="Queues in priority order."
+    "--queues",
+    "-Q",
+    default=",".join(WORKER_QUEUES),
+    show_default=True,
+    help="Queues in priority order.",
 )
 @click.option("--name", "-n", default="blurq@%h", show_default=True, help="Worker node name.")
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 def worker(concurrency: int, queues: str, name: str, loglevel: str) -> None:
     """Run a Celery worker (prefork; settings from BLURQ_* variables)."""
-    import workers.tasks  # noqa: F401  (registers the task on the app)
+    import workers.tasks
+    import workers.webhooks  # noqa: F401  (these register the tasks on the app)
     from infra.celery_app import app
 
     app.worker_main(

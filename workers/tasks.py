@@ -3,20 +3,22 @@
 PermanentError → the image fails with the reason, never retried. TransientError → the image goes
 back to queued and the task is retried with exponential backoff and jitter, then fails when
 ``max_retries`` is spent. Anything unexpected fails the image with the exception's text and is
-logged with its traceback; the worker process lives on.
+logged with its traceback; the worker process lives on. An image that is already final, or queued
+in a cancelled batch, is not run: the status store's ``start`` says so (and, for a cancelled
+batch, moves it to ``cancelled`` in the same step).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from infra.celery_app import BLUR_TASK, app
+from infra.celery_app import BLUR_TASK, app, send_webhook
 from infra.errors import InvalidJob, PermanentError, TransientError
 from infra.jobs import Job
 from infra.models import ModelStore
@@ -35,10 +37,14 @@ def _storage() -> S3Storage:
 
 
 @cache
-def _status() -> StatusStore:
+def status_store() -> StatusStore:
+    """The process's status store; the transition that finishes a batch queues its webhook."""
     settings = get_settings()
     return StatusStore.from_url(
-        settings.redis_url, ttl=settings.status_ttl, max_deliveries=settings.max_deliveries
+        settings.redis_url,
+        ttl=settings.status_ttl,
+        max_deliveries=settings.max_deliveries,
+        on_complete=partial(send_webhook, app),
     )
 
 
@@ -58,7 +64,7 @@ def backoff(retries: int) -> float:
 @app.task(name=BLUR_TASK, bind=True, max_retries=None)
 def blur_image(self: Task, message: dict[str, Any]) -> str:
     """Blur one image described by a job message; returns the image's final state."""
-    status = _status()
+    status = status_store()
     try:
         job = Job.decode(message)
     except InvalidJob as error:

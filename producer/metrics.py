@@ -1,0 +1,85 @@
+"""Prometheus metrics of the app (``GET /metrics``), read from Redis on every scrape.
+
+Nothing is counted in the API process itself: the workers' transitions write the totals and the
+stage histograms into Redis (``infra.metrics``), so every API replica exposes the same figures.
+
+    blurq_queue_depth{queue}            messages waiting per Celery queue (priority lists summed)
+    blurq_images_total{state}           images that ended done, failed or cancelled
+    blurq_stage_seconds{stage}          histogram of seconds per pipeline stage (done images)
+    blurq_batches{state}                batches on record: queued, running, finished, cancelled
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from infra.celery_app import WORKER_QUEUES
+from infra.metrics import METRICS_KEY, stage_histograms
+from infra.status import StatusStore
+
+PRIORITY_SEPARATOR = "\x06\x16"
+"""How kombu's Redis transport names a queue's priority lists: ``<queue>\\x06\\x16<step>``."""
+PRIORITY_STEPS = (0, 3, 6, 9)
+
+
+class RedisCollector(Collector):
+    """Reads the figures above from the status Redis and the broker on each scrape."""
+
+    def __init__(self, status: StatusStore, broker: redis.Redis) -> None:
+        self.status = status
+        # Any: redis-py's stubs cannot know that decode_responses makes every reply a str.
+        self.broker: Any = broker
+
+    def collect(self) -> Iterator[Metric]:
+        """One family per metric; Redis errors propagate (the route answers 503)."""
+        yield self._queue_depth()
+        raw = self.status.redis.hgetall(METRICS_KEY)
+        images = CounterMetricFamily(
+            "blurq_images", "Images that reached a final state.", labels=["state"]
+        )
+        for state in ("done", "failed", "cancelled"):
+            images.add_metric([state], float(raw.get(f"images:{state}", 0)))
+        yield images
+        stages = HistogramMetricFamily(
+            "blurq_stage_seconds", "Seconds per pipeline stage of done images.", labels=["stage"]
+        )
+        for histogram in stage_histograms(raw):
+            stages.add_metric([histogram.stage], histogram.buckets, histogram.total_seconds)
+        yield stages
+        batches = GaugeMetricFamily(
+            "blurq_batches", "Batches on record by state.", labels=["state"]
+        )
+        for state, count in self.status.batch_states().items():
+            batches.add_metric([state], count)
+        yield batches
+
+    def _queue_depth(self) -> GaugeMetricFamily:
+        depth = GaugeMetricFamily(
+            "blurq_queue_depth", "Messages waiting per Celery queue.", labels=["queue"]
+        )
+        pipe = self.broker.pipeline()
+        for queue in WORKER_QUEUES:
+            for step in PRIORITY_STEPS:
+                pipe.llen(f"{queue}{PRIORITY_SEPARATOR}{step}" if step else queue)
+        lengths = pipe.execute()
+        for number, queue in enumerate(WORKER_QUEUES):
+            chunk = lengths[number * len(PRIORITY_STEPS) : (number + 1) * len(PRIORITY_STEPS)]
+            depth.add_metric([queue], float(sum(chunk)))
+        return depth
+
+
+def registry(status: StatusStore, broker_url: str) -> CollectorRegistry:
+    """A registry of its own per app (the global one would collide across apps in one process)."""
+    found = CollectorRegistry(auto_describe=False)
+    found.register(RedisCollector(status, redis.Redis.from_url(broker_url, decode_responses=True)))
+    return found

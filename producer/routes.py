@@ -1,0 +1,210 @@
+"""The JSON API under ``/v1``: submit, list, read, page through images, cancel.
+
+Every route needs an API key (``producer.auth``). Errors are ``{"error": {"code", "message"}}``:
+401 no or bad key, 404 unknown batch, 409 an idempotency key reused for a different batch or a
+cancel of a finished batch, 422 malformed input, 503 when Redis or S3 cannot be reached.
+Routes are plain functions: FastAPI runs them in its thread pool, so blocking Redis and S3 calls
+never stall the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response, Security
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
+
+from infra.errors import BlurqError, InputMissing, TransientError
+from infra.jobs import BlurParams
+from infra.status import BatchStatus, ImageState
+from infra.storage import S3Uri
+from producer.api import Client
+from producer.auth import require_api_key
+from producer.schemas import Batch, BatchPage, BatchRequest, Error, Image, ImagePage
+
+_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
+_bearer = HTTPBearer(auto_error=False, description="The same key as a bearer token.")
+
+
+def api_key(
+    request: Request,
+    _header: Annotated[str | None, Security(_key_header)],
+    _token: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> None:
+    """The key check; the two Security parameters only put the schemes in the OpenAPI document."""
+    require_api_key(request)
+
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": Error} for code in (401, 404, 409, 422, 503)
+}
+router = APIRouter(prefix="/v1", dependencies=[Depends(api_key)], responses=ERRORS)
+
+
+class ApiError(Exception):
+    """Raised by a route to answer with an error body."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def client(request: Request) -> Client:
+    """The app's Client (one per app: its Redis pool and S3 client are shared)."""
+    found: Client = request.app.state.client
+    return found
+
+
+Api = Annotated[Client, Depends(client)]
+
+
+def _batch(api: Client, batch_id: str) -> BatchStatus:
+    found = api.status_store.batch(batch_id)
+    if found is None:
+        raise ApiError(
+            404, "batch_not_found", f"no batch {batch_id!r} (never submitted, or expired)"
+        )
+    return found
+
+
+@router.post("/batches", status_code=201, response_model=Batch)
+def submit(
+    body: BatchRequest,
+    response: Response,
+    api: Api,
+    idempotency_key: Annotated[str | None, Header(max_length=64)] = None,
+) -> Batch:
+    """Submit a batch; 201 when created, 200 when the same key named an existing batch."""
+    batch_id = _idempotency(body.batch_id, idempotency_key)
+    params = BlurParams(**body.params.model_dump())
+    existing = api.status_store.batch(batch_id) if batch_id else None
+    if existing is not None:
+        _same_batch(existing, body, params)
+    submission = api.submit_batch(
+        output=body.output,
+        uris=body.uris,
+        prefix=body.prefix,
+        manifest=body.manifest,
+        params=params,
+        batch_id=batch_id,
+        queue=body.queue,
+        webhook_url=body.webhook_url,
+    )
+    response.status_code = 201 if submission.created else 200
+    response.headers["Location"] = f"/v1/batches/{submission.batch_id}"
+    return Batch.of(_batch(api, submission.batch_id), api.status_store)
+
+
+def _idempotency(batch_id: str | None, header: str | None) -> str | None:
+    if header is not None and batch_id is not None and header != batch_id:
+        raise ApiError(422, "idempotency_mismatch", "Idempotency-Key and batch_id differ")
+    return batch_id or header
+
+
+def _same_batch(existing: BatchStatus, body: BatchRequest, params: BlurParams) -> None:
+    """409 unless a resubmission asks for what the existing batch does."""
+    same = existing.output == str(S3Uri.parse(body.output)) and existing.params == json.loads(
+        json.dumps(asdict(params))
+    )
+    if not same:
+        raise ApiError(
+            409,
+            "idempotency_conflict",
+            f"batch {existing.batch_id!r} exists with another output or other parameters",
+        )
+
+
+@router.get("/batches", response_model=BatchPage)
+def list_batches(
+    api: Api,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> BatchPage:
+    """Recent batches, newest first."""
+    found = api.status_store.recent_batches(limit, start=offset)
+    return BatchPage(
+        batches=[Batch.of(batch, api.status_store) for batch in found],
+        next_offset=offset + limit if len(found) == limit else None,
+    )
+
+
+@router.get("/batches/{batch_id}", response_model=Batch)
+def batch(batch_id: str, api: Api) -> Batch:
+    """A batch's counts per state, rate, ETA, parameters and times."""
+    return Batch.of(_batch(api, batch_id), api.status_store)
+
+
+@router.get("/batches/{batch_id}/images", response_model=ImagePage)
+def images(
+    batch_id: str,
+    api: Api,
+    state: ImageState | None = None,
+    offset: Annotated[int, Query(ge=0, description="Position in the batch's image list.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> ImagePage:
+    """A batch's images (optionally in one state) in submission order, with reasons and outputs."""
+    _batch(api, batch_id)
+    found, next_offset = api.status_store.image_page(
+        batch_id, state=state, start=offset, limit=limit
+    )
+    return ImagePage(images=[Image.of(image) for image in found], next_offset=next_offset)
+
+
+@router.post("/batches/{batch_id}/cancel", response_model=Batch)
+def cancel(batch_id: str, api: Api) -> Batch:
+    """Cancel: queued images end ``cancelled`` (never run); running ones finish."""
+    current = _batch(api, batch_id)
+    if current.finished and not current.cancel_requested:
+        raise ApiError(409, "batch_finished", f"batch {batch_id!r} has already finished")
+    return Batch.of(api.cancel(batch_id), api.status_store)
+
+
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+_HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+
+
+def install(app: FastAPI) -> None:
+    """Add the API's routes and its error answers to app (other paths keep FastAPI's)."""
+    app.include_router(router)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        return _error(error.status, error.code, error.message)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        if not request.url.path.startswith("/v1"):
+            return await http_exception_handler(request, error)
+        code = _HTTP_CODES.get(error.status_code, f"http_{error.status_code}")
+        return _error(error.status_code, code, str(error.detail), getattr(error, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> Response:
+        if not request.url.path.startswith("/v1"):
+            return await request_validation_exception_handler(request, error)
+        problems = "; ".join(_problem(item) for item in error.errors())
+        return _error(422, "invalid_request", problems)
+
+    @app.exception_handler(BlurqError)
+    async def blurq_error(request: Request, error: BlurqError) -> JSONResponse:
+        if isinstance(error, TransientError):
+            return _error(503, "unavailable", str(error), {"Retry-After": "5"})
+        code = "input_missing" if isinstance(error, InputMissing) else "invalid_input"
+        return _error(422, code, str(error))
+
+
+def _problem(item: dict[str, object]) -> str:
+    where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")  # type: ignore[attr-defined]
+    return f"{where}: {item.get('msg')}" if where else str(item.get("msg"))

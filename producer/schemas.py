@@ -1,0 +1,205 @@
+"""The JSON shapes of the HTTP API (pydantic models; they are the OpenAPI document's schemas)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from infra.status import BatchStatus, ImageStatus, StatusStore
+from infra.webhooks import check_url
+
+
+def _s3(uri: str) -> str:
+    # The API reads inputs only from S3 with its own credentials: it never fetches a URL.
+    if not uri.startswith("s3://") or len(uri) <= len("s3://") or uri[5] == "/":
+        raise ValueError("must be an s3://bucket/key URI (the API fetches no other URLs)")
+    return uri
+
+
+def _http(url: str) -> str:
+    try:
+        return check_url(url)
+    except Exception as error:  # InvalidJob: pydantic reports ValueErrors only
+        raise ValueError(str(error)) from error
+
+
+S3Uri = Annotated[
+    str, Field(max_length=2048, examples=["s3://shop/products/"]), AfterValidator(_s3)
+]
+BatchId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+
+
+class Params(BaseModel):
+    """How to render, the same for every image of the batch (``infra.jobs.BlurParams``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strength: int = Field(30, ge=1, le=100, description="Radius at infinity = strength% of 4.5%.")
+    aperture: int | None = Field(None, ge=3, le=12, description="Blades; null for a disc.")
+    rotation: float = Field(0.0, ge=-360, le=360, description="Degrees a bladed aperture turns.")
+    model: Literal["fusion", "isnet", "u2netp"] = "fusion"
+    format: Literal["jpeg", "png", "webp"] = "jpeg"
+    quality: int = Field(92, ge=1, le=100)
+    depth_suffix: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._-]{1,40}$", description="Depth map at <stem><suffix>."
+    )
+
+
+class BatchRequest(BaseModel):
+    """A batch to submit: exactly one of uris, prefix or manifest, and where the results go."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    output: S3Uri
+    uris: list[S3Uri] | None = Field(None, min_length=1, max_length=100_000)
+    prefix: S3Uri | None = None
+    manifest: S3Uri | None = None
+    params: Params = Field(default_factory=Params)
+    queue: Literal["interactive", "bulk"] | None = None
+    batch_id: BatchId | None = Field(None, description="Idempotency key: same id, same batch.")
+    webhook_url: Annotated[str, AfterValidator(_http)] | None = Field(
+        None, description="POSTed a signed JSON body when the batch ends."
+    )
+
+    @model_validator(mode="after")
+    def _one_input_kind(self) -> BatchRequest:
+        if sum(value is not None for value in (self.uris, self.prefix, self.manifest)) != 1:
+            raise ValueError("give exactly one of uris, prefix or manifest")
+        return self
+
+
+class Counts(BaseModel):
+    """Images per state; they always add up to the batch's total."""
+
+    queued: int
+    running: int
+    done: int
+    failed: int
+    cancelled: int
+
+
+class Webhook(BaseModel):
+    """The completion webhook's outcome: pending, retrying, delivered or failed."""
+
+    status: str
+    attempts: int
+
+
+class Batch(BaseModel):
+    """A batch's progress, parameters and times (unix seconds)."""
+
+    batch_id: str
+    total: int
+    counts: Counts
+    finished: bool
+    cancelled: bool = Field(description="True once a cancel was asked for.")
+    rate: float = Field(description="Images finished per second, over the last minute.")
+    eta_seconds: float | None
+    params: dict[str, Any]
+    output: str
+    queue: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    webhook: Webhook | None
+
+    @classmethod
+    def of(cls, batch: BatchStatus, store: StatusStore) -> Batch:
+        """The view of a batch record (its rate read from the store)."""
+        rate = _rate(batch, store)
+        left = batch.queued + batch.running
+        return cls(
+            batch_id=batch.batch_id,
+            total=batch.total,
+            counts=Counts(
+                queued=batch.queued,
+                running=batch.running,
+                done=batch.done,
+                failed=batch.failed,
+                cancelled=batch.cancelled,
+            ),
+            finished=batch.finished,
+            cancelled=batch.cancel_requested,
+            rate=round(rate, 4),
+            eta_seconds=round(left / rate, 1) if rate > 0 and not batch.finished else None,
+            params=batch.params,
+            output=batch.output,
+            queue=batch.queue,
+            created_at=batch.created_at,
+            started_at=batch.started_at,
+            finished_at=batch.finished_at,
+            webhook=Webhook(
+                status=batch.webhook_status or "waiting", attempts=batch.webhook_attempts
+            )
+            if batch.webhook_url
+            else None,
+        )
+
+
+def _rate(batch: BatchStatus, store: StatusStore) -> float:
+    """Recent throughput while running; the whole batch's average once it has finished."""
+    if batch.started_at is None:
+        return 0.0
+    if batch.finished_at is not None:
+        return (batch.done + batch.failed) / max(batch.finished_at - batch.started_at, 1.0)
+    return store.recent_rate(batch.batch_id, since=batch.started_at, now=time.time())
+
+
+class BatchPage(BaseModel):
+    """Recent batches, newest first."""
+
+    batches: list[Batch]
+    next_offset: int | None
+
+
+class Image(BaseModel):
+    """One image: state, the reason it failed, where its output is, seconds per stage."""
+
+    image_id: str
+    input: str
+    state: str
+    error: str
+    output: str
+    deliveries: int
+    stage: str
+    timings: dict[str, float]
+    started_at: float | None
+    finished_at: float | None
+
+    @classmethod
+    def of(cls, image: ImageStatus) -> Image:
+        """The view of an image record."""
+        return cls(
+            image_id=image.image_id,
+            input=image.input,
+            state=image.state.value,
+            error=image.error,
+            output=image.output,
+            deliveries=image.deliveries,
+            stage=image.stage,
+            timings=image.timings,
+            started_at=image.started_at,
+            finished_at=image.finished_at,
+        )
+
+
+class ImagePage(BaseModel):
+    """A page of a batch's images; next_offset continues the scan (null at the end)."""
+
+    images: list[Image]
+    next_offset: int | None
+
+
+class ErrorBody(BaseModel):
+    """What went wrong: a stable code and a sentence."""
+
+    code: str
+    message: str
+
+
+class Error(BaseModel):
+    """Every error answer of the API."""
+
+    error: ErrorBody
