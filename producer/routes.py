@@ -81,6 +81,8 @@ def submit(
     idempotency_key: Annotated[str | None, Header(max_length=64)] = None,
 ) -> Batch:
     """Submit a batch; 201 when created, 200 when the same key named an existing batch."""
+    if body.webhook_url and not api.settings.webhook_secret:
+        raise ApiError(422, "webhooks_disabled", "webhooks need BLURQ_WEBHOOK_SECRET on the API")
     batch_id = _idempotency(body.batch_id, idempotency_key)
     params = BlurParams(**body.params.model_dump())
     existing = api.status_store.batch(batch_id) if batch_id else None

@@ -6,6 +6,10 @@ rendered by the stack's Celery workers. Photos are small (320 px) to keep the mo
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -230,8 +234,6 @@ def test_webhook_is_signed_and_retried(api: httpx.Client, stack: LocalStack) -> 
         assert not verify(
             "not-the-secret", raw, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER]
         )
-    import json
-
     sent = json.loads(Receiver.received[-1][1])
     assert sent["batch_id"] == batch_id and (sent["total"], sent["done"], sent["failed"]) == (
         1,
@@ -279,3 +281,10 @@ def test_metrics_expose_queues_images_stages_and_batches(
         value("blurq_batches", state=s) for s in ("queued", "running", "finished", "cancelled")
     )
     assert total == len(batches)
+
+
+def test_blurq_api_refuses_to_start_without_a_key() -> None:
+    env = {**os.environ, "BLURQ_API_KEYS": ""}
+    argv = [sys.executable, "-m", "producer.cli", "api", "--port", str(free_port())]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "BLURQ_API_KEYS" in result.stderr
