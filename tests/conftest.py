@@ -14,7 +14,21 @@ from infra.status import StatusStore
 from infra.storage import S3Storage
 from producer.devstack import LocalStack
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+"""Where tests save what a person may want to look at (screenshots); ``--artifacts`` moves it."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--artifacts DIR``: where tests save screenshots and other artifacts."""
+    parser.addoption("--artifacts", type=Path, default=ARTIFACTS, help="artifact directory")
+
+
+@pytest.fixture(scope="session")
+def artifacts(pytestconfig: pytest.Config) -> Path:
+    """The artifact directory, created on first use."""
+    directory: Path = pytestconfig.getoption("artifacts")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
