@@ -13,19 +13,22 @@ WIDTH = 30
 
 def render(status: BatchStatus, *, now: float | None = None) -> str:
     """One line: bar, counts per state, throughput and ETA."""
-    finished = status.done + status.failed
+    finished = status.done + status.failed + status.cancelled
     filled = int(WIDTH * finished / status.total) if status.total else WIDTH
     bar = "#" * filled + "-" * (WIDTH - filled)
     line = (
         f"[{bar}] {finished}/{status.total}  done {status.done}  failed {status.failed}  "
         f"running {status.running}  queued {status.queued}"
     )
+    if status.cancel_requested:
+        line += f"  cancelled {status.cancelled}"
     elapsed = _elapsed(status, now or time.time())
-    if elapsed and finished:
-        rate = finished / elapsed
+    processed = status.done + status.failed  # cancelled images took no time: not in the rate
+    if elapsed and processed:
+        rate = processed / elapsed
         line += f"  {rate:.2f} img/s"
         if not status.finished:
-            line += f"  ETA {_duration((status.total - finished) / rate)}"
+            line += f"  ETA {_duration((status.queued + status.running) / rate)}"
     if status.finished and elapsed is not None:
         line += f"  in {_duration(elapsed)}"
     return line
