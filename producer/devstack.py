@@ -171,11 +171,12 @@ class LocalStack:
         client = redis.Redis.from_url(self.redis_url)
         self._wait("redis", lambda: bool(client.ping()))
 
-    def restart_redis(self) -> None:
+    def restart_redis(self, down_for: float = 0.0) -> None:
         """Stop redis-server (it writes its append-only file on the way out), start it again."""
         process = self.processes.pop("redis")
         process.send_signal(signal.SIGTERM)
         _reap([process], grace=20.0)
+        time.sleep(down_for)
         self._start_redis()
 
     def _start_s3(self) -> None:

@@ -3,9 +3,10 @@
 PermanentError → the image fails with the reason, never retried. TransientError → the image goes
 back to queued and the task is retried with exponential backoff and jitter, then fails when
 ``max_retries`` is spent. Anything unexpected fails the image with the exception's text and is
-logged with its traceback; the worker process lives on. An image that is already final, or queued
-in a cancelled batch, is not run: the status store's ``start`` says so (and, for a cancelled
-batch, moves it to ``cancelled`` in the same step).
+logged with its traceback; the worker process lives on. When the status store itself cannot be
+reached (longer than its client's retries), the message is sent again later, untouched. An image
+that is already final, or queued in a cancelled batch, is not run: the status store's ``start``
+says so (and, for a cancelled batch, moves it to ``cancelled`` in the same step).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from infra.celery_app import BLUR_TASK, app, send_webhook
-from infra.errors import InvalidJob, PermanentError, TransientError
+from infra.errors import InvalidJob, PermanentError, StatusUnavailable, TransientError
 from infra.jobs import Job
 from infra.models import ModelStore
 from infra.settings import Settings, get_settings
@@ -64,16 +65,26 @@ def backoff(retries: int) -> float:
 @app.task(name=BLUR_TASK, bind=True, max_retries=None)
 def blur_image(self: Task, message: dict[str, Any]) -> str:
     """Blur one image described by a job message; returns the image's final state."""
+    try:
+        return _blur(self, message)
+    except StatusUnavailable as error:
+        # Redis stayed away longer than its client's own retries. Acknowledging this message
+        # would leave the image queued or running forever: send it again later instead.
+        log.warning("status store unavailable, image comes back later: %s", error)
+        raise self.retry(countdown=backoff(min(self.request.retries, 4)), exc=error) from error
+
+
+def _blur(task: Task, message: dict[str, Any]) -> str:
     status = status_store()
     try:
         job = Job.decode(message)
     except InvalidJob as error:
-        return _refuse(status, message, error, self.request.hostname)
-    outcome, _ = status.start(job.batch_id, job.image_id, worker=self.request.hostname)
+        return _refuse(status, message, error, task.request.hostname)
+    outcome, _ = status.start(job.batch_id, job.image_id, worker=task.request.hostname)
     if outcome != "running":
         log.info("image %s/%s not run: %s", job.batch_id, job.image_id, outcome)
         return outcome
-    return _run(self, job, status, get_settings())
+    return _run(task, job, status, get_settings())
 
 
 def _refuse(status: StatusStore, message: Any, error: InvalidJob, worker: str) -> str:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +24,13 @@ import pytest
 from PIL import Image
 from s3_faults import S3FaultProxy
 
+from infra.celery_app import create_app
 from infra.jobs import BlurParams
 from infra.settings import Settings
 from infra.status import EVENTS_KEY, batch_key, image_key
 from infra.storage import S3Storage, S3Uri
 from producer.api import Client
-from producer.devstack import LocalStack
+from producer.devstack import LocalStack, free_port
 from producer.samples import SAMPLES
 
 pytestmark = pytest.mark.integration
@@ -210,29 +214,72 @@ def test_redis_restart_mid_batch_loses_nothing(client: Client, workers: LocalSta
     done_exactly_once(client, batch, 20)
 
 
-def test_s3_faults_are_retried_boundedly_and_visibly(client: Client, workers: LocalStack) -> None:
-    for name in WORKERS:  # the workers below reach S3 only through the proxy
-        workers.processes[name].send_signal(signal.SIGTERM)
+@contextmanager
+def other_workers(stack: LocalStack, env: dict[str, str], broker: Settings) -> Iterator[None]:
+    """worker1 and worker2 stopped, two workers with env in their place until the block ends."""
     for name in WORKERS:
-        workers.processes.pop(name).wait(timeout=60)
+        stack.processes[name].send_signal(signal.SIGTERM)
+    for name in WORKERS:
+        stack.processes.pop(name).wait(timeout=60)
+    names = [f"other-{name}" for name in WORKERS]
+    app = create_app(broker)
+    try:
+        for name in names:
+            stack.start_worker(name, env)
+        deadline = time.monotonic() + 180
+        while len(app.control.ping(timeout=1.0) or []) < len(names):
+            assert time.monotonic() < deadline, "the workers did not answer"
+        yield
+    finally:
+        app.close()
+        for name in names:
+            stack.processes[name].terminate()
+        for name in names:
+            stack.processes.pop(name).wait(timeout=60)
+
+
+def test_status_redis_outage_with_its_own_broker_loses_nothing(
+    client: Client, workers: LocalStack, tmp_path: Path
+) -> None:
+    port = free_port()
+    broker = subprocess.Popen(
+        [
+            *(str(shutil.which("redis-server")), "--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--dir", str(tmp_path)),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    settings = client.settings.model_copy(update={"broker_url": f"redis://127.0.0.1:{port}/0"})
+    split = Client(settings, storage=client.storage)
+    try:
+        with other_workers(workers, {"BLURQ_BROKER_URL": settings.broker_url}, settings):
+            batch = submit(split, "status-outage", 20)
+            deadline = time.monotonic() + 120
+            while split.status(batch).done < 3:
+                assert time.monotonic() < deadline, "the batch did not start"
+                time.sleep(0.1)
+            # Status writes fail at once while Redis is away; the broker stays up, so a task
+            # that gave up on its status would be acknowledged and its image lost.
+            workers.restart_redis(down_for=5)
+            found = done_exactly_once(split, batch, 20)
+    finally:
+        split.app.close()
+        broker.terminate()
+        broker.wait(timeout=20)
+    assert max(deliveries(found).values()) <= 2
+
+
+def test_s3_faults_are_retried_boundedly_and_visibly(client: Client, workers: LocalStack) -> None:
     max_retries = 6
     with S3FaultProxy(workers.s3_endpoint, fault_rate=0.35, seed=6) as proxy:
-        env = {
+        env = {  # these workers reach S3 only through the proxy
             "BLURQ_S3_ENDPOINT_URL": proxy.url,
             "BLURQ_S3_MAX_ATTEMPTS": "2",  # few, so that some calls still fail after them
             "BLURQ_MAX_RETRIES": str(max_retries),
             "BLURQ_MAX_DELIVERIES": str(max_retries + 2),
         }
-        try:
-            for name in ("s3-worker1", "s3-worker2"):
-                workers.start_worker(name, env)
-            workers.wait_for_workers(2, timeout=180)
+        with other_workers(workers, env, client.settings):
             found = done_exactly_once(client, submit(client, "s3-faults", 20), 20)
-        finally:
-            for name in ("s3-worker1", "s3-worker2"):
-                workers.processes[name].terminate()
-            for name in ("s3-worker1", "s3-worker2"):
-                workers.processes.pop(name).wait(timeout=60)
     assert proxy.faults >= 0.2 * proxy.requests
     assert proxy.counts["slowdown"] > 0 and proxy.counts["drop"] > 0
     retries = {image_id: int(record.get("retries", 0)) for image_id, record in found.items()}
