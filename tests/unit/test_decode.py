@@ -464,8 +464,15 @@ def _truncated_png() -> bytes:
         (_truncated_png, "corrupt or truncated PNG"),
         (lambda: b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "corrupt or truncated PNG"),
         (lambda: b"\xff\xd8\xff\xe0" + b"\0" * 5, "JPEG"),
+        (lambda: b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(64), "detected: HEIC"),
+        (lambda: b"\0\0\0\x1cftypavif\0\0\0\0avifmif1" + bytes(64), "detected: AVIF"),
+        (lambda: b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", "detected: PDF"),
+        (lambda: b'<svg xmlns="http://www.w3.org/2000/svg"/>', "detected: SVG"),
     ],
-    ids=["empty", "random", "html", "gif", "bmp", "cut-jpeg", "cut-png", "bad-png", "stub-jpeg"],
+    ids=[
+        *("empty", "random", "html", "gif", "bmp", "cut-jpeg", "cut-png", "bad-png", "stub-jpeg"),
+        *("heic", "avif", "pdf", "svg"),
+    ],
 )
 def test_undecodable_bytes_are_unsupported(make_payload: Callable[[], bytes], reason: str) -> None:
     with pytest.raises(UnsupportedImage, match=reason) as raised:
