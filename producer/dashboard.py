@@ -18,10 +18,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import redis
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
 
-from infra.errors import InputMissing, InputTooLarge, StorageUnavailable, UnsupportedImage
+from infra.errors import (
+    InputMissing,
+    InputTooLarge,
+    StatusUnavailable,
+    StorageUnavailable,
+    UnsupportedImage,
+)
 from infra.settings import Settings
 from infra.status import EVENTS_KEY, ImageState, ImageStatus, StatusStore
 from producer import live
@@ -174,7 +181,11 @@ def recent(request: Request, count: Annotated[int, Query(ge=1, le=48)] = 8) -> d
     store = store_of(request)
     seen: set[tuple[str, str]] = set()
     images: list[dict[str, Any]] = []
-    for _, entry in store.redis.xrevrange(EVENTS_KEY, count=RECENT_SCAN):
+    try:
+        entries = store.redis.xrevrange(EVENTS_KEY, count=RECENT_SCAN)
+    except redis.RedisError as error:
+        raise StatusUnavailable(f"Redis unavailable: {error}") from error
+    for _, entry in entries:
         pair = (entry["batch"], entry["image"])
         if entry["state"] != ImageState.DONE.value or pair in seen:
             continue
