@@ -15,8 +15,10 @@ Method, all in linear light:
    rendered and blended per pixel by linear interpolation on the radius.
 4. Each layer is rendered at reduced resolution so that its kernel radius there is 8 px, then
    upsampled, so the cost stays flat as the blur grows. A layer never exceeds ``_LAYER_PIXELS``
-   pixels, so on big photos at low strength the kernel gets fewer than 8 px (softer disc edges,
-   same size). Background at a radius that grid cannot resolve fades to the sharp image.
+   pixels, so on big photos at low strength its cells are wider than R/8; the highlights (max
+   channel >= 230) are therefore left out of it and blurred apart by ``workers.highlights`` on
+   the tiles that hold them, with the radius at least 8 px, so their discs keep sharp edges.
+   Background at a radius the layer grid cannot resolve fades to the sharp image.
 5. Composite ``alpha*F + (1-alpha)*B`` and encode to sRGB with a 16-bit LUT; the decode/encode
    round trip is exact for every byte, so pixels with alpha = 1 come out unchanged.
 
@@ -42,12 +44,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from workers.colour import DECODE, to_srgb
+from workers.highlights import KERNEL_RADIUS, blur_highlights
 
 _R_INF_FRACTION = 0.045  # blur radius at infinity for strength 100, as a fraction of the long side
 _NEAR_DEPTH = 0.4  # proxy depth of background touching the subject
 _FAR_DISTANCE = 0.25  # proxy: distance from the subject, per long side, that counts as infinity
 _MAX_LAYERS = 4
-_KERNEL_RADIUS = 8.0  # smallest radius at which a rasterised disc or polygon keeps its shape
 _LAYER_PIXELS = 1.0e6  # per-layer cap: keeps cost flat; small radii on big photos go under 8 px
 _MAX_BLADES = 64  # beyond this a polygon is a disc, and the kernel's cost grows with N
 _SUBJECT_CUT = 4.0  # alpha >= 1/4 is subject enough that its colour must not leak into B
@@ -56,6 +58,9 @@ _HIGHLIGHT_START = 0.9  # sRGB level of the max channel where the highlight boos
 _HIGHLIGHT_GAIN = 6.0  # linear gain of a fully clipped pixel: blown lights are ~2.5 stops hotter
 _ramp = np.clip((np.arange(256) / 255.0 - _HIGHLIGHT_START) / (1 - _HIGHLIGHT_START), 0, 1)
 _GAIN = (1 + (_HIGHLIGHT_GAIN - 1) * _ramp * _ramp * (3 - 2 * _ramp)).astype(np.float32)
+_LIGHT = np.uint8(np.argmax(_ramp > 0))  # first byte of the highlights, blurred apart
+_BASE_GAIN = np.where(np.arange(256) < _LIGHT, _GAIN, 0).astype(np.float32)
+_LIGHT_GAIN = _GAIN - _BASE_GAIN
 
 
 def render_bokeh(
@@ -99,25 +104,59 @@ def _blurred_background(
     d_lo, d_hi = _depth_range(alpha, depth)
     # radii finer than one cell of the coarsest allowed grid cannot be rendered there
     radii = _layer_radii(d_lo * r_inf, d_hi * r_inf, max(1.0, 1.0 / max_scale))
-    sizes = [_scaled_size(w, h, min(1.0, _KERNEL_RADIUS / r, max_scale)) for r in radii]
+    sizes = [_scaled_size(w, h, min(1.0, KERNEL_RADIUS / r, max_scale)) for r in radii]
     grid = sizes[0]  # the finest layer's grid; coarser layers are resampled onto it
-    prem = _premultiplied_grid(lin, rgb, weight, grid)
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)
+    peak = np.ascontiguousarray(hsv[..., 2], dtype=np.uint8)  # the max channel
+    lit = ((peak >= _LIGHT) & (weight > 0)).view(np.uint8)
+    # layers whose grid is coarser than R/8 leave their lights to the sharp tiles of highlights.py
+    apart = [KERNEL_RADIUS / r > max_scale for r in radii] if lit.any() else [False] * len(radii)
+    whole = _premultiplied_grid(lin, peak, weight, grid, _GAIN) if not all(apart) else None
+    base = _premultiplied_grid(lin, peak, weight, grid, _BASE_GAIN) if any(apart) else whole
     if depth is None:
         depth_grid = _proxy_depth(_resize(alpha, grid, cv2.INTER_AREA), w / grid[0], max(h, w))
+        depth = _resize(depth_grid, (w, h), cv2.INTER_LINEAR)
     else:
         depth_grid = _resize(np.ascontiguousarray(depth), grid, cv2.INTER_AREA)
     layers = [
-        _normalised_blur(prem, size, _aperture_kernel(r * size[0] / w, aperture, rotation_deg))
-        for r, size in zip(radii, sizes, strict=True)
+        _normalised_blur(
+            base if cut else whole,  # type: ignore[arg-type]  # one of the two is built for it
+            size,
+            _aperture_kernel(r * size[0] / w, aperture, rotation_deg),
+        )
+        for r, size, cut in zip(radii, sizes, apart, strict=True)
     ]
     blended = _blend_layers(layers, depth_grid * r_inf, radii)
     background = _resize(_push_pull(blended), (w, h), cv2.INTER_LINEAR)
+    if any(apart):  # the lights' share of conv(I*w, K), divided by the same conv(w, K)
+        cover = np.maximum(_resize(blended[..., 3], (w, h), cv2.INTER_LINEAR), _FILL_CONFIDENCE)
+        blur_highlights(
+            background,
+            cover,
+            lambda rows, cols: _light(lin, peak, weight, rows, cols),
+            lit,
+            lambda rows, cols: depth[rows, cols] * np.float32(r_inf),
+            radii,
+            [k for k, cut in enumerate(apart) if cut],
+            lambda radius: _aperture_kernel(radius, aperture, rotation_deg),
+        )
     if d_lo * r_inf < radii[0]:  # some background is nearly in focus: fade to the sharp image
-        full = _resize(depth_grid, (w, h), cv2.INTER_LINEAR) if depth is None else depth
         # only where the pixel is background: the sharp subject's edge must not return through B
-        sharp = np.clip(full * (-r_inf / radii[0]) + 1.0, 0.0, 1.0) * weight
+        sharp = np.clip(depth * (-r_inf / radii[0]) + 1.0, 0.0, 1.0) * weight
         background = _mix(lin, background, sharp)
     return background
+
+
+def _light(
+    lin: NDArray[np.float32],
+    peak: NDArray[np.uint8],
+    weight: NDArray[np.float32],
+    rows: slice,
+    cols: slice,
+) -> NDArray[np.float32]:
+    """The highlights' boosted, background-weighted linear colour in one window."""
+    boost = cv2.LUT(peak[rows, cols], _LIGHT_GAIN) * weight[rows, cols]
+    return _f32(lin[rows, cols] * boost[..., None])
 
 
 def _check_inputs(
@@ -199,13 +238,13 @@ def _resize(img: NDArray[np.float32], size: tuple[int, int], interp: int) -> NDA
 
 def _premultiplied_grid(
     lin: NDArray[np.float32],
-    rgb: NDArray[np.uint8],
+    peak: NDArray[np.uint8],
     weight: NDArray[np.float32],
     size: tuple[int, int],
+    gain: NDArray[np.float32],
 ) -> NDArray[np.float32]:
-    """Return (highlight-boosted colour * weight, weight) area-averaged to size, 4 channels."""
-    peak = np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)[..., 2])  # max channel
-    boost = cv2.multiply(cv2.LUT(peak, _GAIN), weight)
+    """Return (colour * gain(max channel) * weight, weight) area-averaged to size, 4 channels."""
+    boost = cv2.multiply(cv2.LUT(peak, gain), weight)
     colour = _f32(cv2.multiply(lin, cv2.cvtColor(boost, cv2.COLOR_GRAY2RGB)))
     colour = _resize(colour, size, cv2.INTER_AREA)
     return np.dstack([colour, _resize(weight, size, cv2.INTER_AREA)])

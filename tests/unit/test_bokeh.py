@@ -419,3 +419,29 @@ def test_an_unboosted_light_keeps_its_energy(size: int, strength: float, dot: in
     flat = np.zeros((size, size), np.float32)
     out = render_bokeh(rgb, flat, strength=strength, depth=np.ones_like(flat))
     assert _linear(out).sum() == pytest.approx(_linear(rgb).sum(), rel=0.01)
+
+
+def _edge_width(profile: NDArray[np.float64]) -> float:
+    """Distance from 90 % to 10 % of the plateau on a profile starting at a disc's centre."""
+
+    def crossing(level: float) -> float:
+        i = int(np.nonzero(profile < level * profile[0])[0][0])
+        return float(i - 1 + (profile[i - 1] - level * profile[0]) / (profile[i - 1] - profile[i]))
+
+    return crossing(0.1) - crossing(0.9)
+
+
+@pytest.mark.parametrize("strength", [5.0, 10.0])
+def test_a_light_keeps_a_sharp_disc_edge_on_a_big_photo(strength: float) -> None:
+    """12 MP at low strength: layer grids are capped, yet the disc edge spans few pixels."""
+    h, w = 3000, 4000
+    rgb = np.zeros((h, w, 3), np.uint8)
+    rgb[h // 2, w // 2] = 255
+    flat = np.zeros((h, w), np.float32)
+    out = render_bokeh(rgb, flat, strength=strength, depth=np.ones_like(flat))
+    row = _linear(out[h // 2, w // 2 : w // 2 + 200, 1])
+    radius = _r_inf(strength, w)
+    # rendered with R >= 8 cells and enlarged bilinearly, the edge spans under R / 4 px (a 1 MP
+    # grid gives 3.5 px at R = 9 and 5.6 px at R = 18)
+    assert _edge_width(row) <= max(3.0, radius / 4)
+    assert _fwhm(_linear(out[h // 2, :, 1]), w // 2) == pytest.approx(2 * radius + 1, abs=2.0)
