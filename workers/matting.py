@@ -12,6 +12,10 @@ resolution, with the photo shrunk to that size as the guide, and its linear coef
 upsampled and applied to the full-resolution pixels ("Fast Guided Filter", He & Sun 2015), only in
 the band where the alpha is uncertain. Fitting where the model's alpha is sharp, rather than on a
 resized (already blurred) alpha, is what lets edges come back sharper than a plain resize.
+
+``refine`` does this twice around a closed-form matting solve (workers/refine.py): the alpha is
+brought to a working resolution (the photo's own, or a long side of ``_WORK_SIDE``), re-solved in
+its uncertain band from the photo's colours, and that answer is brought to full resolution.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from numpy.typing import NDArray
 
 from infra.jobs import MATTING_MODELS
 from infra.models import ModelStore
+from workers.refine import closed_form_refine
 from workers.sessions import ModelSession, get_session
 
 # Bumped whenever the stage's output changes for the same input; part of Matting.version.
-_REVISION = 3
+_REVISION = 4
 
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -37,6 +42,9 @@ _IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 _CORE_THRESHOLD = 0.5
 _CORE_ERODE = 0.01
 _CORE_BLUR = 0.006
+
+# Long side of the closed-form solve (workers/refine.py); larger photos are solved shrunk to it.
+_WORK_SIDE = 1024
 
 # Guided-filter upsampling: window radius in pixels of the matte's resolution. The smallest
 # window keeps the local colour model local (a wider one picks up texture).
@@ -67,7 +75,7 @@ class Matting:
     def predict(self, rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
         """H×W×3 uint8 RGB → H×W float32 alpha in [0, 1] (1 = subject)."""
         _check_rgb(rgb)
-        return refine_upsample(self.predict_lowres(rgb), rgb)
+        return refine(self.predict_lowres(rgb), rgb)
 
     def predict_lowres(self, rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
         """The model's square alpha (1024² for isnet and fusion, 320² for u2netp), in [0, 1]."""
@@ -110,6 +118,18 @@ def fuse(isnet: NDArray[np.float32], u2netp: NDArray[np.float32]) -> NDArray[np.
     core = cv2.GaussianBlur(core, (0, 0), sigmaX=max(0.5, _CORE_BLUR * side))
     core = cv2.resize(core, (isnet.shape[1], isnet.shape[0]), interpolation=cv2.INTER_LINEAR)
     return np.maximum(isnet, core)
+
+
+def refine(alpha_lowres: NDArray[np.float32], rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """A model's low-resolution alpha → rgb's H×W, re-solved by closed-form matting at its edges."""
+    _check_rgb(rgb)
+    height, width = rgb.shape[:2]
+    scale = min(1.0, _WORK_SIDE / max(height, width))
+    if scale == 1.0:
+        return closed_form_refine(rgb, refine_upsample(alpha_lowres, rgb))
+    # The solve runs at a working resolution, then comes to full size like the model's alpha.
+    work = _resize(rgb, max(1, round(width * scale)), max(1, round(height * scale)))
+    return refine_upsample(closed_form_refine(work, refine_upsample(alpha_lowres, work)), rgb)
 
 
 def refine_upsample(
