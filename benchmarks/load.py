@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from infra.errors import StatusUnavailable
 from infra.jobs import BlurParams
+from infra.records import BatchStatus
 from infra.storage import S3Storage
 from producer.api import Client
 from producer.devstack import LocalStack
@@ -112,6 +114,16 @@ def upload(storage: S3Storage, count: int) -> list[str]:
     return [f"s3://{BUCKET}/{key}" for key in keys]
 
 
+def wait(client: Client, batch: str) -> BatchStatus:
+    """The finished batch; a moment of Redis unavailability (a loaded machine) is waited out."""
+    while True:
+        try:
+            return client.wait(batch, timeout=24 * 3600, poll=1.0)
+        except StatusUnavailable as error:
+            print(f"status unavailable, waiting: {error}", file=sys.stderr)
+            time.sleep(5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -134,7 +146,7 @@ def main() -> None:
             begin = time.time()
             batch = client.submit(uris=uris, output=f"s3://{BUCKET}/out/", params=params)
             submitted = time.time() - begin
-            status = client.wait(batch, timeout=24 * 3600, poll=1.0)
+            status = wait(client, batch)
         assert status.finished_at is not None
         elapsed = status.finished_at - begin
         report(args, status.done, status.failed, submitted, elapsed, memory.samples)
