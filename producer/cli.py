@@ -295,7 +295,10 @@ def api(host: str, port: int) -> None:
 
     from producer.web import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # Open dashboards hold server-sent event streams: without a bound, SIGTERM waits on them.
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=3
+    )
 
 
 @main.group()
@@ -345,7 +348,7 @@ def addresses(stack: Any) -> str:
     """Where the stack's API, dashboard and Flower are, and the API key (for dev up and demo)."""
     return (
         f"api        {stack.api_url}/v1  (OpenAPI: {stack.api_url}/docs)\n"
-        f"dashboard  {stack.api_url}/\n"
+        f"dashboard  {stack.api_url}/?key={stack.api_key}  (signs this browser in)\n"
         f"flower     {stack.flower_url}\n"
         f"api key    {stack.api_key}  (X-API-Key header, or Authorization: Bearer)"
     )
