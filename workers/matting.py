@@ -43,8 +43,9 @@ _CORE_THRESHOLD = 0.5
 _CORE_ERODE = 0.01
 _CORE_BLUR = 0.006
 
-# Long side of the closed-form solve (workers/refine.py); larger photos are solved shrunk to it.
-_WORK_SIDE = 1024
+# Long side of the closed-form solve (workers/refine.py), the resolution its figures were measured
+# at; larger photos are solved shrunk to it (its time grows with the pixels of the band).
+_WORK_SIDE = 800
 
 # Guided-filter upsampling: window radius in pixels of the matte's resolution. The smallest
 # window keeps the local colour model local (a wider one picks up texture).
