@@ -18,6 +18,8 @@ Method, all in linear light:
    pixels, so on big photos at low strength its cells are wider than R/8; the highlights (max
    channel >= 230) are therefore left out of it and blurred apart by ``workers.highlights`` on
    the tiles that hold them, with the radius at least 8 px, so their discs keep sharp edges.
+   Only while they are few (at most 2 % of the pixels): a bright sky or a white studio wall
+   stays in the layers, where its soft edge does not show and its cost stays flat.
    Background at a radius the layer grid cannot resolve fades to the sharp image.
 5. Composite ``alpha*F + (1-alpha)*B`` and encode to sRGB with a 16-bit LUT; the decode/encode
    round trip is exact for every byte, so pixels with alpha = 1 come out unchanged.
@@ -59,6 +61,7 @@ _HIGHLIGHT_GAIN = 6.0  # linear gain of a fully clipped pixel: blown lights are 
 _ramp = np.clip((np.arange(256) / 255.0 - _HIGHLIGHT_START) / (1 - _HIGHLIGHT_START), 0, 1)
 _GAIN = (1 + (_HIGHLIGHT_GAIN - 1) * _ramp * _ramp * (3 - 2 * _ramp)).astype(np.float32)
 _LIGHT = np.uint8(np.argmax(_ramp > 0))  # first byte of the highlights, blurred apart
+_LIGHTS_APART_MAX = 0.02  # share of the photo's pixels beyond which lights stay in the layers
 _BASE_GAIN = np.where(np.arange(256) < _LIGHT, _GAIN, 0).astype(np.float32)
 _LIGHT_GAIN = _GAIN - _BASE_GAIN
 
@@ -110,7 +113,10 @@ def _blurred_background(
     peak = np.ascontiguousarray(hsv[..., 2], dtype=np.uint8)  # the max channel
     lit = ((peak >= _LIGHT) & (weight > 0)).view(np.uint8)
     # layers whose grid is coarser than R/8 leave their lights to the sharp tiles of highlights.py
-    apart = [KERNEL_RADIUS / r > max_scale for r in radii] if lit.any() else [False] * len(radii)
+    # Lights apart only while they are few: a bright sky or a white studio wall is not a
+    # scatter of point lights, shows no disc edge, and would make this path the slow one.
+    few = 0 < np.count_nonzero(lit) <= _LIGHTS_APART_MAX * lit.size
+    apart = [KERNEL_RADIUS / r > max_scale for r in radii] if few else [False] * len(radii)
     whole = _premultiplied_grid(lin, peak, weight, grid, _GAIN) if not all(apart) else None
     base = _premultiplied_grid(lin, peak, weight, grid, _BASE_GAIN) if any(apart) else whole
     if depth is None:
