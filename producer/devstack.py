@@ -140,7 +140,12 @@ class LocalStack:
         environment = {**self.environment(), **(env or {})}
         with (self.log_dir / f"{name}.log").open("ab") as log:  # the child keeps its own copy
             process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=self.log_dir
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=environment,
+                cwd=self.log_dir,
+                preexec_fn=_die_with_parent,
             )
         self.processes[name] = process
         return process
@@ -260,6 +265,19 @@ class LocalStack:
                     process.send_signal(signal.SIGTERM)
             _reap(group, grace=20.0)
         self.processes.clear()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the process that started the stack dies.
+
+    Without it a test run killed mid-way (timeout, out of memory) leaves whole stacks behind.
+    Linux only; elsewhere the children outlive a killed parent as before.
+    """
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _reap(processes: list[subprocess.Popen[bytes]], *, grace: float) -> None:
