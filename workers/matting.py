@@ -14,12 +14,14 @@ the band where the alpha is uncertain. Fitting where the model's alpha is sharp,
 resized (already blurred) alpha, is what lets edges come back sharper than a plain resize.
 
 ``refine`` does this twice around a closed-form matting solve (workers/refine.py): the alpha is
-brought to a working resolution (the photo's own, or a long side of ``_WORK_SIDE``), re-solved in
-its uncertain band from the photo's colours, and that answer is brought to full resolution.
+brought to a working resolution (the photo's own, or a long side of ``_WORK_SIDE``, smaller still
+when its uncertain band would exceed ``_MAX_UNKNOWN`` pixels), re-solved in that band from the
+photo's colours, and that answer is brought to full resolution.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import cv2
@@ -28,11 +30,11 @@ from numpy.typing import NDArray
 
 from infra.jobs import MATTING_MODELS
 from infra.models import ModelStore
-from workers.refine import closed_form_refine
+from workers.refine import closed_form_refine, unknown_pixels
 from workers.sessions import ModelSession, get_session
 
 # Bumped whenever the stage's output changes for the same input; part of Matting.version.
-_REVISION = 4
+_REVISION = 5
 
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -46,6 +48,9 @@ _CORE_BLUR = 0.006
 # Long side of the closed-form solve (workers/refine.py), the resolution its figures were measured
 # at; larger photos are solved shrunk to it (its time grows with the pixels of the band).
 _WORK_SIDE = 800
+# At most this many unknown pixels in the solve (about 30 % of an 800×600 image), so that its time
+# is bounded: a photo with more hair or fur than that is solved at a smaller working size.
+_MAX_UNKNOWN = 150_000
 
 # Guided-filter upsampling: window radius in pixels of the matte's resolution. The smallest
 # window keeps the local colour model local (a wider one picks up texture).
@@ -54,6 +59,10 @@ _RADIUS = 1
 _EPS = 1e-4
 # Alpha outside (low, high) counts as confident and is kept as the plain resize gives it.
 _CONFIDENT = (0.01, 0.99)
+# Above this share of uncertain pixels the model is evaluated on whole strips of rows (of _STRIP
+# rows each) rather than gathered pixel by pixel: about where the two cost the same.
+_DENSE_SHARE = 0.25
+_STRIP = 256
 
 
 class Matting:
@@ -126,11 +135,20 @@ def refine(alpha_lowres: NDArray[np.float32], rgb: NDArray[np.uint8]) -> NDArray
     _check_rgb(rgb)
     height, width = rgb.shape[:2]
     scale = min(1.0, _WORK_SIDE / max(height, width))
-    if scale == 1.0:
-        return closed_form_refine(rgb, refine_upsample(alpha_lowres, rgb))
-    # The solve runs at a working resolution, then comes to full size like the model's alpha.
-    work = _resize(rgb, max(1, round(width * scale)), max(1, round(height * scale)))
-    return refine_upsample(closed_form_refine(work, refine_upsample(alpha_lowres, work)), rgb)
+    work = rgb if scale == 1.0 else _resize(rgb, *_scaled(width, height, scale))
+    alpha = refine_upsample(alpha_lowres, work)
+    unknown = unknown_pixels(alpha)
+    if unknown > _MAX_UNKNOWN:
+        # The band's width is relative to the image, so its pixels shrink with the scale squared.
+        size = _scaled(width, height, scale * math.sqrt(_MAX_UNKNOWN / unknown))
+        work, alpha = _resize(rgb, *size), _resize(alpha, *size)
+    solved = closed_form_refine(work, alpha)
+    # The solve ran at a working resolution: it comes to full size like the model's alpha.
+    return solved if solved.shape == rgb.shape[:2] else refine_upsample(solved, rgb)
+
+
+def _scaled(width: int, height: int, scale: float) -> tuple[int, int]:
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def refine_upsample(
@@ -146,7 +164,7 @@ def refine_upsample(
     coefficients = _guided_coefficients(guide, lowres, _RADIUS, _EPS)
     band = _uncertain_band(lowres, 2 * _RADIUS)
     out = _apply_at_full_resolution(coefficients, band, _resize(lowres, width, height), rgb)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def _apply_at_full_resolution(
@@ -158,18 +176,49 @@ def _apply_at_full_resolution(
     """Evaluate the upsampled linear model a·I + b on the full-resolution pixels of the band."""
     height, width = coarse.shape
     band_full = cv2.resize(band.view(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
-    rows, cols = np.nonzero(band_full)
-    if rows.size == 0:
-        return coarse
-    # Bilinear samples of the coefficients at the band's pixel centres, in working coordinates;
-    # sampling only there keeps 12 MP photos from materialising four full-size float planes.
+    # Bilinear samples of the coefficients at pixel centres, in working coordinates.
     work_h, work_w = band.shape
-    map_x = ((cols + 0.5) * (work_w / width) - 0.5).astype(np.float32)
-    map_y = ((rows + 0.5) * (work_h / height) - 0.5).astype(np.float32)
-    sampled = _sample(coefficients, map_x, map_y)
-    pixels = rgb[rows, cols].astype(np.float32) / 255.0
-    coarse[rows, cols] = np.einsum("nc,nc->n", sampled[:, :3], pixels) + sampled[:, 3]
+    map_x = (np.arange(width, dtype=np.float32) + 0.5) * np.float32(work_w / width) - 0.5
+    map_y = (np.arange(height, dtype=np.float32) + 0.5) * np.float32(work_h / height) - 0.5
+    if band.mean() > _DENSE_SHARE:
+        # Hair everywhere: whole strips of rows cost less than gathering most of the pixels.
+        for top in range(0, height, _STRIP):
+            rows = slice(top, top + _STRIP)
+            grid_x, grid_y = np.meshgrid(map_x, map_y[rows])
+            sampled = _remap(coefficients, grid_x, grid_y).reshape(-1, 4)
+            model = _linear(sampled, rgb[rows].reshape(-1, 3)).reshape(grid_x.shape)
+            np.copyto(coarse[rows], model, where=band_full[rows].view(bool))
+        return coarse
+    # Otherwise sample only the band (flat indices: one-axis gathers cost half of row-column
+    # pairs), which keeps 12 MP photos from materialising four full-size float planes.
+    index = np.flatnonzero(band_full)
+    if index.size == 0:
+        return coarse
+    rows_of, cols_of = np.divmod(index, width)
+    sampled = _sample(coefficients, map_x[cols_of], map_y[rows_of])
+    np.put(coarse, index, _linear(sampled, np.take(rgb.reshape(-1, 3), index, axis=0)))
     return coarse
+
+
+def _linear(sampled: NDArray[np.float32], pixels: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """a·I + b per pixel: sampled is N×4 (a_r, a_g, a_b, b), pixels N×3 in 0..255."""
+    colour = pixels.astype(np.float32)
+    model = sampled[:, 0] * colour[:, 0]
+    model += sampled[:, 1] * colour[:, 1]
+    model += sampled[:, 2] * colour[:, 2]
+    model *= np.float32(1 / 255)
+    model += sampled[:, 3]
+    return model
+
+
+def _remap(
+    image: NDArray[np.float32], map_x: NDArray[np.float32], map_y: NDArray[np.float32]
+) -> NDArray[np.float32]:
+    """Bilinear samples of image at the points of the 2-D maps, edges replicated."""
+    out = cv2.remap(
+        image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return np.asarray(out, np.float32)
 
 
 def _sample(
@@ -182,14 +231,8 @@ def _sample(
     padded_x = np.zeros(rows * width, np.float32)
     padded_y = np.zeros(rows * width, np.float32)
     padded_x[:count], padded_y[:count] = map_x, map_y
-    out = cv2.remap(
-        image,
-        padded_x.reshape(rows, width),
-        padded_y.reshape(rows, width),
-        interpolation=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    return np.asarray(out, np.float32).reshape(rows * width, image.shape[2])[:count]
+    out = _remap(image, padded_x.reshape(rows, width), padded_y.reshape(rows, width))
+    return out.reshape(rows * width, image.shape[2])[:count]
 
 
 def _guided_coefficients(
@@ -201,14 +244,15 @@ def _guided_coefficients(
         size = (2 * radius + 1, 2 * radius + 1)
         return np.asarray(cv2.boxFilter(x, -1, size, borderType=cv2.BORDER_REFLECT), np.float32)
 
-    mean_i = mean(guide)
+    # Colour planes one by one: interleaving them into H×W×6 stacks cost more than the filtering.
+    planes = [np.ascontiguousarray(guide[..., c]) for c in range(3)]
+    mean_i = [mean(plane) for plane in planes]
     mean_p = mean(target)
-    cov_ip = mean(guide * target[..., None]) - mean_i * mean_p[..., None]
-    products = np.stack([guide[..., i] * guide[..., j] for i, j in _PAIRS], axis=-1)
-    var = mean(products) - np.stack([mean_i[..., i] * mean_i[..., j] for i, j in _PAIRS], axis=-1)
+    cov_ip = [mean(plane * target) - m * mean_p for plane, m in zip(planes, mean_i, strict=True)]
+    var = [mean(planes[i] * planes[j]) - mean_i[i] * mean_i[j] for i, j in _PAIRS]
     a = _solve_symmetric3(var, cov_ip, eps)
-    b = mean_p - np.einsum("hwc,hwc->hw", a, mean_i)
-    return mean(np.dstack([a, b]))
+    b = mean_p - a[0] * mean_i[0] - a[1] * mean_i[1] - a[2] * mean_i[2]
+    return mean(np.asarray(cv2.merge([*a, b]), np.float32))
 
 
 # Upper triangle of a 3×3 symmetric matrix, in the order _solve_symmetric3 reads it.
@@ -216,20 +260,21 @@ _PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
 
 
 def _solve_symmetric3(
-    var: NDArray[np.float32], rhs: NDArray[np.float32], eps: float
-) -> NDArray[np.float32]:
-    """Solve (Σ + εI)·a = rhs per pixel, Σ given as its upper triangle (H×W×6); Cramer's rule."""
-    rr, rg, rb, gg, gb, bb = (var[..., k] for k in range(6))
+    var: list[NDArray[np.float32]], rhs: list[NDArray[np.float32]], eps: float
+) -> list[NDArray[np.float32]]:
+    """Solve (Σ + εI)·a = rhs per pixel, Σ given as its six upper-triangle planes; Cramer's rule."""
+    rr, rg, rb, gg, gb, bb = var
     rr, gg, bb = rr + eps, gg + eps, bb + eps
     # Adjugate of the symmetric matrix; its determinant stays ≥ ε³ > 0.
     inv_rr, inv_rg, inv_rb = gg * bb - gb * gb, gb * rb - rg * bb, rg * gb - gg * rb
     inv_gg, inv_gb, inv_bb = rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg
-    det = rr * inv_rr + rg * inv_rg + rb * inv_rb
-    x, y, z = rhs[..., 0], rhs[..., 1], rhs[..., 2]
-    a_r = inv_rr * x + inv_rg * y + inv_rb * z
-    a_g = inv_rg * x + inv_gg * y + inv_gb * z
-    a_b = inv_rb * x + inv_gb * y + inv_bb * z
-    return np.stack([a_r, a_g, a_b], axis=-1) / det[..., None]
+    scale = 1.0 / (rr * inv_rr + rg * inv_rg + rb * inv_rb)
+    x, y, z = rhs
+    return [
+        (inv_rr * x + inv_rg * y + inv_rb * z) * scale,
+        (inv_rg * x + inv_gg * y + inv_gb * z) * scale,
+        (inv_rb * x + inv_gb * y + inv_bb * z) * scale,
+    ]
 
 
 def _uncertain_band(alpha: NDArray[np.float32], reach: int) -> NDArray[np.bool_]:

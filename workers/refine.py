@@ -44,6 +44,13 @@ _TOLERANCE = 1e-6
 _WINDOW = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 _STENCIL = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
 _PAD = 2
+# Pairs of window members p ≤ q (the affinity is symmetric) and, for member p, the pair of each
+# q and the stencil slot of q's offset from p.
+_UPPER = [(p, q) for p in range(len(_WINDOW)) for q in range(p, len(_WINDOW))]
+_PAIR_OF = [np.array([_UPPER.index((min(p, q), max(p, q))) for q in range(9)]) for p in range(9)]
+_SLOTS = [
+    np.array([_STENCIL.index((qy - py, qx - px)) for qy, qx in _WINDOW]) for py, px in _WINDOW
+]
 
 
 def closed_form_refine(
@@ -53,7 +60,7 @@ def closed_form_refine(
     if alpha.shape != rgb.shape[:2]:
         raise ValueError(f"alpha {alpha.shape} does not match the photo {rgb.shape[:2]}")
     height, width = alpha.shape
-    subject, background = trimap(alpha, max(1, round(_BAND * max(height, width))))
+    subject, background = trimap(alpha, _band_width(alpha))
     unknown = ~(subject | background)
     if not unknown.any():
         return subject.astype(np.float32)
@@ -67,8 +74,19 @@ def closed_form_refine(
         guess = np.asarray(cv2.resize(answer, (width, height)), np.float32)
     start = np.where(subject, 1.0, np.where(background, 0.0, guess)).astype(np.float64)
     iterations = _ITERATIONS[1] if coarse else _ITERATIONS[0]
-    weight = prior_weight(alpha, max(1, round(_BAND * max(height, width))))
+    weight = prior_weight(alpha, _band_width(alpha))
     return solve(rgb.astype(np.float64) / 255.0, start, unknown, weight, iterations)
+
+
+def unknown_pixels(alpha: NDArray[np.float32]) -> int:
+    """How many pixels closed_form_refine would solve for: its time grows with this count."""
+    subject, background = trimap(alpha, _band_width(alpha))
+    return int(alpha.size) - int(np.count_nonzero(subject | background))
+
+
+def _band_width(alpha: NDArray[np.float32]) -> int:
+    """Erosion of the definite regions in pixels: _BAND of the long side."""
+    return max(1, round(_BAND * int(max(alpha.shape))))
 
 
 def prior_weight(alpha: NDArray[np.float32], width: int) -> NDArray[np.float64]:
@@ -144,16 +162,18 @@ def _restrict(
     """The system over the unknown pixels: L_UU + diag λ, and λ·prior_U − L_UK·alpha_K."""
     offsets = np.array([dy * unknown.shape[1] + dx for dy, dx in _STENCIL])
     columns = rows[:, None] + offsets[None, :]
-    known = ~unknown.ravel()[columns]
-    rhs = lam * prior[rows] - (coefficients * known * prior[columns]).sum(axis=1)
-    coefficients[known] = 0.0
+    coupled = unknown.ravel()[columns]
+    rhs = lam * prior[rows] - np.where(coupled, 0.0, coefficients * prior[columns]).sum(axis=1)
     coefficients[:, _STENCIL.index((0, 0))] += lam
-    position = np.zeros(unknown.size, np.intp)
-    position[rows] = np.arange(rows.size)
+    # Only the entries between unknown pixels are stored: the rest went to the right-hand side,
+    # and leaving them out spares the conjugate-gradient products their zeros.
     count = rows.size
-    indptr = np.arange(0, len(_STENCIL) * count + 1, len(_STENCIL))
+    position = np.zeros(unknown.size, np.int32)
+    position[rows] = np.arange(count, dtype=np.int32)
+    indptr = np.zeros(count + 1, np.int32)
+    np.cumsum(coupled.sum(axis=1), out=indptr[1:])
     system = sparse.csr_matrix(
-        (coefficients.ravel(), position[columns].ravel(), indptr), shape=(count, count)
+        (coefficients[coupled], position[columns[coupled]], indptr), shape=(count, count)
     )
     return system, rhs
 
@@ -167,54 +187,54 @@ def _laplacian_rows(
     inside = np.zeros(unknown.shape, bool)
     inside[_PAD + 1 : -_PAD - 1, _PAD + 1 : -_PAD - 1] = True  # windows wholly inside the photo
     centres = np.flatnonzero(near & inside)
-    members = centres[None, :] + np.array([dy * stride + dx for dy, dx in _WINDOW])[:, None]
-    # Windows along the last axis: the per-window 3×3 algebra runs as long vector operations.
-    means, covariances = (_pad_flat(x)[:, centres] for x in _window_moments(image))
-    inverse = _inverse3(covariances + _EPS / len(_WINDOW) * _IDENTITY3[:, None])
-    centred = _pad_flat(image)[:, members] - means[:, None, :]  # 3×9×n
-    weighted = _contract(inverse, centred)  # 3×9×n
-    # Affinity of pixels p and q within each window: (1 + (I_p − μ)ᵀ(Σ + ε/|w|)⁻¹(I_q − μ)) / |w|.
-    affinity = (1.0 + _contract(weighted, centred)) / len(_WINDOW)  # 9×9×n
-    position = np.full(unknown.size, rows.size, np.intp)  # known pixels go to a spare last column
-    position[rows] = np.arange(rows.size)
-    out = np.zeros((len(_STENCIL), rows.size + 1))
-    identity = np.eye(len(_WINDOW))[:, :, None]
-    for p, (p_dy, p_dx) in enumerate(_WINDOW):
-        slots = np.array([_STENCIL.index((q_dy - p_dy, q_dx - p_dx)) for q_dy, q_dx in _WINDOW])
-        out[slots[:, None], position[members[p]][None, :]] += identity[p] - affinity[p]
-    return out[:, :-1]
+    offsets = np.array([dy * stride + dx for dy, dx in _WINDOW])
+    entries = _window_entries(image, centres, offsets)
+    # Each unknown pixel gathers what its nine windows add to its row; a pixel with no window
+    # there (at the photo's border) reads the spare zero column.
+    lookup = np.full(unknown.size, centres.size, np.intp)
+    lookup[centres] = np.arange(centres.size)
+    out = np.zeros((len(_STENCIL), rows.size))
+    for p in range(len(_WINDOW)):
+        window = lookup[rows - offsets[p]]
+        out[_SLOTS[p]] += entries[_PAIR_OF[p][:, None], window[None, :]]
+    return out
 
 
-# The symmetric 3×3 covariance as six planes, in this order.
+def _window_entries(
+    image: NDArray[np.float64], centres: NDArray[np.intp], offsets: NDArray[np.intp]
+) -> NDArray[np.float32]:
+    """δ_pq − affinity_pq of the windows at centres, one row per member pair p ≤ q, 45×(n+1)."""
+    colours = _pad_flat(image)[:, centres[None, :] + offsets[:, None]]  # 3×9×n
+    centred = colours - colours.mean(axis=1, keepdims=True)
+    covariances = np.stack([(centred[i] * centred[j]).mean(axis=0) for i, j in _PAIRS])
+    # Whitened colours z = C⁻¹(I − μ), C the Cholesky factor of Σ + ε/|w|: then
+    # (I_p − μ)ᵀ(Σ + ε/|w|)⁻¹(I_q − μ) = z_p·z_q, with no large inverse entries to cancel.
+    # Whitened, the products are O(1): float32 holds them to 1e-7 and halves the memory traffic.
+    z = _whiten(covariances + _EPS / len(_WINDOW) * _IDENTITY3[:, None], centred).astype(np.float32)
+    entries = np.zeros((len(_UPPER), centres.size + 1), np.float32)
+    for k, (p, q) in enumerate(_UPPER):
+        dot = z[0, p] * z[0, q] + z[1, p] * z[1, q] + z[2, p] * z[2, q]
+        entries[k, :-1] = float(p == q) - (1.0 + dot) / len(_WINDOW)
+    return entries
+
+
+# The symmetric 3×3 covariance as six rows, in this order.
 _PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
 _IDENTITY3 = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 1.0])
 
 
-def _window_moments(image: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Per-window mean colour (H×W×3) and colour covariance (H×W×6, _PAIRS order)."""
-
-    def mean(x: NDArray[np.float64]) -> NDArray[np.float64]:
-        return np.asarray(cv2.boxFilter(x, -1, (3, 3), borderType=cv2.BORDER_REFLECT))
-
-    mu = mean(image)
-    products = np.stack([image[..., i] * image[..., j] for i, j in _PAIRS], axis=-1)
-    outer = np.stack([mu[..., i] * mu[..., j] for i, j in _PAIRS], axis=-1)
-    return mu, mean(products) - outer
-
-
-def _inverse3(upper: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Inverse of N symmetric 3×3 matrices given as 6×N upper triangles, as 3×3×N (adjugate)."""
+def _whiten(upper: NDArray[np.float64], x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """C⁻¹x per window, C the Cholesky factor of the 6×n upper triangles; x is 3×9×n."""
     rr, rg, rb, gg, gb, bb = upper
-    inv_rr, inv_rg, inv_rb = gg * bb - gb * gb, gb * rb - rg * bb, rg * gb - gg * rb
-    inv_gg, inv_gb, inv_bb = rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg
-    det = rr * inv_rr + rg * inv_rg + rb * inv_rb
-    rows = ((inv_rr, inv_rg, inv_rb), (inv_rg, inv_gg, inv_gb), (inv_rb, inv_gb, inv_bb))
-    return np.asarray(np.array(rows) / det, np.float64)
-
-
-def _contract(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Σ_c a[c, i, n]·b[c, j, n] → I×J×N; three long vector products beat batched matmul here."""
-    return a[0, :, None] * b[0, None] + a[1, :, None] * b[1, None] + a[2, :, None] * b[2, None]
+    c11 = np.sqrt(rr)
+    c21, c31 = rg / c11, rb / c11
+    c22 = np.sqrt(gg - c21 * c21)
+    c32 = (gb - c31 * c21) / c22
+    c33 = np.sqrt(bb - c31 * c31 - c32 * c32)
+    z1 = x[0] / c11
+    z2 = (x[1] - c21 * z1) / c22
+    z3 = (x[2] - c31 * z1 - c32 * z2) / c33
+    return np.stack([z1, z2, z3])
 
 
 def _pad_flat(x: NDArray[np.float64]) -> NDArray[np.float64]:

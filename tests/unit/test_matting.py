@@ -157,3 +157,30 @@ def test_24_megapixels_keep_the_edge_quality_of_12(store: ModelStore) -> None:
         assert peak < 40 * width * height  # a few float planes, not a dense solve at full size
         errors[width] = float(np.abs(alpha - truth).mean())
     assert errors[6000] <= 1.1 * errors[4000], errors
+
+
+def test_the_solve_is_capped_on_hair_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Soft strands all over a 12 MP photo: the solve runs shrunk, its unknown band bounded."""
+    import cv2
+
+    import workers.matting as matting
+    from workers.refine import closed_form_refine, unknown_pixels
+
+    rng = np.random.default_rng(5)
+    lowres = np.zeros((1024, 1024), np.float32)
+    for _ in range(600):  # strands crossing everywhere: most of the image is unknown
+        start, end = rng.integers(0, 1024, 2), rng.integers(0, 1024, 2)
+        cv2.line(lowres, tuple(map(int, start)), tuple(map(int, end)), 1.0, 2, cv2.LINE_AA)
+    rgb = cv2.resize(data.chelsea(), (4000, 3000), interpolation=cv2.INTER_LINEAR)
+    solved: list[int] = []
+
+    def spy(work: NDArray[np.uint8], alpha: NDArray[np.float32]) -> NDArray[np.float32]:
+        solved.append(unknown_pixels(alpha))
+        return closed_form_refine(work, alpha)
+
+    monkeypatch.setattr(matting, "closed_form_refine", spy)
+    alpha = matting.refine(lowres, rgb)
+    assert alpha.shape == (3000, 4000) and alpha.min() >= 0.0 and alpha.max() <= 1.0
+    uncapped = unknown_pixels(matting.refine_upsample(lowres, matting._resize(rgb, 800, 600)))
+    assert uncapped > 2 * matting._MAX_UNKNOWN  # the case is one the cap has to act on
+    assert solved and solved[0] <= 1.15 * matting._MAX_UNKNOWN

@@ -8,7 +8,16 @@ import pytest
 from numpy.typing import NDArray
 from skimage import data
 
-from workers.refine import closed_form_refine, trimap
+from workers.refine import (
+    _EPS,
+    _PAD,
+    _STENCIL,
+    _WINDOW,
+    _laplacian_rows,
+    closed_form_refine,
+    trimap,
+    unknown_pixels,
+)
 
 
 def _composite(truth: NDArray[np.float32]) -> NDArray[np.uint8]:
@@ -69,3 +78,33 @@ def test_a_confident_alpha_is_returned_unchanged() -> None:
 def test_a_mismatched_alpha_is_refused() -> None:
     with pytest.raises(ValueError, match="does not match"):
         closed_form_refine(np.zeros((10, 12, 3), np.uint8), np.zeros((12, 10), np.float32))
+
+
+def test_laplacian_rows_match_the_definition() -> None:
+    """Rows against L = Σ_windows δ_ij − (1 + (I_i − μ)ᵀ(Σ + ε/9)⁻¹(I_j − μ)) / 9, built densely."""
+    height, width = 7, 8
+    image = np.random.default_rng(3).random((height, width, 3))
+    dense = np.zeros((height * width, height * width))
+    for y in range(1, height - 1):
+        for x in range(1, width - 1):
+            members = [(y + dy) * width + x + dx for dy, dx in _WINDOW]
+            colours = image.reshape(-1, 3)[members]
+            centred = colours - colours.mean(axis=0)
+            covariance = centred.T @ centred / 9 + _EPS / 9 * np.eye(3)
+            affinity = (1.0 + centred @ np.linalg.inv(covariance) @ centred.T) / 9
+            dense[np.ix_(members, members)] += np.eye(9) - affinity
+    padded = np.zeros((height + 2 * _PAD, width + 2 * _PAD), bool)
+    padded[_PAD:-_PAD, _PAD:-_PAD] = True
+    coefficients = _laplacian_rows(image, padded, np.flatnonzero(padded))
+    for y, x in ((0, 0), (3, 4), (6, 7), (2, 6)):
+        for slot, (dy, dx) in enumerate(_STENCIL):
+            inside = 0 <= y + dy < height and 0 <= x + dx < width
+            expected = dense[y * width + x, (y + dy) * width + x + dx] if inside else 0.0
+            assert coefficients[slot, y * width + x] == pytest.approx(expected, abs=1e-4)
+
+
+def test_unknown_pixels_count_the_band() -> None:
+    truth = _disc(300, 400)
+    subject, background = trimap(truth, 3)  # 0.75 % of 400 px
+    assert unknown_pixels(truth) == truth.size - np.count_nonzero(subject | background) > 0
+    assert unknown_pixels(np.zeros((300, 400), np.float32)) == 0
