@@ -22,6 +22,7 @@ def _linear_to_srgb(v: NDArray[np.float64]) -> NDArray[np.float64]:
 
 DECODE = _srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
 """Linear light of each sRGB byte value; use with ``cv2.LUT``."""
+_STRIP_SAMPLES = 1 << 18  # samples encoded per step of to_srgb
 _ENCODE = np.round(255 * _linear_to_srgb(np.arange(65536) / 65535.0)).astype(np.uint8)
 
 
@@ -30,4 +31,10 @@ def to_srgb(lin: NDArray[np.float32]) -> NDArray[np.uint8]:
     # one channel, so that OpenCV applies the scalar to every sample, not just the first channel
     flat = np.ascontiguousarray(lin).reshape(lin.shape[0], -1)
     codes = cv2.multiply(flat, 65535.0, dtype=cv2.CV_16U)  # type: ignore[call-overload]
-    return np.asarray(np.take(_ENCODE, codes).reshape(lin.shape), np.uint8)
+    out = np.empty(codes.shape, np.uint8)
+    # In strips: np.take widens its indices to int64, and at 12 MP one pass would allocate (and
+    # page-fault in) a 288 MB temporary on every call; strips keep it small and in cache.
+    rows = max(1, _STRIP_SAMPLES // max(1, codes.shape[1]))
+    for top in range(0, codes.shape[0], rows):
+        np.take(_ENCODE, codes[top : top + rows], out=out[top : top + rows])
+    return out.reshape(lin.shape)
