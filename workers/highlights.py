@@ -25,7 +25,7 @@ Window = Callable[[slice, slice], NDArray[np.float32]]
 def blur_highlights(
     into: NDArray[np.float32],
     cover: NDArray[np.float32],
-    light: Window,
+    light: NDArray[np.float32],
     lit: NDArray[np.uint8],
     radius: Window,
     radii: list[float],
@@ -34,8 +34,8 @@ def blur_highlights(
 ) -> None:
     """Add the lights' blur, divided by cover, into the full-size linear image ``into``.
 
-    ``light(rows, cols)`` gives the lights' premultiplied linear colour in a window, ``lit`` marks
-    where it may be non-zero, ``radius(rows, cols)`` each pixel's blur radius, ``layers`` which of
+    ``light`` is the lights' premultiplied linear colour (zero elsewhere), ``lit`` marks where it
+    may be non-zero, ``radius(rows, cols)`` each pixel's blur radius, ``layers`` which of
     the layers of ``radii`` to render (each pixel is mixed from the two around its radius), and
     ``kernel(r)`` the normalised aperture of radius r.
     """
@@ -55,7 +55,7 @@ def blur_highlights(
                 share = _share(radius(rows, cols), radii, k)
                 if share is None:
                     continue
-                blurred = _blur_window(light(*window), aperture, step)
+                blurred = _blur_window(light[window], aperture, step)
                 inner = blurred[y0 - window[0].start :, x0 - window[1].start :]
                 inner = inner[: share.shape[0], : share.shape[1]]
                 into[rows, cols] += inner * (share / cover[rows, cols])[..., None]
