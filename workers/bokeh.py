@@ -111,13 +111,14 @@ def _blurred_background(
     grid = sizes[0]  # the finest layer's grid; coarser layers are resampled onto it
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)
     peak = np.ascontiguousarray(hsv[..., 2], dtype=np.uint8)  # the max channel
-    lit = ((peak >= _LIGHT) & (weight > 0)).view(np.uint8)
-    # layers whose grid is coarser than R/8 leave their lights to the sharp tiles of highlights.py
-    # Lights apart only while they are few: a bright sky or a white studio wall is not a
-    # scatter of point lights, shows no disc edge, and would make this path the slow one.
-    few = 0 < np.count_nonzero(lit) <= _LIGHTS_APART_MAX * lit.size
-    apart = [KERNEL_RADIUS / r > max_scale for r in radii] if few else [False] * len(radii)
-    lights = _lights(lin, peak, weight, lit) if any(apart) else None
+    # Layers whose grid is coarser than R/8 leave their lights to the sharp tiles of
+    # highlights.py, but only while the lights are few: a bright sky or a white studio wall is
+    # not a scatter of point lights, shows no disc edge, and would make that path the slow one.
+    apart = [KERNEL_RADIUS / r > max_scale for r in radii]
+    lit = ((peak >= _LIGHT) & (weight > 0)).view(np.uint8) if any(apart) else None
+    if lit is None or not 0 < np.count_nonzero(lit) <= _LIGHTS_APART_MAX * lit.size:
+        apart = [False] * len(radii)
+    lights = _lights(lin, peak, weight, lit) if lit is not None and any(apart) else None
     if lights is None:
         whole = base = _premultiplied_grid(lin, peak, weight, grid, _GAIN)
     else:
@@ -126,9 +127,11 @@ def _blurred_background(
         if not all(apart):  # the same plus the lights, for the layers that keep them
             whole = base.copy()
             whole[..., :3] += _resize(lights, grid, cv2.INTER_AREA)
+    fade = d_lo * r_inf < radii[0]  # some background is nearly in focus: fade to sharp there
     if depth is None:
         depth_grid = _proxy_depth(_resize(alpha, grid, cv2.INTER_AREA), w / grid[0], max(h, w))
-        depth = _resize(depth_grid, (w, h), cv2.INTER_LINEAR)
+        if lights is not None or fade:  # the full-size proxy only where something reads it
+            depth = _resize(depth_grid, (w, h), cv2.INTER_LINEAR)
     else:
         depth_grid = _resize(np.ascontiguousarray(depth), grid, cv2.INTER_AREA)
     layers = [
@@ -141,19 +144,21 @@ def _blurred_background(
     ]
     blended = _blend_layers(layers, depth_grid * r_inf, radii)
     background = _resize(_push_pull(blended), (w, h), cv2.INTER_LINEAR)
-    if lights is not None:  # the lights' share of conv(I*w, K), divided by the same conv(w, K)
+    if lights is not None and lit is not None and depth is not None:
+        # the lights' share of conv(I*w, K), divided by the same conv(w, K)
         cover = np.maximum(_resize(blended[..., 3], (w, h), cv2.INTER_LINEAR), _FILL_CONFIDENCE)
+        full_depth = depth  # a name of its own: the lambda below sees it narrowed to an array
         blur_highlights(
             background,
             cover,
             lights,
             lit,
-            lambda rows, cols: depth[rows, cols] * np.float32(r_inf),
+            lambda rows, cols: full_depth[rows, cols] * np.float32(r_inf),
             radii,
             [k for k, cut in enumerate(apart) if cut],
             lambda radius: _aperture_kernel(radius, aperture, rotation_deg),
         )
-    if d_lo * r_inf < radii[0]:  # some background is nearly in focus: fade to the sharp image
+    if fade and depth is not None:
         # only where the pixel is background: the sharp subject's edge must not return through B
         sharp = np.clip(depth * (-r_inf / radii[0]) + 1.0, 0.0, 1.0) * weight
         background = _mix(lin, background, sharp)
