@@ -15,12 +15,15 @@ Method, all in linear light:
    rendered and blended per pixel by linear interpolation on the radius.
 4. Each layer is rendered at reduced resolution so that its kernel radius there is 8 px, then
    upsampled, so the cost stays flat as the blur grows. A layer never exceeds ``_LAYER_PIXELS``
-   pixels, so on big photos at low strength its cells are wider than R/8; the highlights (max
-   channel >= 230) are therefore left out of it and blurred apart by ``workers.highlights`` on
-   the tiles that hold them, with the radius at least 8 px, so their discs keep sharp edges.
-   Only while they are few (at most 2 % of the pixels): a bright sky or a white studio wall
-   stays in the layers, where its soft edge does not show and its cost stays flat.
-   Background at a radius the layer grid cannot resolve fades to the sharp image.
+   pixels, so on big photos at low strength its cells are wider than R/8 and a disc's edge
+   would be as wide as a cell. Only point lights show that edge: bright spots (max channel >=
+   230) smaller than their disc. Those layers therefore leave their point lights to
+   ``workers.highlights``, which blurs them apart, a few at a time, with the radius at least
+   8 px; each light spreads by its own depth. Holding texture only, such a layer is rendered
+   with a kernel of 4 px on a grid a quarter of the size. Only while the point lights are few
+   (at most 2 % of the pixels); larger bright areas (a sky, a white wall) stay in the layers,
+   where a soft edge does not show. Background at a radius the layer grid cannot resolve fades
+   to the sharp image.
 5. Composite ``alpha*F + (1-alpha)*B`` and encode to sRGB with a 16-bit LUT; the decode/encode
    round trip is exact for every byte, so pixels with alpha = 1 come out unchanged.
 
@@ -45,25 +48,42 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from workers.aperture import aperture_kernel
 from workers.colour import DECODE, to_srgb
-from workers.highlights import KERNEL_RADIUS, blur_highlights
+from workers.highlights import (
+    KERNEL_RADIUS,
+    Enlarge,
+    Lights,
+    area_grid,
+    blur_highlights,
+    gather_lights,
+    point_lights,
+)
+from workers.layers import (
+    FILL_CONFIDENCE,
+    blend_layers,
+    f32,
+    mix,
+    normalised_blur,
+    push_pull,
+    resize,
+)
 
 _R_INF_FRACTION = 0.045  # blur radius at infinity for strength 100, as a fraction of the long side
 _NEAR_DEPTH = 0.4  # proxy depth of background touching the subject
 _FAR_DISTANCE = 0.25  # proxy: distance from the subject, per long side, that counts as infinity
 _MAX_LAYERS = 4
+_TEXTURE_RADIUS = 4.0  # kernel radius in cells of a layer without lights: blur within 3 % of R
 _LAYER_PIXELS = 1.0e6  # per-layer cap: keeps cost flat; small radii on big photos go under 8 px
 _MAX_BLADES = 64  # beyond this a polygon is a disc, and the kernel's cost grows with N
 _SUBJECT_CUT = 4.0  # alpha >= 1/4 is subject enough that its colour must not leak into B
-_FILL_CONFIDENCE = 0.02  # background share of the kernel below which the pyramid fill takes over
 _HIGHLIGHT_START = 0.9  # sRGB level of the max channel where the highlight boost begins
 _HIGHLIGHT_GAIN = 6.0  # linear gain of a fully clipped pixel: blown lights are ~2.5 stops hotter
 _ramp = np.clip((np.arange(256) / 255.0 - _HIGHLIGHT_START) / (1 - _HIGHLIGHT_START), 0, 1)
 _GAIN = (1 + (_HIGHLIGHT_GAIN - 1) * _ramp * _ramp * (3 - 2 * _ramp)).astype(np.float32)
 _LIGHT = np.uint8(np.argmax(_ramp > 0))  # first byte of the highlights, blurred apart
+_STRIP_ROWS = 64  # rows composited at a time
 _LIGHTS_APART_MAX = 0.02  # share of the photo's pixels beyond which lights stay in the layers
-_BASE_GAIN = np.where(np.arange(256) < _LIGHT, _GAIN, 0).astype(np.float32)
-_LIGHT_GAIN = _GAIN - _BASE_GAIN
 
 
 def render_bokeh(
@@ -79,13 +99,33 @@ def render_bokeh(
     """Blur the background of an sRGB photo behind its subject like a wide-open lens."""
     _check_inputs(rgb, alpha, strength, aperture, rotation_deg, foreground, depth)
     rgb, alpha = np.ascontiguousarray(rgb), np.ascontiguousarray(alpha)  # cv2 needs plain strides
+    if foreground is not None:
+        foreground = np.ascontiguousarray(foreground)
     r_inf = float(strength) / 100.0 * _R_INF_FRACTION * max(alpha.shape)
-    lin = _f32(cv2.LUT(rgb, DECODE))
+    lin = f32(cv2.LUT(rgb, DECODE))
     background = _blurred_background(lin, rgb, alpha, depth, r_inf, aperture, rotation_deg)
-    front = lin if foreground is None else _f32(cv2.LUT(np.ascontiguousarray(foreground), DECODE))
-    out = to_srgb(_mix(front, background, alpha))
-    if foreground is not None:  # alpha = 1 keeps the input bytes even if F differs from them
-        np.copyto(out, rgb, where=(alpha >= 1.0)[..., None])
+    return _composite(rgb, lin, foreground, background, alpha)
+
+
+def _composite(
+    rgb: NDArray[np.uint8],
+    lin: NDArray[np.float32],
+    foreground: NDArray[np.uint8] | None,
+    background: NDArray[np.float32],
+    alpha: NDArray[np.float32],
+) -> NDArray[np.uint8]:
+    """alpha*F + (1-alpha)*B in sRGB bytes, F the foreground (else the photo), row strips at a time.
+
+    In strips, the full-size temporaries of the blend and the encoding (hundreds of MB at 12 MP,
+    page-faulted in on every call) stay small and in cache.
+    """
+    out = np.empty_like(rgb)
+    for top in range(0, rgb.shape[0], _STRIP_ROWS):
+        rows = slice(top, top + _STRIP_ROWS)
+        front = lin[rows] if foreground is None else f32(cv2.LUT(foreground[rows], DECODE))
+        out[rows] = to_srgb(mix(front, background[rows], alpha[rows]))
+        if foreground is not None:  # alpha = 1 keeps the input bytes even if F differs there
+            cv2.copyTo(rgb[rows], (alpha[rows] >= 1.0).view(np.uint8), out[rows])
     return out
 
 
@@ -107,80 +147,84 @@ def _blurred_background(
     d_lo, d_hi = _depth_range(alpha, depth)
     # radii finer than one cell of the coarsest allowed grid cannot be rendered there
     radii = _layer_radii(d_lo * r_inf, d_hi * r_inf, max(1.0, 1.0 / max_scale))
-    sizes = [_scaled_size(w, h, min(1.0, KERNEL_RADIUS / r, max_scale)) for r in radii]
-    grid = sizes[0]  # the finest layer's grid; coarser layers are resampled onto it
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)
     peak = np.ascontiguousarray(hsv[..., 2], dtype=np.uint8)  # the max channel
-    # Layers whose grid is coarser than R/8 leave their lights to the sharp tiles of
-    # highlights.py, but only while the lights are few: a bright sky or a white studio wall is
-    # not a scatter of point lights, shows no disc edge, and would make that path the slow one.
-    apart = [KERNEL_RADIUS / r > max_scale for r in radii]
-    lit = ((peak >= _LIGHT) & (weight > 0)).view(np.uint8) if any(apart) else None
-    if lit is None or not 0 < np.count_nonzero(lit) <= _LIGHTS_APART_MAX * lit.size:
-        apart = [False] * len(radii)
-    lights = _lights(lin, peak, weight, lit) if lit is not None and any(apart) else None
-    if lights is None:
-        whole = base = _premultiplied_grid(lin, peak, weight, grid, _GAIN)
-    else:
-        base = _premultiplied_grid(lin, peak, weight, grid, _BASE_GAIN)
-        whole = base
-        if not all(apart):  # the same plus the lights, for the layers that keep them
-            whole = base.copy()
-            whole[..., :3] += _resize(lights, grid, cv2.INTER_AREA)
+    apart, lights = _lights_apart(lin, peak, weight, radii, max_scale)
+    # A layer whose lights are apart holds texture only, which shows no disc edge: it is rendered
+    # with a kernel of _TEXTURE_RADIUS cells, on a grid a quarter of the size or smaller.
+    sizes = [
+        _scaled_size(w, h, min(1.0, (_TEXTURE_RADIUS if cut else KERNEL_RADIUS) / r, max_scale))
+        for r, cut in zip(radii, apart, strict=True)
+    ]
+    grid = max(sizes)  # the finest layer's grid; the others are resampled onto it
+    whole = base = _premultiplied_grid(lin, peak, weight, grid, _GAIN)
+    if lights is not None:  # the layers without them start from the rest of the background
+        base = whole.copy()
+        base[..., :3] -= area_grid(lights, grid)
     fade = d_lo * r_inf < radii[0]  # some background is nearly in focus: fade to sharp there
+    given = depth
     if depth is None:
-        depth_grid = _proxy_depth(_resize(alpha, grid, cv2.INTER_AREA), w / grid[0], max(h, w))
-        if lights is not None or fade:  # the full-size proxy only where something reads it
-            depth = _resize(depth_grid, (w, h), cv2.INTER_LINEAR)
+        depth_grid = _proxy_depth(resize(alpha, grid, cv2.INTER_AREA), w / grid[0], max(h, w))
+        if fade:  # the full-size proxy only where something reads it
+            depth = resize(depth_grid, (w, h), cv2.INTER_LINEAR)
     else:
-        depth_grid = _resize(np.ascontiguousarray(depth), grid, cv2.INTER_AREA)
+        depth_grid = resize(np.ascontiguousarray(depth), grid, cv2.INTER_AREA)
     layers = [
-        _normalised_blur(
+        normalised_blur(
             base if cut else whole,
             size,
-            _aperture_kernel(r * size[0] / w, aperture, rotation_deg),
+            aperture_kernel(r * size[0] / w, aperture, rotation_deg),
         )
         for r, size, cut in zip(radii, sizes, apart, strict=True)
     ]
-    blended = _blend_layers(layers, depth_grid * r_inf, radii)
-    background = _resize(_push_pull(blended), (w, h), cv2.INTER_LINEAR)
-    if lights is not None and lit is not None and depth is not None:
+    blended = blend_layers(layers, depth_grid * r_inf, radii)
+    background = resize(push_pull(blended), (w, h), cv2.INTER_LINEAR)
+    if lights is not None:
+        if given is None:  # each light's radius, from the depth where it is
+            depth_at = Enlarge(depth_grid.shape, (h, w)).at(depth_grid, lights.ys, lights.xs)
+        else:
+            depth_at = given[lights.ys, lights.xs]
         # the lights' share of conv(I*w, K), divided by the same conv(w, K)
-        cover = np.maximum(_resize(blended[..., 3], (w, h), cv2.INTER_LINEAR), _FILL_CONFIDENCE)
-        full_depth = depth  # a name of its own: the lambda below sees it narrowed to an array
         blur_highlights(
             background,
-            cover,
+            np.maximum(blended[..., 3], FILL_CONFIDENCE),
             lights,
-            lit,
-            lambda rows, cols: full_depth[rows, cols] * np.float32(r_inf),
+            depth_at * np.float32(r_inf),
             radii,
             [k for k, cut in enumerate(apart) if cut],
-            lambda radius: _aperture_kernel(radius, aperture, rotation_deg),
+            lambda r: aperture_kernel(r, aperture, rotation_deg),
         )
     if fade and depth is not None:
         # only where the pixel is background: the sharp subject's edge must not return through B
         sharp = np.clip(depth * (-r_inf / radii[0]) + 1.0, 0.0, 1.0) * weight
-        background = _mix(lin, background, sharp)
+        background = mix(lin, background, sharp)
     return background
 
 
-def _lights(
+def _lights_apart(
     lin: NDArray[np.float32],
     peak: NDArray[np.uint8],
     weight: NDArray[np.float32],
-    lit: NDArray[np.uint8],
-) -> NDArray[np.float32]:
-    """The highlights' boosted, background-weighted linear colour; zero off the lit pixels.
+    radii: list[float],
+    max_scale: float,
+) -> tuple[list[bool], Lights | None]:
+    """Which layers leave their point lights to ``workers.highlights``, and those lights.
 
-    Built once for every layer and tile, on the lit pixels only (a few percent at most); the
-    zeros elsewhere are pages the tiles never touch unless lights are near.
+    The layers whose grid is coarser than R/8, while the lights are few: a night sky full of
+    them would make that path the slow one. Lights wider than the widest such disc are areas
+    that draw no disc, and stay in the layers.
     """
-    lights = np.zeros_like(lin)
-    where = np.nonzero(lit)
-    boost = _LIGHT_GAIN[peak[where]] * weight[where]
-    lights[where] = lin[where] * boost[:, None]
-    return lights
+    apart = [max_scale < 1.0 and KERNEL_RADIUS / r > max_scale for r in radii]
+    if not any(apart):
+        return apart, None
+    widest = max(r for r, cut in zip(radii, apart, strict=True) if cut)
+    lit = point_lights(((peak >= _LIGHT) & (weight > 0)).view(np.uint8), 2 * widest)
+    if not 0 < np.count_nonzero(lit) <= _LIGHTS_APART_MAX * lit.size:
+        return [False] * len(radii), None
+    lights = gather_lights(
+        lit, lambda ys, xs: lin[ys, xs] * (_GAIN[peak[ys, xs]] * weight[ys, xs])[:, None]
+    )
+    return apart, lights
 
 
 def _check_inputs(
@@ -253,13 +297,6 @@ def _scaled_size(w: int, h: int, scale: float) -> tuple[int, int]:
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 
-def _resize(img: NDArray[np.float32], size: tuple[int, int], interp: int) -> NDArray[np.float32]:
-    """Resize to (width, height), skipping the copy when the size already matches."""
-    if (img.shape[1], img.shape[0]) == size:
-        return img
-    return _f32(cv2.resize(img, size, interpolation=interp))
-
-
 def _premultiplied_grid(
     lin: NDArray[np.float32],
     peak: NDArray[np.uint8],
@@ -269,9 +306,9 @@ def _premultiplied_grid(
 ) -> NDArray[np.float32]:
     """Return (colour * gain(max channel) * weight, weight) area-averaged to size, 4 channels."""
     boost = cv2.multiply(cv2.LUT(peak, gain), weight)
-    colour = _f32(cv2.multiply(lin, cv2.cvtColor(boost, cv2.COLOR_GRAY2RGB)))
-    colour = _resize(colour, size, cv2.INTER_AREA)
-    return np.dstack([colour, _resize(weight, size, cv2.INTER_AREA)])
+    colour = f32(cv2.multiply(lin, cv2.cvtColor(boost, cv2.COLOR_GRAY2RGB)))
+    colour = resize(colour, size, cv2.INTER_AREA)
+    return np.dstack([colour, resize(weight, size, cv2.INTER_AREA)])
 
 
 def _proxy_depth(
@@ -281,80 +318,6 @@ def _proxy_depth(
     outside = (alpha < 0.5).astype(np.uint8)
     if outside.all():
         return np.ones_like(alpha)
-    dist = _f32(cv2.distanceTransform(outside, cv2.DIST_L2, 5)) * (px_per_cell / long_side)
+    dist = f32(cv2.distanceTransform(outside, cv2.DIST_L2, 5)) * (px_per_cell / long_side)
     ramp = np.clip(dist / _FAR_DISTANCE, 0.0, 1.0)
-    return _f32(_NEAR_DEPTH + (1.0 - _NEAR_DEPTH) * ramp)
-
-
-def _aperture_kernel(radius: float, blades: int | None, rotation_deg: float) -> NDArray[np.float32]:
-    """Anti-aliased disc or regular polygon of the given radius, normalised to sum 1."""
-    n = math.ceil(radius + 0.5)
-    y, x = np.mgrid[-n : n + 1, -n : n + 1].astype(np.float64)
-    y = -y  # rows grow downwards; flip so that rotation is counter-clockwise on screen
-    if blades is None:
-        dist = np.hypot(x, y) - radius
-    else:  # polygon inscribed in the wide-open disc: distance is the largest edge overshoot
-        angles = math.radians(rotation_deg) + (np.arange(blades) + 0.5) * 2 * math.pi / blades
-        proj = x[..., None] * np.cos(angles) + y[..., None] * np.sin(angles)
-        dist = proj.max(axis=-1) - radius * math.cos(math.pi / blades)
-    kernel = np.clip(0.5 - dist, 0.0, 1.0)
-    # cv2.filter2D correlates; flipping makes each light spread into the aperture's own shape
-    return np.ascontiguousarray((kernel / kernel.sum())[::-1, ::-1], dtype=np.float32)
-
-
-def _normalised_blur(
-    prem: NDArray[np.float32], size: tuple[int, int], kernel: NDArray[np.float32]
-) -> NDArray[np.float32]:
-    """Blur the premultiplied pair at the given size and bring it back to prem's grid."""
-    small = _resize(prem, size, cv2.INTER_AREA)
-    # zero padding: light from outside the frame is unknown, and the weight channel accounts for it
-    blurred = _f32(cv2.filter2D(small, -1, kernel, borderType=cv2.BORDER_CONSTANT))
-    return _resize(blurred, (prem.shape[1], prem.shape[0]), cv2.INTER_LINEAR)
-
-
-def _blend_layers(
-    layers: list[NDArray[np.float32]], radius: NDArray[np.float32], radii: list[float]
-) -> NDArray[np.float32]:
-    """Mix the layers per pixel by linear interpolation of the pixel's blur radius."""
-    if len(layers) == 1:
-        return layers[0]
-    pos = (np.clip(radius, radii[0], radii[-1]) - radii[0]) / (radii[1] - radii[0])
-    out = np.zeros_like(layers[0])
-    for k, layer in enumerate(layers):
-        hat = np.clip(1.0 - np.abs(pos - k), 0.0, 1.0)
-        out += hat[..., None] * layer
-    return out
-
-
-def _push_pull(prem: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Divide out the weight, filling cells with too little background from coarser levels."""
-    levels = [prem]
-    while min(levels[-1].shape[:2]) > 1:
-        top = levels[-1]
-        half = ((top.shape[1] + 1) // 2, (top.shape[0] + 1) // 2)
-        levels.append(_resize(top, half, cv2.INTER_AREA))
-    sums = levels[-1].reshape(-1, 4).sum(axis=0, dtype=np.float64)
-    mean = sums[:3] / sums[3] if sums[3] > 0 else np.zeros(3)
-    colour = np.empty((*levels[-1].shape[:2], 3), np.float32)
-    colour[...] = mean
-    for level in reversed(levels):
-        coarse = _resize(colour, (level.shape[1], level.shape[0]), cv2.INTER_LINEAR)
-        weight = level[..., 3:]
-        # own colour n/w where w >= tau, fading into the coarser estimate as w drops below tau
-        colour = coarse + (level[..., :3] - coarse * weight) / np.maximum(weight, _FILL_CONFIDENCE)
-    return colour
-
-
-def _mix(
-    front: NDArray[np.float32], back: NDArray[np.float32], amount: NDArray[np.float32]
-) -> NDArray[np.float32]:
-    """Return amount*front + (1-amount)*back, exactly front at 1 and exactly back at 0."""
-    # blendLinear divides by (w1 + w2 + eps); weights of 2**16 make that sum exactly 2**16 at the
-    # end points, so alpha = 1 passes the input through bit for bit.
-    w1 = amount * np.float32(65536.0)
-    return _f32(cv2.blendLinear(front, back, w1, np.float32(65536.0) - w1))
-
-
-def _f32(img: object) -> NDArray[np.float32]:
-    """Type an OpenCV result as the float32 array it is (the stubs say a generic Mat)."""
-    return np.asarray(img, dtype=np.float32)
+    return f32(_NEAR_DEPTH + (1.0 - _NEAR_DEPTH) * ramp)

@@ -24,7 +24,7 @@ from workers.encode import content_type, encode
 from workers.foreground import estimate_foreground
 from workers.matting import Matting
 
-RENDER_REVISION = 4
+RENDER_REVISION = 5
 """Bumped whenever foreground, bokeh or encode change their output for the same input, so that
 output keys change with it and a resubmission never reuses a result rendered the old way."""
 

@@ -445,3 +445,17 @@ def test_a_light_keeps_a_sharp_disc_edge_on_a_big_photo(strength: float) -> None
     # grid gives 3.5 px at R = 9 and 5.6 px at R = 18)
     assert _edge_width(row) <= max(3.0, radius / 4)
     assert _fwhm(_linear(out[h // 2, :, 1]), w // 2) == pytest.approx(2 * radius + 1, abs=2.0)
+
+
+@pytest.mark.parametrize(("strength", "dot"), [(5.0, 3), (15.0, 9)])
+def test_a_clipped_light_blurred_apart_keeps_its_boosted_energy(strength: float, dot: int) -> None:
+    """12 MP at low strength, where lights are blurred apart: a blown light's disc holds its
+    boosted energy (6 x its linear value) within 1 % (the dot is sized so that the disc is far
+    above the darkest sRGB steps and below clipping)."""
+    h, w = 3000, 4000
+    rgb = np.zeros((h, w, 3), np.uint8)
+    half = dot // 2
+    rgb[h // 2 - half : h // 2 + half + 1, w // 2 - half : w // 2 + half + 1] = 255
+    flat = np.zeros((h, w), np.float32)
+    out = render_bokeh(rgb, flat, strength=strength, depth=np.ones_like(flat))
+    assert _linear(out[..., 1]).sum() == pytest.approx(dot * dot * 6.0, rel=0.01)
