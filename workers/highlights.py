@@ -36,14 +36,20 @@ class Lights(NamedTuple):
 def point_lights(lit: NDArray[np.uint8], largest: float) -> NDArray[np.uint8]:
     """Keep the lit blobs (8-connected) whose bounding box is at most ``largest`` pixels wide.
 
-    ``lit`` (0 or 1) is changed in place and returned.
+    ``lit`` (0 or 1) is changed in place and returned. Blobs are found on the mask halved (a
+    2 x 2 block is lit if any of its pixels is), four times fewer pixels to label; blobs that
+    nearly touch count as one, and sizes are read to within two pixels.
     """
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(lit, connectivity=8)
-    sides = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
+    halved = np.ascontiguousarray(
+        cv2.dilate(lit, np.ones((2, 2), np.uint8), anchor=(0, 0))[::2, ::2]
+    )
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(halved, connectivity=8)
+    sides = 2 * np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
     for i in np.nonzero(sides[1:] > largest)[0] + 1:  # label 0 is the unlit rest
         x, y, w, h = (int(v) for v in stats[i, :4])
-        box = lit[y : y + h, x : x + w]
-        box[labels[y : y + h, x : x + w] == i] = 0
+        blob = (labels[y : y + h, x : x + w] == i).repeat(2, axis=0).repeat(2, axis=1)
+        box = lit[2 * y : 2 * (y + h), 2 * x : 2 * (x + w)]
+        box[blob[: box.shape[0], : box.shape[1]]] = 0
     return lit
 
 

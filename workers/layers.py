@@ -57,10 +57,14 @@ def push_pull(prem: NDArray[np.float32]) -> NDArray[np.float32]:
     colour = np.empty((*levels[-1].shape[:2], 3), np.float32)
     colour[...] = mean
     for level in reversed(levels):
-        coarse = resize(colour, (level.shape[1], level.shape[0]), cv2.INTER_LINEAR)
-        weight = level[..., 3:]
-        # own colour n/w where w >= tau, fading into the coarser estimate as w drops below tau
-        colour = coarse + (level[..., :3] - coarse * weight) / np.maximum(weight, FILL_CONFIDENCE)
+        colour = resize(colour, (level.shape[1], level.shape[0]), cv2.INTER_LINEAR)
+        weight = level[..., 3]
+        # own colour n/w where w >= tau, fading into the coarser estimate as w drops below tau:
+        # (n + coarse * (max(w, tau) - w)) / max(w, tau), in place
+        full = np.maximum(weight, np.float32(FILL_CONFIDENCE))
+        colour *= (full - weight)[..., None]
+        colour += level[..., :3]
+        colour /= full[..., None]
     return colour
 
 
