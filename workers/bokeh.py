@@ -20,10 +20,10 @@ Method, all in linear light:
    230) smaller than their disc. Those layers therefore leave their point lights to
    ``workers.highlights``, which blurs them apart, a few at a time, with the radius at least
    8 px; each light spreads by its own depth. Holding texture only, such a layer is rendered
-   with a kernel of 4 px on a grid a quarter of the size. Only while the point lights are few
-   (at most 2 % of the pixels); larger bright areas (a sky, a white wall) stay in the layers,
-   where a soft edge does not show. Background at a radius the layer grid cannot resolve fades
-   to the sharp image.
+   with a kernel radius of 4 cells, on a grid up to four times smaller. Only while the point
+   lights are few (at most 2 % of the pixels); larger bright areas (a sky, a white wall) stay
+   in the layers, where a soft edge does not show. Background at a radius the layer grid cannot
+   resolve fades to the sharp image.
 5. Composite ``alpha*F + (1-alpha)*B`` and encode to sRGB with a 16-bit LUT; the decode/encode
    round trip is exact for every byte, so pixels with alpha = 1 come out unchanged.
 
@@ -151,7 +151,7 @@ def _blurred_background(
     peak = np.ascontiguousarray(hsv[..., 2], dtype=np.uint8)  # the max channel
     apart, lights = _lights_apart(lin, peak, weight, radii, max_scale)
     # A layer whose lights are apart holds texture only, which shows no disc edge: it is rendered
-    # with a kernel of _TEXTURE_RADIUS cells, on a grid a quarter of the size or smaller.
+    # with a kernel of _TEXTURE_RADIUS cells, on a grid up to four times smaller.
     sizes = [
         _scaled_size(w, h, min(1.0, (_TEXTURE_RADIUS if cut else KERNEL_RADIUS) / r, max_scale))
         for r, cut in zip(radii, apart, strict=True)
