@@ -26,6 +26,7 @@ Examples:
   blurq submit --manifest list.txt --out s3://shop/blurred/ --queue bulk
   blurq status spring-01 --failed
   blurq watch spring-01
+  blurq cancel spring-01
   blurq worker --concurrency 1
   blurq flower --port 5555
   BLURQ_API_KEYS=change-me blurq api --port 8000
@@ -241,6 +242,17 @@ def status(settings: Settings, batch_id: str, failed: bool) -> None:
 def watch(settings: Settings, batch_id: str) -> None:
     """Follow a batch with a live progress bar until it ends."""
     _follow(_client(settings), batch_id)
+
+
+@main.command()
+@click.argument("batch_id")
+@connection_options
+@fail_cleanly
+def cancel(settings: Settings, batch_id: str) -> None:
+    """Cancel a batch: its queued images end cancelled, running ones finish."""
+    from producer.progress import render
+
+    click.echo(render(_client(settings).cancel(batch_id)))
 
 
 def _follow(client: Any, batch_id: str) -> None:

@@ -34,6 +34,7 @@ def test_help_lists_every_command_with_examples() -> None:
         "submit",
         "status",
         "watch",
+        "cancel",
         "worker",
         "flower",
         "models",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import redis
+from click.testing import CliRunner
 
+from infra.settings import Settings
 from infra.status import EVENTS_KEY, ImageState, StatusStore, batch_key, image_key
+from producer.cli import main
 
 
 def create(store: StatusStore, batch: str = "b", count: int = 3) -> None:
@@ -204,3 +207,19 @@ def test_finish_records_metrics_and_rate(
     assert 2 / 70 <= rate <= 2 / 60 + 1e-9
     status = status_store.batch("b")
     assert status is not None and 0 < status_store.recent_rate("b", since=status.started_at) <= 2
+
+
+def test_cancel_command_cancels_the_batch_and_reports_it(
+    status_store: StatusStore, settings: Settings
+) -> None:
+    """`blurq cancel` on a real Redis: queued images end cancelled; an unknown batch is an error."""
+    create(status_store, "cli-cancel", count=4)
+    status_store.start("cli-cancel", "000000", "worker")
+    runner = CliRunner()
+    result = runner.invoke(main, ["cancel", "cli-cancel", "--redis-url", settings.redis_url])
+    assert result.exit_code == 0, result.output
+    assert "cancelled 3" in result.output
+    batch = status_store.batch("cli-cancel")
+    assert batch is not None and batch.cancelled == 3 and batch.running == 1
+    missing = runner.invoke(main, ["cancel", "no-such-batch", "--redis-url", settings.redis_url])
+    assert missing.exit_code == 1 and "no batch 'no-such-batch'" in missing.output
