@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from workers.layers import position
+
 KERNEL_RADIUS = 8.0  # smallest radius at which a rasterised disc or polygon keeps its shape
 _GROUP = 64  # side of the squares whose lights are blurred together, in cells of the reduced grid
 
@@ -172,7 +174,7 @@ def blur_highlights(
     """
     h, w = lights.shape
     enlarge = Enlarge(cover.shape[:2], (h, w))
-    pos = _position(radius, radii)
+    pos = position(radius, radii)
     for k in layers:
         share = np.clip(1.0 - np.abs(pos - k), 0.0, 1.0)
         here = np.flatnonzero(share)
@@ -193,13 +195,6 @@ def blur_highlights(
             patch[gy - rows.start, gx - cols.start] = colour[group]
             blurred = _blur_window(patch, aperture, step)
             into[rows, cols] += blurred / enlarge.window(cover, rows, cols)[..., None]
-
-
-def _position(radius: NDArray[np.float32], radii: list[float]) -> NDArray[np.float32]:
-    """Where each radius falls among the layers' radii: 0 at the first, 1 at the second..."""
-    if len(radii) == 1:
-        return np.zeros_like(radius)
-    return (np.clip(radius, radii[0], radii[-1]) - radii[0]) / np.float32(radii[1] - radii[0])
 
 
 def _groups(ys: NDArray[np.intp], xs: NDArray[np.intp], side: int) -> list[NDArray[np.intp]]:

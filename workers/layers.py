@@ -38,11 +38,18 @@ def blend_layers(
     """Mix the layers per pixel by linear interpolation of the pixel's blur radius."""
     if len(layers) == 1:
         return layers[0]
-    pos = (np.clip(radius, radii[0], radii[-1]) - radii[0]) / np.float32(radii[1] - radii[0])
+    pos = position(radius, radii)
     out = layers[0]
     for k in range(1, len(layers)):  # past layer k-1, layer k takes over in proportion
         out = mix(layers[k], out, np.clip(pos - np.float32(k - 1), 0.0, 1.0))
     return out
+
+
+def position(radius: NDArray[np.float32], radii: list[float]) -> NDArray[np.float32]:
+    """Where each radius falls among the layers' radii: 0 at the first, 1 at the second..."""
+    if len(radii) == 1:
+        return np.zeros_like(radius)
+    return (np.clip(radius, radii[0], radii[-1]) - radii[0]) / np.float32(radii[1] - radii[0])
 
 
 def push_pull(prem: NDArray[np.float32]) -> NDArray[np.float32]:
