@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-ScalarT = TypeVar("ScalarT", bound=np.generic)
+ScalarT = TypeVar("ScalarT", np.uint8, np.uint16, np.float32)
 
 
 def f32(img: object) -> NDArray[np.float32]:
