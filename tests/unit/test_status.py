@@ -187,7 +187,7 @@ def test_cancel_covers_more_than_one_chunk(status_store: StatusStore) -> None:
 def test_finish_records_metrics_and_rate(
     status_store: StatusStore, redis_client: redis.Redis
 ) -> None:
-    from infra.metrics import METRICS_KEY, stage_histograms
+    from infra.status import METRICS_KEY, stage_histograms
 
     create(status_store, count=3)
     for image, state in (("000000", ImageState.DONE), ("000001", ImageState.FAILED)):

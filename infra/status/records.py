@@ -1,18 +1,7 @@
 """Batch and image records in Redis as read back: keys, states, and the read-only queries.
 
-Keys, all under ``KEY_PREFIX`` (``blurq:``)::
-
-    blurq:batches                     sorted set  batch id -> created time
-    blurq:batch:<batch>               hash        totals, counters, times, parameters,
-                                                  cancel flag, webhook URL and outcome
-    blurq:batch:<batch>:images        list        image ids in submission order
-    blurq:batch:<batch>:rate          hash        images finished per 10 s bucket
-    blurq:image:<batch>:<image>       hash        state, input, deliveries, stage, timings,
-                                                  output, error
-    blurq:events                      stream      one entry per transition (for live views)
-    blurq:metrics                     hash        totals for Prometheus (``infra.metrics``)
-
-Only ``infra.status.StatusStore`` writes them; it inherits the queries below.
+The keys are drawn in ``infra.status``'s docstring. Only ``infra.status.store.StatusStore``
+writes them; it inherits the queries below.
 """
 
 from __future__ import annotations

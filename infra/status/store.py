@@ -1,12 +1,13 @@
-"""Batch and image status in Redis; every state transition lives in this module.
+"""The status store: batch and image records in Redis; every state transition lives here.
 
-The records and their keys are described in ``infra.records``. An image moves
+The records and their keys are drawn in ``infra.status``. An image moves
 ``queued -> running -> done | failed``, or ``running -> queued`` when a transient failure is
 retried, or ``queued -> cancelled`` once its batch is cancelled (images already running finish).
-Each transition is one Lua script (``infra.transitions``) that checks the current state and moves
-the batch counters in the same step, so ``queued + running + done + failed + cancelled == total``
-always holds, even when a message is delivered twice. A delivery count per image turns an image
-that keeps killing its worker into a failure after ``max_deliveries`` instead of an endless loop.
+Each transition is one Lua script (``infra.status.transitions``) that checks the current state
+and moves the batch counters in the same step, so
+``queued + running + done + failed + cancelled == total`` always holds, even when a message is
+delivered twice. A delivery count per image turns an image that keeps killing its worker into a
+failure after ``max_deliveries`` instead of an endless loop.
 """
 
 from __future__ import annotations
@@ -18,40 +19,19 @@ from typing import Any
 
 import redis
 
-from infra import transitions
-from infra.metrics import METRICS_KEY, stage_increments
-from infra.records import (
+from infra.status import transitions
+from infra.status.metrics import METRICS_KEY, stage_increments
+from infra.status.records import (
     BATCHES_KEY,
     CREATE_CHUNK,
     EVENTS_KEY,
-    KEY_PREFIX,
     RATE_BUCKET_S,
-    RATE_WINDOW_S,
-    BatchStatus,
     ImageState,
-    ImageStatus,
     StatusReader,
     batch_key,
     image_key,
     mapped_errors,
 )
-
-__all__ = [
-    "BATCHES_KEY",
-    "CANCEL_CHUNK",
-    "CREATE_CHUNK",
-    "EVENTS_KEY",
-    "EVENTS_MAXLEN",
-    "KEY_PREFIX",
-    "RATE_BUCKET_S",
-    "RATE_WINDOW_S",
-    "BatchStatus",
-    "ImageState",
-    "ImageStatus",
-    "StatusStore",
-    "batch_key",
-    "image_key",
-]
 
 EVENTS_MAXLEN = 100_000
 """Entries kept in the events stream; older ones are trimmed (approximately)."""
@@ -177,7 +157,7 @@ class StatusStore(StatusReader):
     ) -> str:
         """Move a running image to done, failed or back to queued; returns the state it has now.
 
-        A done image's stage timings also go into the stage histograms (``infra.metrics``).
+        A done image's stage timings also go into the stage histograms (``infra.status.metrics``).
         """
         fields: dict[str, str] = {"stage": state.value, "error": error[:2000]}
         if timings is not None:

@@ -1,7 +1,7 @@
 """Metric totals kept in Redis, so that any API replica can expose the same figures.
 
 One hash, ``blurq:metrics``, written in the same Lua step as the image transitions
-(``infra.transitions``) and read on each Prometheus scrape (``producer.metrics``)::
+(``infra.status.transitions``) and read on each Prometheus scrape (``producer.http.metrics``)::
 
     images:done | images:failed | images:cancelled   images that reached each final state
     stage:<stage>:le:<bound>                          images whose <stage> took <= bound s
