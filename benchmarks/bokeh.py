@@ -92,8 +92,7 @@ def real_matte(rgb: NDArray[np.uint8]) -> tuple[NDArray[np.float32], NDArray[np.
     """The pipeline's own matte and foreground of the photo (needs the model weights)."""
     from infra.models import ModelStore
     from infra.settings import Settings
-    from workers.foreground import estimate_foreground
-    from workers.matting import Matting
+    from workers.matting import Matting, estimate_foreground
 
     alpha = Matting("fusion", ModelStore(Settings().model_dir)).predict(rgb)
     return alpha, estimate_foreground(rgb, alpha)

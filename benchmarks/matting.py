@@ -21,10 +21,11 @@ import numpy as np
 from numpy.typing import NDArray
 from skimage import data
 
+from infra.jobs import MATTING_MODELS
 from infra.models import ModelStore
 from infra.settings import Settings
-from workers.matting import MATTING_MODELS, Matting, isnet_alpha, refine, refine_upsample
-from workers.sessions import get_session
+from workers.matting.models import Matting, isnet_alpha, refine, refine_upsample
+from workers.matting.sessions import get_session
 
 
 def median_seconds(works: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:

@@ -163,7 +163,7 @@ def blur(
     from workers.bokeh import render_bokeh
     from workers.decode import decode
     from workers.encode import encode, extension
-    from workers.foreground import estimate_foreground
+    from workers.matting import estimate_foreground
 
     try:
         blades = parse_aperture(aperture)
@@ -229,7 +229,7 @@ def evaluate() -> None:
 @click.option("--model", type=click.Choice(MATTING_MODELS), default="fusion", show_default=True)
 def evaluate_matting(folder: Path, model: str) -> None:
     """SAD/1000, MSE and Grad/1000 per image of FOLDER (image/ + alpha/), mean and median."""
-    from workers import evaluation
+    from workers.matting import evaluation
 
     predict = _matting(model)
     predict(np.zeros((64, 64, 3), np.uint8))  # load the sessions outside the timings

@@ -21,8 +21,7 @@ from workers.bokeh import render_bokeh
 from workers.decode import decode
 from workers.depth import decode_depth, depth_key
 from workers.encode import content_type, encode
-from workers.foreground import estimate_foreground
-from workers.matting import Matting
+from workers.matting import Matting, estimate_foreground
 
 RENDER_REVISION = 5
 """Bumped whenever foreground, bokeh or encode change their output for the same input, so that

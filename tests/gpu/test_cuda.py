@@ -8,7 +8,7 @@ from skimage import data
 
 from infra.models import ModelStore
 from infra.settings import Settings
-from workers.sessions import ModelSession, providers
+from workers.matting.sessions import ModelSession, providers
 
 pytestmark = pytest.mark.gpu
 
@@ -20,8 +20,8 @@ def test_cuda_provider_is_preferred_and_active() -> None:
 
 
 def test_gpu_and_cpu_mattes_agree(monkeypatch: pytest.MonkeyPatch) -> None:
-    import workers.sessions as sessions
-    from workers.matting import u2netp_alpha
+    import workers.matting.sessions as sessions
+    from workers.matting.models import u2netp_alpha
 
     path = ModelStore(Settings().model_dir).path("u2netp")
     gpu = u2netp_alpha(ModelSession(path), data.astronaut())

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from workers.evaluation import Score, evaluate, grad, mse, pairs, sad, table
+from workers.matting.evaluation import Score, evaluate, grad, mse, pairs, sad, table
 
 
 def test_metrics_on_known_values() -> None:

@@ -1,4 +1,4 @@
-"""Tests for workers.foreground: contract, untouched solid pixels, and colours under soft hair."""
+"""Tests for foreground estimation: contract, untouched solid pixels, colours under soft hair."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from workers.foreground import estimate_foreground
+from workers.matting import estimate_foreground
 
 U8 = NDArray[np.uint8]
 F32 = NDArray[np.float32]

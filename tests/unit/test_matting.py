@@ -7,10 +7,11 @@ import pytest
 from numpy.typing import NDArray
 from skimage import data
 
+from infra.jobs import MATTING_MODELS
 from infra.models import ModelStore
 from infra.settings import Settings
-from workers.matting import MATTING_MODELS, Matting, fuse
-from workers.sessions import providers
+from workers.matting.models import Matting, fuse
+from workers.matting.sessions import providers
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,7 @@ def test_edge_aware_upsampling_beats_a_plain_resize() -> None:
     """A known soft-edged alpha over two photos, downscaled to model size and brought back."""
     import cv2
 
-    from workers.matting import refine_upsample
+    from workers.matting.models import refine_upsample
 
     width, height = 2000, 1500
     front = cv2.resize(data.astronaut(), (width, height), interpolation=cv2.INTER_CUBIC)
@@ -136,7 +137,7 @@ def test_24_megapixels_keep_the_edge_quality_of_12(store: ModelStore) -> None:
 
     import cv2
 
-    from workers.matting import refine
+    from workers.matting.models import refine
 
     errors = {}
     for width, height in ((4000, 3000), (6000, 4000)):
@@ -163,8 +164,8 @@ def test_the_solve_is_capped_on_hair_everywhere(monkeypatch: pytest.MonkeyPatch)
     """Soft strands all over a 12 MP photo: the solve runs shrunk, its unknown band bounded."""
     import cv2
 
-    import workers.matting as matting
-    from workers.refine import closed_form_refine, unknown_pixels
+    import workers.matting.models as matting
+    from workers.matting.closed_form import closed_form_refine, unknown_pixels
 
     rng = np.random.default_rng(5)
     lowres = np.zeros((1024, 1024), np.float32)

@@ -8,7 +8,7 @@ import pytest
 from numpy.typing import NDArray
 from skimage import data
 
-from workers.refine import (
+from workers.matting.closed_form import (
     _EPS,
     _PAD,
     _STENCIL,

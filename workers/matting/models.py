@@ -13,7 +13,7 @@ upsampled and applied to the full-resolution pixels ("Fast Guided Filter", He & 
 the band where the alpha is uncertain. Fitting where the model's alpha is sharp, rather than on a
 resized (already blurred) alpha, is what lets edges come back sharper than a plain resize.
 
-``refine`` does this twice around a closed-form matting solve (workers/refine.py): the alpha is
+``refine`` does this twice around a closed-form matting solve (closed_form.py): the alpha is
 brought to a working resolution (the photo's own, or a long side of ``_WORK_SIDE``, smaller still
 when its uncertain band would exceed ``_MAX_UNKNOWN`` pixels), re-solved in that band from the
 photo's colours, and that answer is brought to full resolution.
@@ -30,8 +30,8 @@ from numpy.typing import NDArray
 
 from infra.jobs import MATTING_MODELS
 from infra.models import ModelStore
-from workers.refine import closed_form_refine, unknown_pixels
-from workers.sessions import ModelSession, get_session
+from workers.matting.closed_form import closed_form_refine, unknown_pixels
+from workers.matting.sessions import ModelSession, get_session
 
 # Bumped whenever the stage's output changes for the same input; part of Matting.version.
 _REVISION = 5
@@ -45,7 +45,7 @@ _CORE_THRESHOLD = 0.5
 _CORE_ERODE = 0.01
 _CORE_BLUR = 0.006
 
-# Long side of the closed-form solve (workers/refine.py), the resolution its figures were measured
+# Long side of the closed-form solve (closed_form.py), the resolution its figures were measured
 # at; larger photos are solved shrunk to it (its time grows with the pixels of the band).
 _WORK_SIDE = 800
 # At most this many unknown pixels in the solve (about 30 % of an 800×600 image), so that its time
