@@ -26,11 +26,11 @@ from PIL import Image
 
 from infra.errors import StatusUnavailable
 from infra.jobs import BlurParams
-from infra.records import BatchStatus
+from infra.status import BatchStatus
 from infra.storage import S3Storage
-from producer.api import Client
-from producer.devstack import LocalStack
-from producer.samples import SAMPLES
+from producer.client import Client
+from producer.local.samples import SAMPLES
+from producer.local.stack import LocalStack
 
 BUCKET = "load"
 SIZE = (320, 240)

@@ -20,9 +20,9 @@ from PIL import Image
 
 from infra.jobs import BlurParams
 from infra.storage import S3Storage
-from producer.api import Client
-from producer.devstack import LocalStack
-from producer.samples import SAMPLES
+from producer.client import Client
+from producer.local.samples import SAMPLES
+from producer.local.stack import LocalStack
 
 SIZE = (4000, 3000)
 

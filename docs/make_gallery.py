@@ -17,10 +17,9 @@ from numpy.typing import NDArray
 
 from infra.models import ModelStore
 from infra.settings import Settings
-from producer.samples import SAMPLES
+from producer.local.samples import SAMPLES
 from workers.bokeh import render_bokeh
-from workers.foreground import estimate_foreground
-from workers.matting import Matting
+from workers.matting import Matting, estimate_foreground
 
 OUT = Path(__file__).resolve().parent / "gallery"
 STRENGTHS = (10, 30, 60, 100)

@@ -12,7 +12,7 @@ import redis
 from infra.settings import Settings
 from infra.status import StatusStore
 from infra.storage import S3Storage
-from producer.devstack import LocalStack
+from producer.local.stack import LocalStack
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 """Where tests save what a person may want to look at (screenshots); ``--artifacts`` moves it."""

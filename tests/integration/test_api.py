@@ -23,8 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from infra.settings import Settings
 from infra.storage import S3Storage
 from infra.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from producer.devstack import LocalStack, free_port
-from producer.samples import SAMPLES
+from producer.local.samples import SAMPLES
+from producer.local.stack import LocalStack, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -22,9 +22,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from infra.jobs import BlurParams
 from infra.settings import Settings
 from infra.storage import S3Storage
-from producer.api import Client
-from producer.devstack import LocalStack
-from producer.samples import SAMPLES
+from producer.client import Client
+from producer.local.samples import SAMPLES
+from producer.local.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 

@@ -28,13 +28,12 @@ from s3_faults import S3FaultProxy
 from infra.celery_app import create_app
 from infra.errors import StatusUnavailable
 from infra.jobs import BlurParams
-from infra.records import BatchStatus
 from infra.settings import Settings
-from infra.status import EVENTS_KEY, batch_key, image_key
+from infra.status import EVENTS_KEY, BatchStatus, batch_key, image_key
 from infra.storage import S3Storage, S3Uri
-from producer.api import Client
-from producer.devstack import LocalStack, free_port
-from producer.samples import SAMPLES
+from producer.client import Client
+from producer.local.samples import SAMPLES
+from producer.local.stack import LocalStack, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -22,9 +22,9 @@ from infra.jobs import BlurParams
 from infra.settings import Settings
 from infra.status import ImageState, ImageStatus
 from infra.storage import S3Storage, S3Uri
-from producer.api import Client
-from producer.devstack import LocalStack
-from producer.samples import SAMPLES
+from producer.client import Client
+from producer.local.samples import SAMPLES
+from producer.local.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 

@@ -26,8 +26,8 @@ from infra.jobs import BlurParams
 from infra.settings import Settings
 from infra.status import ImageState, StatusStore
 from infra.storage import S3Storage
-from producer.api import Client
-from producer.devstack import LocalStack, free_port
+from producer.client import Client
+from producer.local.stack import LocalStack, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -21,9 +21,9 @@ from PIL import Image
 from infra.settings import Settings
 from infra.status import ImageState, StatusStore
 from infra.storage import S3Storage
-from producer import live
-from producer.devstack import free_port
-from producer.web import create_app
+from producer.dashboard import events as live
+from producer.http.app import create_app
+from producer.local.stack import free_port
 
 KEY = "dashboard-test-key"
 BUCKET = "dash"

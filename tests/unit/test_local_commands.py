@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from producer.samples import SAMPLES
+from producer.local.samples import SAMPLES
 
 
 def pixels(path: Path) -> np.ndarray:

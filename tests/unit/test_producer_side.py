@@ -13,12 +13,13 @@ from infra.celery_app import celery_config
 from infra.settings import Settings
 from infra.status import BatchStatus
 from producer.cli import main
-from producer.progress import render
+from producer.cli.progress import render
 
 
 def test_producer_imports_no_worker_code_and_no_onnxruntime() -> None:
     code = (
-        "import sys, producer.cli, producer.api, producer.devstack, producer.demo, infra.models\n"
+        "import sys, producer.cli, producer.client, producer.local.stack, producer.local.demo\n"
+        "import infra.models\n"
         "from click.testing import CliRunner\n"
         "CliRunner().invoke(producer.cli.main, ['submit', '--help'])\n"
         "bad = [m for m in sys.modules if m.startswith(('workers', 'onnxruntime'))]\n"
@@ -116,7 +117,7 @@ def test_progress_line_counts_and_eta() -> None:
 def test_follow_writes_a_line_per_change_when_not_a_terminal() -> None:
     import io
 
-    from producer.progress import follow
+    from producer.cli.progress import follow
 
     def snapshot(done: int) -> BatchStatus:
         return BatchStatus(

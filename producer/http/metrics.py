@@ -1,7 +1,8 @@
 """Prometheus metrics of the app (``GET /metrics``), read from Redis on every scrape.
 
 Nothing is counted in the API process itself: the workers' transitions write the totals and the
-stage histograms into Redis (``infra.metrics``), so every API replica exposes the same figures.
+stage histograms into Redis (``infra.status.metrics``), so every API replica exposes the same
+figures.
 
     blurq_queue_depth{queue}            messages waiting per Celery queue (priority lists summed)
     blurq_images_total{state}           images that ended done, failed or cancelled
@@ -24,8 +25,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from infra.celery_app import WORKER_QUEUES
-from infra.metrics import METRICS_KEY, stage_histograms
-from infra.status import StatusStore
+from infra.status import METRICS_KEY, StatusStore, stage_histograms
 
 PRIORITY_SEPARATOR = "\x06\x16"
 """How kombu's Redis transport names a queue's priority lists: ``<queue>\\x06\\x16<step>``."""

@@ -11,7 +11,7 @@ summaries, read from their records (counters), never from their images. Events:
     heartbeat  {now, batches: [batch...]}              every HEARTBEAT_S: unfinished batches, so
                                                        rate and ETA stay current when idle
 
-Each batch is shown as the JSON API shows it (``producer.schemas.Batch``).
+Each batch is shown as the JSON API shows it (``producer.http.schemas.Batch``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from infra.settings import Settings
 from infra.status import BATCHES_KEY, EVENTS_KEY, BatchStatus, ImageState, StatusStore
-from producer.schemas import Batch
+from producer.http.schemas import Batch
 
 MIN_INTERVAL_S = 0.5
 """Shortest time between two ``batches`` events of one connection."""

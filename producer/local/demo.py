@@ -19,11 +19,11 @@ import click
 from infra.jobs import BlurParams
 from infra.status import ImageState
 from infra.storage import S3Storage, S3Uri
-from producer.api import Client
-from producer.cli import addresses
-from producer.devstack import LocalStack
-from producer.progress import follow
-from producer.samples import SAMPLES
+from producer.cli.local import addresses
+from producer.cli.progress import follow
+from producer.client import Client
+from producer.local.samples import SAMPLES
+from producer.local.stack import LocalStack
 
 BUCKET = "blurq-demo"
 DEMO_PHOTOS = 5

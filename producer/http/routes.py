@@ -1,10 +1,10 @@
 """The JSON API under ``/v1``: submit, list, read, page through images, cancel.
 
-Every route needs an API key (``producer.auth``). Errors are ``{"error": {"code", "message"}}``:
-401 no or bad key, 404 unknown batch, 409 an idempotency key reused for a different batch or a
-cancel of a finished batch, 422 malformed input, 503 when Redis or S3 cannot be reached.
-Routes are plain functions: FastAPI runs them in its thread pool, so blocking Redis and S3 calls
-never stall the event loop.
+Every route needs an API key (``producer.http.auth``). Errors are
+``{"error": {"code", "message"}}``: 401 no or bad key, 404 unknown batch, 409 an idempotency key
+reused for a different batch or a cancel of a finished batch, 422 malformed input, 503 when Redis
+or S3 cannot be reached. Routes are plain functions: FastAPI runs them in its thread pool, so
+blocking Redis and S3 calls never stall the event loop.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from infra.errors import BlurqError, InputMissing, TransientError
 from infra.jobs import BlurParams
 from infra.status import BatchStatus, ImageState
 from infra.storage import S3Uri
-from producer.api import Client
-from producer.auth import require_api_key
-from producer.schemas import Batch, BatchPage, BatchRequest, Error, Image, ImagePage
+from producer.client import Client
+from producer.http.auth import require_api_key
+from producer.http.schemas import Batch, BatchPage, BatchRequest, Error, Image, ImagePage
 
 _key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
 _bearer = HTTPBearer(auto_error=False, description="The same key as a bearer token.")

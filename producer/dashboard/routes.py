@@ -10,7 +10,7 @@ HttpOnly cookie that opening ``/?key=<key>`` once sets (a browser cannot add hea
     GET  /dashboard/batches/{batch}/failures failed images with their reasons, paginated
     GET  /dashboard/recent                   the most recent outputs, with thumbnail links
     GET  /dashboard/thumbnails/{batch}/{image}/{side}  JPEG preview of an input or output
-    GET  /dashboard/events                   server-sent events (``producer.live``)
+    GET  /dashboard/events                   server-sent events (``producer.dashboard.events``)
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from infra.errors import (
 )
 from infra.settings import Settings
 from infra.status import EVENTS_KEY, ImageState, ImageStatus, StatusStore
-from producer import live
-from producer.api import Client
-from producer.auth import key_is_valid, request_key
-from producer.thumbnails import Thumbnails
+from producer.client import Client
+from producer.dashboard import events as live
+from producer.dashboard.thumbnails import Thumbnails
+from producer.http.auth import key_is_valid, request_key
 
 COOKIE = "blurq_dashboard"
 """Name of the cookie that carries the key for the page and its event stream."""
@@ -44,7 +44,7 @@ BATCHES_SHOWN = 100
 """Recent batches on the page (their records only are read)."""
 RECENT_SCAN = 2_000
 """Newest event entries searched for recently finished images."""
-STATIC = Path(__file__).with_name("dashboard")
+STATIC = Path(__file__).with_name("static")
 ASSETS = {
     "dashboard.js": "text/javascript",
     "login.js": "text/javascript",

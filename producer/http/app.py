@@ -13,8 +13,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from infra.errors import StatusUnavailable
 from infra.settings import Settings, get_settings
-from producer import dashboard, metrics, routes
-from producer.api import Client
+from producer.client import Client
+from producer.dashboard import routes as dashboard
+from producer.http import metrics, routes
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
