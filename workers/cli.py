@@ -1,7 +1,8 @@
 """Worker-side subcommands of ``blurq`` (loaded lazily by the producer's command group).
 
 ``blurq worker`` runs a Celery worker; ``blurq blur`` and ``blurq matte`` run the image stages on
-local files, without the queue, for trying settings and evaluating mattes.
+local files, without the queue, for trying settings and evaluating mattes; ``blurq eval matting``
+scores a model's mattes against ground truth.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from PIL import Image
 
 from infra.celery_app import WORKER_QUEUES
 from infra.errors import BlurqError
-from infra.jobs import MATTING_MODELS, OUTPUT_FORMATS, parse_aperture
 from infra.models import ModelStore
+from infra.params import BlurParams, cli_option
 from infra.settings import get_settings
 
 
@@ -89,12 +90,13 @@ def _read(path: Path) -> NDArray[np.uint8]:
 
 def _depth_for(path: Path, given: Path, shape: tuple[int, ...]) -> NDArray[np.float32]:
     """The depth map of one input: the given file, or <stem>.png in the given folder."""
-    from workers.depth import decode_depth
+    from workers.bokeh import decode_depth
 
     source = given / f"{path.stem}.png" if given.is_dir() else given
     if not source.is_file():
         raise ValueError(f"no depth map {source}")
-    return decode_depth(source.read_bytes(), (shape[0], shape[1]))
+    limit = get_settings().max_input_pixels
+    return decode_depth(source.read_bytes(), (shape[0], shape[1]), max_pixels=limit)
 
 
 def _matte_file(path: Path) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]]:
@@ -121,14 +123,9 @@ def _matte_file(path: Path) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]
     type=click.Path(path_type=Path),
     help="Folder for the results (one per input, named after its stem).",
 )
-@click.option("--strength", type=click.IntRange(1, 100), default=30, show_default=True)
-@click.option("--aperture", default="disc", show_default=True, help="'disc' or 3-12 blades.")
-@click.option(
-    "--rotation",
-    type=click.FloatRange(-360, 360),
-    default=0.0,
-    help="Degrees a bladed aperture is turned.",
-)
+@cli_option("strength")
+@cli_option("aperture")
+@cli_option("rotation")
 @click.option(
     "--matte",
     "matte_path",
@@ -142,16 +139,14 @@ def _matte_file(path: Path) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]
     help="A depth map (white = far, black = the subject's plane), or a folder of them named "
     "after the inputs' stems; default: a proxy from the distance to the subject.",
 )
-@click.option("--model", type=click.Choice(MATTING_MODELS), default="fusion", show_default=True)
-@click.option(
-    "--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="jpeg", show_default=True
-)
-@click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True)
+@cli_option("model")
+@cli_option("format", "--format", "fmt")
+@cli_option("quality")
 def blur(
     files: tuple[Path, ...],
     out_dir: Path,
     strength: int,
-    aperture: str,
+    aperture: int | None,
     rotation: float,
     matte_path: Path | None,
     depth_path: Path | None,
@@ -160,15 +155,18 @@ def blur(
     quality: int,
 ) -> None:
     """Blur the background of local photos (no queue)."""
-    from workers.bokeh import render_bokeh
     from workers.decode import decode
     from workers.encode import encode, extension
-    from workers.matting import estimate_foreground
+    from workers.render import render
 
-    try:
-        blades = parse_aperture(aperture)
-    except BlurqError as error:
-        raise click.BadParameter(str(error), param_hint="--aperture") from error
+    params = BlurParams(
+        strength=strength,
+        aperture=aperture,
+        rotation=rotation,
+        model=model,
+        format=fmt,
+        quality=quality,
+    )
     predict = _matte_file(matte_path) if matte_path else _matting(model)
     if depth_path and depth_path.is_file() and len(files) > 1:
         raise click.UsageError("--depth FILE goes with one input; give a folder for several")
@@ -177,19 +175,11 @@ def blur(
     def one(path: Path) -> Path:
         image = decode(path.read_bytes(), max_pixels=get_settings().max_input_pixels)
         alpha = predict(image.rgb)
-        front = estimate_foreground(image.rgb, alpha)
         depth = _depth_for(path, depth_path, image.rgb.shape[:2]) if depth_path else None
-        result = render_bokeh(
-            image.rgb,
-            alpha,
-            strength=strength,
-            aperture=blades,
-            rotation_deg=rotation,
-            foreground=front,
-            depth=depth,
-        )
+        result = render(image.rgb, alpha, params, depth)
+        data = encode(result, fmt=fmt, quality=quality, icc_profile=image.icc_profile)
         target = out_dir / f"{path.stem}.{extension(fmt)}"
-        target.write_bytes(encode(result, fmt=fmt, quality=quality, icc_profile=image.icc_profile))
+        target.write_bytes(data)
         return target
 
     _each(files, one)
@@ -204,7 +194,7 @@ def blur(
     type=click.Path(path_type=Path),
     help="Folder for the mattes (single-channel PNG, input's size, named after its stem).",
 )
-@click.option("--model", type=click.Choice(MATTING_MODELS), default="fusion", show_default=True)
+@cli_option("model")
 def matte(files: tuple[Path, ...], out_dir: Path, model: str) -> None:
     """Compute subject mattes of local photos (no queue)."""
     predict = _matting(model)
@@ -226,7 +216,7 @@ def evaluate() -> None:
 
 @evaluate.command("matting")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--model", type=click.Choice(MATTING_MODELS), default="fusion", show_default=True)
+@cli_option("model")
 def evaluate_matting(folder: Path, model: str) -> None:
     """SAD/1000, MSE and Grad/1000 per image of FOLDER (image/ + alpha/), mean and median."""
     from workers.matting import evaluation

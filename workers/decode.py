@@ -18,6 +18,8 @@ import io
 import re
 import struct
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +71,28 @@ class DecodedImage:
 
 def decode(data: bytes, *, max_pixels: int) -> DecodedImage:
     """Decode JPEG/PNG/WebP/TIFF bytes to upright 8-bit RGB, checking the pixel limit first."""
+    with _opened(data, max_pixels) as image:
+        source_format = "JPEG" if image.format == "MPO" else str(image.format)
+        _load(image, source_format, max_pixels)
+        icc_profile = image.info.get("icc_profile") or None
+        _apply_orientation(image)
+        rgb, icc_profile = _to_rgb(image, icc_profile)
+    return DecodedImage(rgb=rgb, icc_profile=icc_profile, source_format=source_format)
+
+
+def image_size(data: bytes, *, max_pixels: int) -> tuple[int, int]:
+    """(width, height) of JPEG/PNG/WebP/TIFF bytes from the header alone, within the pixel limit.
+
+    Raises what ``decode`` raises for the header: ``InputTooLarge`` over ``max_pixels``,
+    ``UnsupportedImage`` for anything unreadable or of another format. No pixel is decoded.
+    """
+    with _opened(data, max_pixels) as image:
+        return image.size
+
+
+@contextmanager
+def _opened(data: bytes, max_pixels: int) -> Iterator[Image.Image]:
+    """The image opened lazily (header only), refused before any pixel memory if too large."""
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be positive, got {max_pixels}")
     if not data:
@@ -83,12 +107,7 @@ def decode(data: bytes, *, max_pixels: int) -> DecodedImage:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with _open(data, max_pixels) as image:
-            source_format = "JPEG" if image.format == "MPO" else str(image.format)
-            _load(image, source_format, max_pixels)
-            icc_profile = image.info.get("icc_profile") or None
-            _apply_orientation(image)
-            rgb, icc_profile = _to_rgb(image, icc_profile)
-    return DecodedImage(rgb=rgb, icc_profile=icc_profile, source_format=source_format)
+            yield image
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:

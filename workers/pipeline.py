@@ -1,9 +1,11 @@
 """The pipeline of one image, reading like the diagram:
 
-    S3 get → decode → matting → foreground → bokeh → encode → S3 put
+    S3 get → decode → matting → render (foreground → bokeh) → encode → S3 put
 
-I/O happens only at the two ends; each stage in between is arrays in, arrays out. The stage the
-image is in and the time each stage took are written to its status record.
+I/O happens only at the two ends; each stage in between is arrays in, arrays out, and the middle
+is ``workers.render.render``, the same function ``blurq blur`` calls. The stage the image is in
+and the time each stage took (get, decode, matting, foreground, bokeh, encode, put) are written
+to its status record.
 """
 
 from __future__ import annotations
@@ -13,19 +15,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
+from numpy.typing import NDArray
+
 from infra.jobs import Job, output_key
 from infra.settings import Settings
 from infra.status import StatusStore
 from infra.storage import Storage, StoredObject
-from workers.bokeh import render_bokeh
-from workers.decode import decode
-from workers.depth import decode_depth, depth_key
+from workers.bokeh import decode_depth, depth_key
+from workers.decode import DecodedImage, decode
 from workers.encode import content_type, encode
-from workers.matting import Matting, estimate_foreground
-
-RENDER_REVISION = 5
-"""Bumped whenever foreground, bokeh or encode change their output for the same input, so that
-output keys change with it and a resubmission never reuses a result rendered the old way."""
+from workers.matting import Matting
+from workers.render import RENDER_REVISION, render
 
 
 @dataclass(frozen=True)
@@ -62,35 +63,20 @@ def process(
 ) -> Result:
     """Blur one image from S3 into S3; an output that already exists is not rendered again."""
     stage = Stages(job, status)
+    params = job.params
     with stage("get"):
         source = storage.get(job.input_bucket, job.input_key, max_bytes=settings.max_input_bytes)
         depth_map = _get_depth(job, storage, settings)
-        model = matting(job.params.model)
-        version = f"{model.version}-render{RENDER_REVISION}"
-        etag = source.etag if depth_map is None else f"{source.etag}+{depth_map.etag}"
-        key = output_key(job, etag=etag, model_version=version)
+        model = matting(params.model)
+        key = _output_key(job, model, source, depth_map)
         if storage.head(job.output_bucket, key) is not None:
             return Result(key, stage.timings)
     with stage("decode"):
-        image = decode(source.data, max_pixels=settings.max_input_pixels)
-        shape = image.rgb.shape[:2]
-        depth = None if depth_map is None else decode_depth(depth_map.data, (shape[0], shape[1]))
+        image, depth = _decode(source, depth_map, settings)
     with stage("matting"):
         alpha = model.predict(image.rgb)
-    with stage("foreground"):
-        foreground = estimate_foreground(image.rgb, alpha)
-    with stage("bokeh"):
-        blurred = render_bokeh(
-            image.rgb,
-            alpha,
-            strength=job.params.strength,
-            aperture=job.params.aperture,
-            rotation_deg=job.params.rotation,
-            foreground=foreground,
-            depth=depth,
-        )
+    blurred = render(image.rgb, alpha, params, depth, stage=stage)  # stages foreground, bokeh
     with stage("encode"):
-        params = job.params
         data = encode(
             blurred, fmt=params.format, quality=params.quality, icc_profile=image.icc_profile
         )
@@ -105,3 +91,24 @@ def _get_depth(job: Job, storage: Storage, settings: Settings) -> StoredObject |
         return None
     key = depth_key(job.input_key, job.params.depth_suffix)
     return storage.get(job.input_bucket, key, max_bytes=settings.max_input_bytes)
+
+
+def _output_key(
+    job: Job, model: Matting, source: StoredObject, depth_map: StoredObject | None
+) -> str:
+    """The output's key: from the inputs' ETags, the parameters, the model and the renderer."""
+    version = f"{model.version}-render{RENDER_REVISION}"
+    etag = source.etag if depth_map is None else f"{source.etag}+{depth_map.etag}"
+    return output_key(job, etag=etag, model_version=version)
+
+
+def _decode(
+    source: StoredObject, depth_map: StoredObject | None, settings: Settings
+) -> tuple[DecodedImage, NDArray[np.float32] | None]:
+    """The photo's pixels, and the depth map's at the photo's size (both under the pixel limit)."""
+    limit = settings.max_input_pixels
+    image = decode(source.data, max_pixels=limit)
+    if depth_map is None:
+        return image, None
+    height, width = image.rgb.shape[:2]
+    return image, decode_depth(depth_map.data, (height, width), max_pixels=limit)

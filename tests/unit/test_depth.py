@@ -1,13 +1,21 @@
-"""Depth maps given with a photo: decoding, scaling, refusal of what does not fit."""
+"""Depth maps given with a photo: decoding, scaling, refusal of what does not fit or is hostile."""
 
 from __future__ import annotations
+
+import struct
+import zlib
+from functools import partial
 
 import cv2
 import numpy as np
 import pytest
 
-from infra.errors import UnsupportedImage
-from workers.depth import decode_depth, depth_key
+from infra.errors import InputTooLarge, PermanentError, UnsupportedImage
+from workers.bokeh import depth
+from workers.bokeh.depth import depth_key
+
+LIMIT = 50_000_000
+decode_depth = partial(depth.decode_depth, max_pixels=LIMIT)
 
 
 def png(array: np.ndarray) -> bytes:
@@ -37,6 +45,60 @@ def test_what_does_not_fit_is_refused() -> None:
         decode_depth(png(np.zeros((30, 30), np.uint8)), (300, 400))
     with pytest.raises(UnsupportedImage, match="not a readable"):
         decode_depth(b"definitely not a png", (10, 10))
+
+
+def _png_header(width: int, height: int, bit_depth: int = 16) -> bytes:
+    """A grayscale PNG that claims width x height in its header; its pixel data is cut short."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, 0, 0, 0, 0)
+    pixels = zlib.compress(bytes(4096))
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "message"),
+    [
+        # a 30000 x 30000 16-bit map fits in a few KB, and would decode to 1.8 GB
+        (30_000, 30_000, "900,000,000 pixels, over the limit of 50,000,000"),
+        (8_000, 8_000, "8000x8000 = 64,000,000 pixels, over the limit of 50,000,000"),
+        (50_001, 1_000, "50001x1000"),
+    ],
+)
+def test_a_map_over_the_pixel_limit_is_refused_from_its_header(
+    width: int, height: int, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_decoding(*args: object) -> None:
+        raise AssertionError("the map's pixels were decoded")
+
+    monkeypatch.setattr(depth.cv2, "imdecode", no_decoding)
+    hostile = _png_header(width, height)
+    assert len(hostile) < 10_000
+    with pytest.raises(InputTooLarge, match=message) as refused:
+        decode_depth(hostile, (height, width))
+    assert isinstance(refused.value, PermanentError)
+    assert str(refused.value).startswith("depth map: ")
+
+
+def test_the_limit_is_the_callers() -> None:
+    ramp = np.tile(np.arange(100, dtype=np.uint8), (100, 1))
+    assert depth.decode_depth(png(ramp), (100, 100), max_pixels=10_000).shape == (100, 100)
+    with pytest.raises(InputTooLarge, match="10,000 pixels, over the limit of 9,999"):
+        depth.decode_depth(png(ramp), (100, 100), max_pixels=9_999)
+
+
+def test_only_the_photo_formats_are_read() -> None:
+    ok, bmp = cv2.imencode(".bmp", np.zeros((10, 10), np.uint8))
+    assert ok
+    with pytest.raises(UnsupportedImage, match=r"not a readable.*detected: BMP"):
+        decode_depth(bmp.tobytes(), (10, 10))
+    with pytest.raises(UnsupportedImage, match="not a readable"):
+        decode_depth(b"", (10, 10))
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """The blurred background's layers on their reduced grids: blur, blend by radius, fill, mix.
 
 Every layer is a premultiplied image ``(colour * w, w)``, 4 channels, on a grid smaller than the
-photo; ``workers.bokeh`` renders one per blur radius and combines them here.
+photo; ``workers.bokeh.background`` renders one per blur radius and combines them here.
 """
 
 from __future__ import annotations
@@ -10,16 +10,10 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from workers.aperture import convolve
+from workers.arrays import f32, resize
+from workers.bokeh.aperture import convolve
 
 FILL_CONFIDENCE = 0.02  # background share of the kernel below which the pyramid fill takes over
-
-
-def resize(img: NDArray[np.float32], size: tuple[int, int], interp: int) -> NDArray[np.float32]:
-    """Resize to (width, height), skipping the copy when the size already matches."""
-    if (img.shape[1], img.shape[0]) == size:
-        return img
-    return f32(cv2.resize(img, size, interpolation=interp))
 
 
 def normalised_blur(
@@ -83,8 +77,3 @@ def mix(
     # end points, so alpha = 1 passes the input through bit for bit.
     w1 = amount * np.float32(65536.0)
     return f32(cv2.blendLinear(front, back, w1, np.float32(65536.0) - w1))
-
-
-def f32(img: object) -> NDArray[np.float32]:
-    """Type an OpenCV result as the float32 array it is (the stubs say a generic Mat)."""
-    return np.asarray(img, dtype=np.float32)

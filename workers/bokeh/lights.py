@@ -1,14 +1,15 @@
-"""Point lights blurred at full detail, so their discs keep crisp edges on photos of any size.
+"""Point lights: the highlight boost, and lights blurred at full detail on photos of any size.
 
-``workers.bokeh`` blurs the background on grids small enough to keep the cost flat; on a big photo
-at low strength a cell of such a grid is several pixels wide, and so is the edge of every disc.
-Only point lights show that edge: a light smaller than its disc draws the aperture's shape with a
-rim, while blurred texture or a large bright area (a sky, a white wall, a sunlit sleeve) is only
-smeared, and a coarser grid changes nothing visible there. Point lights are few, so they are
-blurred apart, a few at a time in windows just large enough for their discs, at an integer
-reduction that keeps the aperture's radius at least 8 px there, then added to the rest. Blur is
-linear, so the sum is the same picture with sharp discs, at a cost that follows the lights'
-area, not the photo's.
+Blown highlights are boosted in linear light (``GAIN``, by the max channel's byte) so that a light
+carries the energy the sensor clipped and blurs into a bright disc. ``workers.bokeh.background``
+blurs the background on grids small enough to keep the cost flat; on a big photo at low strength a
+cell of such a grid is several pixels wide, and so is the edge of every disc. Only point lights
+show that edge: a light smaller than its disc draws the aperture's shape with a rim, while blurred
+texture or a large bright area (a sky, a white wall, a sunlit sleeve) is only smeared, and a
+coarser grid changes nothing visible there. Point lights are few, so they are blurred apart, a few
+at a time in windows just large enough for their discs, at an integer reduction that keeps the
+aperture's radius at least 8 px there, then added to the rest. Blur is linear, so the sum is the
+same picture with sharp discs, at a cost that follows the lights' area, not the photo's.
 """
 
 from __future__ import annotations
@@ -20,10 +21,18 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from workers.layers import position
+from workers.arrays import resize
+from workers.bokeh.layers import position
 
 KERNEL_RADIUS = 8.0  # smallest radius at which a rasterised disc or polygon keeps its shape
 _GROUP = 64  # side of the squares whose lights are blurred together, in cells of the reduced grid
+_HIGHLIGHT_START = 0.9  # sRGB level of the max channel where the highlight boost begins
+_HIGHLIGHT_GAIN = 6.0  # linear gain of a fully clipped pixel: blown lights are ~2.5 stops hotter
+_ramp = np.clip((np.arange(256) / 255.0 - _HIGHLIGHT_START) / (1 - _HIGHLIGHT_START), 0, 1)
+GAIN = (1 + (_HIGHLIGHT_GAIN - 1) * _ramp * _ramp * (3 - 2 * _ramp)).astype(np.float32)
+"""Linear gain of a pixel by its max channel's byte (``cv2.LUT``): 1 up to 229, 6 at 255."""
+_LIGHT = np.uint8(np.argmax(_ramp > 0))  # first byte of the highlights, blurred apart
+_LIGHTS_APART_MAX = 0.02  # share of the photo's pixels beyond which lights stay in the layers
 
 
 class Lights(NamedTuple):
@@ -53,6 +62,34 @@ def point_lights(lit: NDArray[np.uint8], largest: float) -> NDArray[np.uint8]:
         box = lit[2 * y : 2 * (y + h), 2 * x : 2 * (x + w)]
         box[blob[: box.shape[0], : box.shape[1]]] = 0
     return lit
+
+
+def split_lights(
+    lin: NDArray[np.float32],
+    peak: NDArray[np.uint8],
+    weight: NDArray[np.float32],
+    radii: list[float],
+    max_scale: float,
+) -> tuple[list[bool], Lights | None]:
+    """Which layers leave their point lights to ``blur_highlights``, and those lights.
+
+    ``lin`` is the H×W×3 linear photo, ``peak`` its H×W max channel (uint8), ``weight`` how
+    surely each pixel is background, ``radii`` the layers' blur radii and ``max_scale`` the
+    largest scale a layer's grid may have. The layers whose grid is coarser than R/8, while the
+    lights are few: a night sky full of them would make that path the slow one. Lights wider
+    than the widest such disc are areas that draw no disc, and stay in the layers.
+    """
+    apart = [max_scale < 1.0 and KERNEL_RADIUS / r > max_scale for r in radii]
+    if not any(apart):
+        return apart, None
+    widest = max(r for r, cut in zip(radii, apart, strict=True) if cut)
+    lit = point_lights(((peak >= _LIGHT) & (weight > 0)).view(np.uint8), 2 * widest)
+    if not 0 < np.count_nonzero(lit) <= _LIGHTS_APART_MAX * lit.size:
+        return [False] * len(radii), None
+    lights = gather_lights(
+        lit, lambda ys, xs: lin[ys, xs] * (GAIN[peak[ys, xs]] * weight[ys, xs])[:, None]
+    )
+    return apart, lights
 
 
 def gather_lights(lit: NDArray[np.uint8], colour: Callable[..., NDArray[np.float32]]) -> Lights:
@@ -226,8 +263,7 @@ def _blur_window(
         colour = np.asarray(
             cv2.copyMakeBorder(colour, 0, -h % step, 0, -w % step, cv2.BORDER_CONSTANT), np.float32
         )
-        cells = (colour.shape[1] // step, colour.shape[0] // step)
-        colour = np.asarray(cv2.resize(colour, cells, interpolation=cv2.INTER_AREA), np.float32)
+        colour = resize(colour, (colour.shape[1] // step, colour.shape[0] // step), cv2.INTER_AREA)
     blurred = cv2.filter2D(colour, -1, aperture, borderType=cv2.BORDER_CONSTANT)
     if step > 1:
         size = (blurred.shape[1] * step, blurred.shape[0] * step)

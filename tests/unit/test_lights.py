@@ -1,5 +1,5 @@
-"""Tests for workers.highlights and workers.aperture: the point-light path agrees with whole-frame
-OpenCV operations it stands in for."""
+"""Tests for workers.bokeh.lights and workers.bokeh.aperture: the point-light path agrees with
+whole-frame OpenCV operations it stands in for."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from workers.aperture import aperture_kernel, convolve
-from workers.highlights import (
+from workers.bokeh.aperture import aperture_kernel, convolve
+from workers.bokeh.lights import (
     KERNEL_RADIUS,
     Enlarge,
     Lights,

@@ -1,0 +1,49 @@
+"""Optical lens blur ("bokeh") of a photo's background behind its matted subject.
+
+``render_bokeh(rgb, alpha, *, strength, ...) -> rgb`` is the stage; its modules, in reading order:
+
+- ``render``: the entry point: input contract, linear light, the final composite.
+- ``background``: the blurred background B, step by step.
+- ``layers``: the blurred layers on their reduced grids: blur, blend by radius, fill.
+- ``lights``: the highlight boost, and point lights blurred apart at full detail.
+- ``aperture``: the aperture (disc or N blades) as a kernel, and the convolution with it.
+- ``depth``: depth maps given with a photo, and the proxy used without one.
+
+Method, all in linear light:
+
+1. Decode sRGB with the exact transfer curve (``workers.colour``) and boost near-clipped
+   highlights (max channel near 255) so that a blown light carries the energy it really had and
+   blurs into a bright disc.
+2. Weight every pixel by how surely it is background, ``w = clip(1 - 4*alpha, 0, 1)``, and blur
+   the premultiplied pair ``(I*w, w)`` with the aperture (an anti-aliased disc, or a polygon of N
+   blades): ``B = conv(I*w, K) / conv(w, K)`` (normalised convolution). The subject's colour never
+   enters ``B``, so there is no halo; where the kernel sees no background at all (inside a large
+   subject) a push-pull pyramid fills ``B`` from the surrounding background.
+3. Blur grows with distance behind the subject. The radius of a pixel is ``depth * R_inf``, where
+   ``depth`` is the given map, or else a proxy from the distance to the subject: 0.4 right next to
+   it, rising to 1 (infinity) at a quarter of the long side. A few layers of increasing radius are
+   rendered and blended per pixel by linear interpolation on the radius.
+4. Each layer is rendered at reduced resolution so that its kernel radius there is 8 px, then
+   upsampled, so the cost stays flat as the blur grows. A layer never exceeds 1 MP, so on big
+   photos at low strength its cells are wider than R/8 and a disc's edge would be as wide as a
+   cell. Only point lights show that edge: bright spots (max channel >= 230) smaller than their
+   disc. Those layers therefore leave their point lights to ``lights``, which blurs them apart, a
+   few at a time, with the radius at least 8 px; each light spreads by its own depth. Holding
+   texture only, such a layer is rendered with a kernel radius of 4 cells, on a grid up to four
+   times smaller. Only while the point lights are few (at most 2 % of the pixels); larger bright
+   areas (a sky, a white wall) stay in the layers, where a soft edge does not show. Background at
+   a radius the layer grid cannot resolve fades to the sharp image.
+5. Composite ``alpha*F + (1-alpha)*B`` and encode to sRGB with a 16-bit LUT; the decode/encode
+   round trip is exact for every byte, so pixels with alpha = 1 come out unchanged.
+
+Strength 1..100 sets the radius of a background at infinity, ``R_inf = strength/100 * 0.045 *
+long_side``, so a batch of mixed resolutions looks alike. On a full-frame camera, 100 is about an
+85 mm lens at f/1.2 focused at 2 m, 30 about 50 mm at f/1.8, and 10 about 35 mm at f/2.
+"""
+
+from __future__ import annotations
+
+from workers.bokeh.depth import decode_depth, depth_key
+from workers.bokeh.render import render_bokeh
+
+__all__ = ["decode_depth", "depth_key", "render_bokeh"]

@@ -1,0 +1,205 @@
+"""The blurred background B: the photo without its subject, blurred by depth, at full size.
+
+In order: weight each pixel by how surely it is background; plan the layers, one per blur radius,
+each on a grid just fine enough for its kernel; area-average the premultiplied, highlight-boosted
+background onto the finest layer's grid; blur each layer with the aperture and blend them by each
+pixel's radius; fill what no background reaches and enlarge; add the point lights blurred apart;
+fade to the sharp photo where the background is nearly in focus. ``workers.bokeh`` tells why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from workers.arrays import f32, resize, scaled_size
+from workers.bokeh.aperture import aperture_kernel
+from workers.bokeh.depth import depth_range, proxy_depth
+from workers.bokeh.layers import FILL_CONFIDENCE, blend_layers, mix, normalised_blur, push_pull
+from workers.bokeh.lights import (
+    GAIN,
+    KERNEL_RADIUS,
+    Enlarge,
+    Lights,
+    area_grid,
+    blur_highlights,
+    split_lights,
+)
+
+_MAX_LAYERS = 4
+_TEXTURE_RADIUS = 4.0  # kernel radius in cells of a layer without lights: blur within 3 % of R
+_LAYER_PIXELS = 1.0e6  # per-layer cap: keeps cost flat; small radii on big photos go under 8 px
+_SUBJECT_CUT = 4.0  # alpha >= 1/4 is subject enough that its colour must not leak into B
+
+Kernel = Callable[[float], NDArray[np.float32]]
+"""The normalised aperture kernel of a radius (in the pixels of the grid it is applied on)."""
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """The blurred layers: each one's radius in photo pixels, grid size, and point lights' path."""
+
+    radii: list[float]
+    sizes: list[tuple[int, int]]  # (width, height) of each layer's grid
+    lights_apart: list[bool]  # its point lights are left to workers.bokeh.lights: texture only
+    grid: tuple[int, int]  # the finest layer's grid; the others are resampled onto it
+
+
+def blurred_background(
+    lin: NDArray[np.float32],
+    rgb: NDArray[np.uint8],
+    alpha: NDArray[np.float32],
+    depth: NDArray[np.float32] | None,
+    r_inf: float,
+    aperture: int | None,
+    rotation_deg: float,
+) -> NDArray[np.float32]:
+    """Return the full-size linear background B (H×W×3 float32), blurred by depth."""
+    h, w = alpha.shape
+    weight = _background_weight(alpha)
+    max_scale = min(1.0, math.sqrt(_LAYER_PIXELS / (h * w)))
+    nearest, farthest = depth_range(alpha, depth)
+    # radii finer than one cell of the coarsest allowed grid cannot be rendered there
+    radii = _layer_radii(nearest * r_inf, farthest * r_inf, max(1.0, 1.0 / max_scale))
+    peak = _max_channel(rgb)
+    lights_apart, lights = split_lights(lin, peak, weight, radii, max_scale)
+    plan = _plan_layers(radii, lights_apart, max_scale, (w, h))
+    kernel: Kernel = partial(aperture_kernel, blades=aperture, rotation_deg=rotation_deg)
+    depth_grid = _depth_on_grid(alpha, depth, plan.grid)
+    blended = _blended_layers(lin, peak, weight, lights, plan, depth_grid * r_inf, kernel)
+    background = resize(push_pull(blended), (w, h), cv2.INTER_LINEAR)
+    if lights is not None:
+        cover = np.maximum(blended[..., 3], FILL_CONFIDENCE)
+        radius = _depth_at_lights(lights, depth, depth_grid) * np.float32(r_inf)
+        _add_lights(background, cover, lights, radius, plan, kernel)
+    if nearest * r_inf < radii[0]:  # some background is nearly in focus: fade to sharp there
+        if depth is None:
+            depth = resize(depth_grid, (w, h), cv2.INTER_LINEAR)
+        background = _fade_to_sharp(lin, background, depth, weight, r_inf / radii[0])
+    return background
+
+
+def _background_weight(alpha: NDArray[np.float32]) -> NDArray[np.float32]:
+    """How surely each pixel is background, 0 under the subject; all 1 when nothing is."""
+    weight = f32(np.clip(1.0 - _SUBJECT_CUT * alpha, 0.0, 1.0))
+    if not weight.any():  # no background anywhere: blur the whole picture rather than nothing
+        weight = np.ones_like(alpha)
+    return weight
+
+
+def _max_channel(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """The H×W max of the three channels (HSV's value), which sets a pixel's highlight boost."""
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)
+    return np.ascontiguousarray(hsv[..., 2], dtype=np.uint8)
+
+
+def _layer_radii(r_lo: float, r_hi: float, floor: float) -> list[float]:
+    """Radii of the blurred layers: evenly spaced, about a pixel apart at least."""
+    lo = max(r_lo, floor)
+    hi = max(r_hi, lo)
+    count = 1 if hi - lo < 0.5 else min(_MAX_LAYERS, 1 + math.ceil(hi - lo))
+    return [float(r) for r in np.linspace(lo, hi, count)]
+
+
+def _plan_layers(
+    radii: list[float], lights_apart: list[bool], max_scale: float, size: tuple[int, int]
+) -> LayerPlan:
+    """Each layer's grid: its kernel KERNEL_RADIUS cells wide, never over _LAYER_PIXELS.
+
+    A layer whose lights are apart holds texture only, which shows no disc edge: it is rendered
+    with a kernel of _TEXTURE_RADIUS cells, on a grid up to four times smaller.
+    """
+    sizes = [
+        scaled_size(*size, min(1.0, (_TEXTURE_RADIUS if apart else KERNEL_RADIUS) / r, max_scale))
+        for r, apart in zip(radii, lights_apart, strict=True)
+    ]
+    return LayerPlan(radii, sizes, lights_apart, max(sizes))
+
+
+def _depth_on_grid(
+    alpha: NDArray[np.float32], depth: NDArray[np.float32] | None, grid: tuple[int, int]
+) -> NDArray[np.float32]:
+    """The given depth map area-averaged onto the grid, or else the proxy computed there."""
+    if depth is not None:
+        return resize(np.ascontiguousarray(depth), grid, cv2.INTER_AREA)
+    h, w = alpha.shape
+    return proxy_depth(resize(alpha, grid, cv2.INTER_AREA), w / grid[0], max(h, w))
+
+
+def _blended_layers(
+    lin: NDArray[np.float32],
+    peak: NDArray[np.uint8],
+    weight: NDArray[np.float32],
+    lights: Lights | None,
+    plan: LayerPlan,
+    radius: NDArray[np.float32],
+    kernel: Kernel,
+) -> NDArray[np.float32]:
+    """Blur every layer and blend them by each cell's radius: premultiplied (B*w, w) on the grid."""
+    with_lights = without_lights = _premultiplied_grid(lin, peak, weight, plan.grid)
+    if lights is not None:  # the layers whose lights are apart start from the rest
+        without_lights = with_lights.copy()
+        without_lights[..., :3] -= area_grid(lights, plan.grid)
+    width = lin.shape[1]
+    layers = [
+        normalised_blur(without_lights if apart else with_lights, size, kernel(r * size[0] / width))
+        for r, size, apart in zip(plan.radii, plan.sizes, plan.lights_apart, strict=True)
+    ]
+    return blend_layers(layers, radius, plan.radii)
+
+
+def _premultiplied_grid(
+    lin: NDArray[np.float32],
+    peak: NDArray[np.uint8],
+    weight: NDArray[np.float32],
+    size: tuple[int, int],
+) -> NDArray[np.float32]:
+    """Return (colour * gain(max channel) * weight, weight) area-averaged to size, 4 channels."""
+    boost = cv2.multiply(cv2.LUT(peak, GAIN), weight)
+    colour = f32(cv2.multiply(lin, cv2.cvtColor(boost, cv2.COLOR_GRAY2RGB)))
+    colour = resize(colour, size, cv2.INTER_AREA)
+    return np.dstack([colour, resize(weight, size, cv2.INTER_AREA)])
+
+
+def _depth_at_lights(
+    lights: Lights, depth: NDArray[np.float32] | None, depth_grid: NDArray[np.float32]
+) -> NDArray[np.float32]:
+    """Each light's depth: from the given map at its pixel, else the grid's enlarged there."""
+    if depth is not None:
+        return depth[lights.ys, lights.xs]
+    return Enlarge(depth_grid.shape, lights.shape).at(depth_grid, lights.ys, lights.xs)
+
+
+def _add_lights(
+    background: NDArray[np.float32],
+    cover: NDArray[np.float32],
+    lights: Lights,
+    radius: NDArray[np.float32],
+    plan: LayerPlan,
+    kernel: Kernel,
+) -> None:
+    """Add the lights' share of conv(I*w, K), divided by the same conv(w, K) (``cover``)."""
+    layers = [k for k, apart in enumerate(plan.lights_apart) if apart]
+    blur_highlights(background, cover, lights, radius, plan.radii, layers, kernel)
+
+
+def _fade_to_sharp(
+    lin: NDArray[np.float32],
+    background: NDArray[np.float32],
+    depth: NDArray[np.float32],
+    weight: NDArray[np.float32],
+    per_depth: float,
+) -> NDArray[np.float32]:
+    """Mix the sharp photo back in where depth × R∞ is under the first layer's radius.
+
+    ``per_depth`` is R∞ / that radius. Only where the pixel is background: the sharp subject's
+    edge must not return through B.
+    """
+    sharp = np.clip(depth * (-per_depth) + 1.0, 0.0, 1.0) * weight
+    return mix(lin, background, sharp)

@@ -1,0 +1,60 @@
+"""The middle of the pipeline, written once: a photo and its matte in, the blurred photo out.
+
+    matte → foreground (the subject's own colours at soft edges) → bokeh → rgb
+
+``render`` is pure (arrays in, arrays out, no I/O) and is what the worker's pipeline, ``blurq
+blur`` and the gallery script all call, so that one job's parameters give one picture wherever it
+is rendered. ``RENDER_REVISION`` names the picture it gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+
+import numpy as np
+from numpy.typing import NDArray
+
+from infra.jobs import BlurParams
+from workers.bokeh import render_bokeh
+from workers.matting import estimate_foreground
+
+RENDER_REVISION = 5
+"""Bumped whenever ``render`` (foreground, bokeh) or encode change their output for the same
+input, so that output keys change with it and a resubmission never reuses a result rendered the
+old way. ``tests/unit/test_golden_render.py`` holds the output's hashes for each revision."""
+
+StageTimer = Callable[[str], AbstractContextManager[object]]
+"""Called with a stage's name ("foreground", "bokeh"), wraps that stage: the pipeline times it."""
+
+
+def _untimed(name: str) -> AbstractContextManager[object]:
+    return nullcontext()
+
+
+def render(
+    rgb: NDArray[np.uint8],
+    alpha: NDArray[np.float32],
+    params: BlurParams,
+    depth: NDArray[np.float32] | None = None,
+    *,
+    stage: StageTimer = _untimed,
+) -> NDArray[np.uint8]:
+    """Blur a photo's background behind its matted subject as the job's parameters say.
+
+    ``rgb`` is H×W×3 uint8 sRGB, ``alpha`` the subject's H×W float32 matte in [0, 1] (the matting
+    stage's output), ``depth`` an optional H×W float32 map (0 = the subject's plane, 1 =
+    infinity). Uses ``params.strength``, ``aperture`` and ``rotation``; returns H×W×3 uint8 sRGB.
+    """
+    with stage("foreground"):
+        foreground = estimate_foreground(rgb, alpha)
+    with stage("bokeh"):
+        return render_bokeh(
+            rgb,
+            alpha,
+            strength=params.strength,
+            aperture=params.aperture,
+            rotation_deg=params.rotation,
+            foreground=foreground,
+            depth=depth,
+        )
