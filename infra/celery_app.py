@@ -1,7 +1,7 @@
 """The Celery app, configured in one place from Settings.
 
 Both sides use it: the producer sends tasks by name (it never imports the worker code), the
-worker registers the task on it (``workers.tasks``).
+worker registers its tasks on it (``workers.tasks``, ``workers.webhooks``).
 """
 
 from __future__ import annotations

@@ -43,7 +43,10 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(5, ge=1, description="Deliveries after which an image is poison.")
     max_retries: int = Field(3, ge=0, description="Retries of a transient failure per image.")
     status_ttl: int = Field(
-        7 * 24 * 3600, ge=60, description="Seconds status records live after a batch ends."
+        7 * 24 * 3600,
+        ge=60,
+        description="Seconds a status record lives after its last change (each transition "
+        "renews the image's record and its batch's).",
     )
 
     max_input_bytes: int = Field(

@@ -6,47 +6,30 @@ back to queued and the task is retried with exponential backoff and jitter, then
 logged with its traceback; the worker process lives on. When the status store itself cannot be
 reached (longer than its client's retries), the message is sent again later, untouched. An image
 that is already final, or queued in a cancelled batch, is not run: the status store's ``start``
-says so (and, for a cancelled batch, moves it to ``cancelled`` in the same step).
+says so (and, for a cancelled batch, moves it to ``cancelled`` in the same step). A message that
+breaks the job contract fails its image (``reject``) when it names one.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-from functools import cache, partial
+from functools import cache
 from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from infra.celery_app import BLUR_TASK, app, send_webhook
+from infra.celery_app import BLUR_TASK, app
 from infra.errors import InvalidJob, PermanentError, StatusUnavailable, TransientError
 from infra.jobs import Job
 from infra.models import ModelStore
 from infra.settings import Settings, get_settings
-from infra.status import ImageState, StatusStore
-from infra.storage import S3Storage
+from infra.status import StatusStore
 from workers.matting import Matting
 from workers.pipeline import process
+from workers.runtime import backoff, status_store, storage
 
 log = logging.getLogger(__name__)
-
-
-@cache
-def _storage() -> S3Storage:
-    return S3Storage(get_settings())
-
-
-@cache
-def status_store() -> StatusStore:
-    """The process's status store; the transition that finishes a batch queues its webhook."""
-    settings = get_settings()
-    return StatusStore.from_url(
-        settings.redis_url,
-        ttl=settings.status_ttl,
-        max_deliveries=settings.max_deliveries,
-        on_complete=partial(send_webhook, app),
-    )
 
 
 @cache
@@ -55,11 +38,6 @@ def _matting(model: str) -> Matting:
     # survive fork, and the prefork pool forks.
     settings = get_settings()
     return Matting(model, ModelStore.from_settings(settings), threads=settings.onnx_threads)
-
-
-def backoff(retries: int) -> float:
-    """Seconds before retry number ``retries + 1``: exponential, capped, with full jitter."""
-    return random.uniform(0, min(60.0, 2.0 * 2**retries))
 
 
 @app.task(name=BLUR_TASK, bind=True, max_retries=None)
@@ -88,38 +66,34 @@ def _blur(task: Task, message: dict[str, Any]) -> str:
 
 
 def _refuse(status: StatusStore, message: Any, error: InvalidJob, worker: str) -> str:
-    """Fail the image of a message that breaks the contract, if the message names one."""
+    """Fail the image of a message that breaks the contract, if the message names one.
+
+    Returns the image's state (``failed``, or the final state it already had), or ``invalid``
+    when the message names no image.
+    """
     log.error("invalid job message: %s", error)
     ids = message if isinstance(message, dict) else {}
     batch_id, image_id = ids.get("batch_id"), ids.get("image_id")
     if not (isinstance(batch_id, str) and isinstance(image_id, str)):
         return "invalid"
-    if status.start(batch_id, image_id, worker=worker)[0] != "running":
-        return "invalid"
-    return status.finish(batch_id, image_id, ImageState.FAILED, error=f"invalid job: {error}")
+    return status.reject(batch_id, image_id, f"invalid job: {error}", worker=worker)
 
 
 def _run(task: Task, job: Job, status: StatusStore, settings: Settings) -> str:
     ids = (job.batch_id, job.image_id)
     try:
-        result = process(
-            job, storage=_storage(), status=status, matting=_matting, settings=settings
-        )
+        result = process(job, storage=storage(), status=status, matting=_matting, settings=settings)
     except PermanentError as error:
-        return status.finish(*ids, ImageState.FAILED, error=str(error))
+        return status.fail(*ids, str(error))
     except TransientError as error:
         if task.request.retries >= settings.max_retries:
-            reason = f"gave up after {task.request.retries} retries: {error}"
-            return status.finish(*ids, ImageState.FAILED, error=reason)
-        retries = task.request.retries + 1
-        status.finish(*ids, ImageState.QUEUED, error=f"retrying: {error}", retries=retries)
+            return status.fail(*ids, f"gave up after {task.request.retries} retries: {error}")
+        status.requeue(*ids, f"retrying: {error}", retries=task.request.retries + 1)
         raise task.retry(countdown=backoff(task.request.retries), exc=error) from error
     except SoftTimeLimitExceeded:
-        reason = f"timed out after {settings.task_soft_time_limit} s"
-        return status.finish(*ids, ImageState.FAILED, error=reason)
+        return status.fail(*ids, f"timed out after {settings.task_soft_time_limit} s")
     except Exception as error:
         log.exception("unexpected failure on %s/%s", *ids)
-        reason = f"internal error: {type(error).__name__}: {error}"
-        return status.finish(*ids, ImageState.FAILED, error=reason)
+        return status.fail(*ids, f"internal error: {type(error).__name__}: {error}")
     output = f"s3://{job.output_bucket}/{result.output_key}"
-    return status.finish(*ids, ImageState.DONE, timings=result.timings, output=output)
+    return status.complete(*ids, timings=result.timings, output=output)

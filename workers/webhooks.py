@@ -4,8 +4,9 @@ The status store marks a batch's webhook ``pending`` in the same atomic step tha
 batch, and the process that made that step queues this task once. It POSTs the signed payload
 (``infra.webhooks``). Network errors, 429 and 5xx answers are retried with exponential backoff and
 full jitter until ``webhook_max_attempts``; any other answer ends it. Every attempt is recorded on
-the batch record: ``webhook_attempts`` and ``webhook_status`` (``retrying``, then ``delivered`` or
-``failed``, with ``webhook_error``).
+the batch record: ``webhook_attempts``, ``webhook_error`` and ``webhook_status``, which goes from
+``pending`` to ``retrying`` while attempts remain, and ends ``delivered`` or ``failed``. It
+imports no image code (``workers.runtime``), so a process that only sends webhooks stays small.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from celery import Task
 from infra.celery_app import WEBHOOK_TASK, app
 from infra.settings import get_settings
 from infra.webhooks import payload, signed_headers
-from workers.tasks import backoff, status_store
+from workers.runtime import backoff, status_store
 
 log = logging.getLogger(__name__)
 

@@ -1,31 +1,47 @@
 """Batch and image status in Redis: the records, the store that moves them, metrics and progress.
 
-Keys, all under ``KEY_PREFIX`` (``blurq:``)::
+Keys, all under ``KEY_PREFIX`` (``blurq:``). All but the index, the events stream and the
+metrics carry the status TTL; each transition renews its image's record and the batch's three
+keys together::
 
-    blurq:batches                     sorted set  batch id -> created time
+    blurq:batches                     sorted set  batch id -> created time (trimmed past the TTL)
     blurq:batch:<batch>               hash        totals, counters, times, parameters,
                                                   cancel flag, webhook URL and outcome
     blurq:batch:<batch>:images        list        image ids in submission order
-    blurq:batch:<batch>:rate          hash        images finished per 10 s bucket
+    blurq:batch:<batch>:rate          hash        images done or failed per 10 s bucket
     blurq:image:<batch>:<image>       hash        state, input, deliveries, stage, timings,
                                                   output, error
     blurq:events                      stream      one entry per transition (for live views)
     blurq:metrics                     hash        totals for Prometheus (``metrics``)
 
-An image's states (``ImageState``) and the store's transitions between them::
+An image's states (``ImageState``) and the store's transitions, each one Lua script::
 
-    queued ──start──► running ──finish(done)──► done
-      ▲                 │ │
-      └─finish(queued)──┘ └──finish(failed)───► failed   (also start: delivered too often)
-    queued ──cancel, or start in a cancelled batch──► cancelled
+    create_batch ──► queued ──start──► running ──complete──► done
+                       ▲                │  │
+                       └────requeue─────┘  └─────fail──────► failed
+    (every move, with reject and cancel, in the table below)
 
-Modules: ``records`` (keys, record types, read-only queries), ``store`` (``StatusStore``, the only
-writer), ``transitions`` (the Lua scripts in ``lua/``), ``metrics`` (Prometheus totals).
+    transition  from              to         when
+    start       queued            running    a worker takes the image's message
+                running           running    a redelivery (its worker died): counted, not moved
+                queued            cancelled  ... but the batch was cancelled
+                queued | running  failed     ... but it came more than max_deliveries times
+    complete    running           done       the pipeline succeeded
+    fail        running           failed     a permanent error, or the retries ran out
+    requeue     running           queued     a transient error: the message comes back later
+    reject      queued | running  failed     the message breaks the job contract
+    cancel      queued            cancelled  the batch is cancelled (running images finish)
+
+``done``, ``failed`` and ``cancelled`` are final: no transition leaves them. Modules:
+``records`` (keys, record types, read-only queries), ``store`` (``StatusStore``, the only
+writer), ``transitions`` (loads the scripts in ``lua/``), ``metrics`` (Prometheus totals),
+``progress`` (rate and ETA).
 """
 
 from __future__ import annotations
 
 from infra.status.metrics import METRICS_KEY, STAGES, StageHistogram, stage_histograms
+from infra.status.progress import eta_seconds, rate
 from infra.status.records import (
     BATCHES_KEY,
     CREATE_CHUNK,
@@ -36,8 +52,11 @@ from infra.status.records import (
     BatchStatus,
     ImageState,
     ImageStatus,
+    RecentWindow,
     batch_key,
     image_key,
+    images_key,
+    rate_key,
 )
 from infra.status.store import CANCEL_CHUNK, EVENTS_MAXLEN, StatusStore
 
@@ -55,9 +74,14 @@ __all__ = [
     "BatchStatus",
     "ImageState",
     "ImageStatus",
+    "RecentWindow",
     "StageHistogram",
     "StatusStore",
     "batch_key",
+    "eta_seconds",
     "image_key",
+    "images_key",
+    "rate",
+    "rate_key",
     "stage_histograms",
 ]

@@ -42,6 +42,16 @@ def batch_key(batch_id: str) -> str:
     return f"{KEY_PREFIX}batch:{batch_id}"
 
 
+def images_key(batch_id: str) -> str:
+    """The key of the batch's list of image ids."""
+    return f"{batch_key(batch_id)}:images"
+
+
+def rate_key(batch_id: str) -> str:
+    """The key of the batch's rate buckets (images finished per ``RATE_BUCKET_S``)."""
+    return f"{batch_key(batch_id)}:rate"
+
+
 def image_key(batch_id: str, image_id: str) -> str:
     """One image record's key."""
     return f"{KEY_PREFIX}image:{batch_id}:{image_id}"
@@ -49,6 +59,25 @@ def image_key(batch_id: str, image_id: str) -> str:
 
 EVENTS_KEY = f"{KEY_PREFIX}events"
 BATCHES_KEY = f"{KEY_PREFIX}batches"
+
+
+def rate_buckets(now: float) -> tuple[list[str], float]:
+    """The rate buckets of the recent window that ends at now, and when the first one starts.
+
+    The window is ``RATE_WINDOW_S`` plus the part of the current bucket gone by.
+    """
+    current = int(now // RATE_BUCKET_S)
+    first = current - RATE_WINDOW_S // RATE_BUCKET_S
+    return [str(bucket) for bucket in range(first, current + 1)], first * RATE_BUCKET_S
+
+
+@dataclass(frozen=True)
+class RecentWindow:
+    """How many images finished (done or failed) from ``since`` until ``until``."""
+
+    finished: int
+    since: float
+    until: float
 
 
 @dataclass(frozen=True)
@@ -88,8 +117,11 @@ class BatchStatus:
     cancel_requested: bool = False
     queue: str = ""
     webhook_url: str = ""
-    webhook_status: str = ""  # pending, delivered or failed once the batch has finished
+    # "" until the batch finishes; then pending, retrying (an attempt failed, another is due),
+    # and at last delivered or failed (workers.webhooks)
+    webhook_status: str = ""
     webhook_attempts: int = 0
+    recent: RecentWindow | None = None  # read with the record; None when built by hand
 
     @property
     def finished(self) -> bool:
@@ -103,24 +135,6 @@ class StatusReader:
     # Any: redis-py's stubs cannot know that decode_responses makes every reply a str.
     redis: Any
 
-    def recent_rate(
-        self, batch_id: str, *, since: float | None = None, now: float | None = None
-    ) -> float:
-        """Images finished (done or failed) per second over the last ``RATE_WINDOW_S``.
-
-        ``since`` (the batch's start) shortens the window for a batch younger than it.
-        """
-        now = time.time() if now is None else now
-        current = int(now // RATE_BUCKET_S)
-        first = current - RATE_WINDOW_S // RATE_BUCKET_S
-        with mapped_errors():
-            counts = self.redis.hmget(
-                f"{batch_key(batch_id)}:rate", [str(b) for b in range(first, current + 1)]
-            )
-        finished = sum(int(count) for count in counts if count)
-        begin = max(first * RATE_BUCKET_S, since or 0.0)
-        return finished / max(now - begin, 1.0)
-
     def recent_batches(self, count: int = 50, *, start: int = 0) -> list[BatchStatus]:
         """Batches newest first (those still on record), ``count`` from position ``start``."""
         with mapped_errors():
@@ -130,25 +144,32 @@ class StatusReader:
     def batches(self, batch_ids: Iterable[str]) -> list[BatchStatus]:
         """The records of the given batches in one round trip; unknown or expired ones left out."""
         ids = list(batch_ids)
+        now = time.time()
+        buckets, since = rate_buckets(now)
         with mapped_errors():
             pipe = self.redis.pipeline(transaction=False)
             for batch_id in ids:
                 pipe.hgetall(batch_key(batch_id))
-            records = pipe.execute()
-        return [_batch(i, r) for i, r in zip(ids, records, strict=True) if "total" in r]
+                pipe.hmget(rate_key(batch_id), buckets)
+            replies = pipe.execute()
+        found = []
+        for batch_id, record, counts in zip(ids, replies[::2], replies[1::2], strict=True):
+            if "total" in record:  # a batch still being created has none yet
+                recent = RecentWindow(sum(int(c) for c in counts if c), since, now)
+                found.append(_batch(batch_id, record, recent))
+        return found
 
     def batch(self, batch_id: str) -> BatchStatus | None:
-        """The batch record, or None when unknown or expired."""
-        with mapped_errors():
-            record = self.redis.hgetall(batch_key(batch_id))
-        return _batch(batch_id, record) if "total" in record else None
+        """The batch record, or None when unknown, expired or still being created."""
+        found = self.batches([batch_id])
+        return found[0] if found else None
 
     def images(
         self, batch_id: str, *, state: ImageState | None = None, start: int = 0, count: int = 1000
     ) -> list[ImageStatus]:
         """Image records of a batch in submission order, optionally only those in one state."""
         with mapped_errors():
-            ids = self.redis.lrange(f"{batch_key(batch_id)}:images", start, start + count - 1)
+            ids = self.redis.lrange(images_key(batch_id), start, start + count - 1)
             pipe = self.redis.pipeline()
             for image_id in ids:
                 pipe.hgetall(image_key(batch_id, image_id))
@@ -181,9 +202,7 @@ class StatusReader:
         while position < end:
             chunk = min(CREATE_CHUNK, end - position)
             with mapped_errors():
-                ids = self.redis.lrange(
-                    f"{batch_key(batch_id)}:images", position, position + chunk - 1
-                )
+                ids = self.redis.lrange(images_key(batch_id), position, position + chunk - 1)
                 pipe = self.redis.pipeline()
                 for image_id in ids:
                     pipe.hgetall(image_key(batch_id, image_id))
@@ -221,7 +240,7 @@ class StatusReader:
         return counts
 
 
-def _batch(batch_id: str, record: dict[str, str]) -> BatchStatus:
+def _batch(batch_id: str, record: dict[str, str], recent: RecentWindow) -> BatchStatus:
     return BatchStatus(
         batch_id=batch_id,
         total=int(record["total"]),
@@ -241,6 +260,7 @@ def _batch(batch_id: str, record: dict[str, str]) -> BatchStatus:
         webhook_url=record.get("webhook_url", ""),
         webhook_status=record.get("webhook_status", ""),
         webhook_attempts=int(record.get("webhook_attempts", 0)),
+        recent=recent,
     )
 
 

@@ -1,24 +1,31 @@
 """The status store: batch and image records in Redis; every state transition lives here.
 
-The records and their keys are drawn in ``infra.status``. An image moves
-``queued -> running -> done | failed``, or ``running -> queued`` when a transient failure is
-retried, or ``queued -> cancelled`` once its batch is cancelled (images already running finish).
-Each transition is one Lua script (``infra.status.transitions``) that checks the current state
-and moves the batch counters in the same step, so
+The records, their keys and the state machine are drawn in ``infra.status``. Each transition is
+a method named after the one legal move it makes (``start``, ``complete``, ``fail``, ``requeue``,
+``reject``, ``cancel``), run as one Lua script (``infra.status.transitions``) that checks the
+current state and moves the batch counters in the same step, so
 ``queued + running + done + failed + cancelled == total`` always holds, even when a message is
-delivered twice. A delivery count per image turns an image that keeps killing its worker into a
-failure after ``max_deliveries`` instead of an endless loop.
+delivered twice. A transition that does not apply changes nothing and returns the state the image
+is in. A delivery count per image turns an image that keeps killing its worker into a failure
+after ``max_deliveries`` instead of an endless loop.
+
+A batch is created in three steps (claim the id, write the image records in chunks, then the
+counters that make it exist), each checking that the claim is still this submission's; every
+key has its TTL from the first step. A submission that stops half-way leaves a batch that reads
+as absent, and the next submission of the same id takes it over and writes it whole.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
 
+from infra.errors import TransientError
 from infra.status import transitions
 from infra.status.metrics import METRICS_KEY, stage_increments
 from infra.status.records import (
@@ -26,17 +33,22 @@ from infra.status.records import (
     CREATE_CHUNK,
     EVENTS_KEY,
     RATE_BUCKET_S,
-    ImageState,
     StatusReader,
     batch_key,
     image_key,
+    images_key,
     mapped_errors,
+    rate_key,
 )
 
 EVENTS_MAXLEN = 100_000
 """Entries kept in the events stream; older ones are trimmed (approximately)."""
 CANCEL_CHUNK = 500
 """Image records cancelled per Lua call, so that Redis is never blocked for long."""
+Arg = str | int | float
+"""What a Lua script's ARGV takes (redis-py turns each into a string)."""
+ERROR_CHARS = 2000
+"""Longest error text kept on an image record."""
 
 
 class StatusStore(StatusReader):
@@ -56,9 +68,9 @@ class StatusStore(StatusReader):
         self.max_deliveries = max_deliveries
         # Called with the batch id after the transition that finished a batch with a webhook.
         self.on_complete = on_complete
-        self._start = client.register_script(transitions.START)
-        self._finish = client.register_script(transitions.FINISH)
-        self._cancel = client.register_script(transitions.CANCEL)
+        self._scripts = {
+            name: client.register_script(source) for name, source in transitions.SCRIPTS.items()
+        }
 
     @classmethod
     def from_url(
@@ -76,44 +88,34 @@ class StatusStore(StatusReader):
     def create_batch(
         self, batch_id: str, images: Iterable[tuple[str, str]], meta: Mapping[str, str]
     ) -> bool:
-        """Record a new batch with its images queued; False when the batch id already exists."""
-        now = str(time.time())
-        key = batch_key(batch_id)
+        """Record a new batch with its images queued; False when the batch id already exists.
+
+        ``images`` are (image id, input) pairs. A half-written batch (its submission stopped)
+        is written again from the start; TransientError when another submission of the same id
+        takes this one's claim over while it is writing.
+        """
+        token, now = uuid.uuid4().hex, time.time()
+        claim = [batch_key(batch_id), images_key(batch_id)]
         with mapped_errors():
-            if not self.redis.hsetnx(key, "created_at", now):
+            if not self._run("create_begin", claim, [token, now, self.ttl]):
                 return False
             total = 0
-            chunk: list[tuple[str, str]] = []
-            for pair in images:
-                chunk.append(pair)
-                if len(chunk) == CREATE_CHUNK:
-                    self._write_images(batch_id, chunk)
-                    total += len(chunk)
-                    chunk = []
-            self._write_images(batch_id, chunk)
-            total += len(chunk)
-            fields = {"total": total, "queued": total, "running": 0, "done": 0, "failed": 0}
-            fields["cancelled"] = 0
-            pipe = self.redis.pipeline()
-            pipe.hset(key, mapping={**fields, **meta})
-            pipe.expire(key, self.ttl)
-            pipe.zadd(BATCHES_KEY, {batch_id: float(now)})
-            # The index outlives its records otherwise: drop batches past their TTL.
-            pipe.zremrangebyscore(BATCHES_KEY, "-inf", float(now) - self.ttl)
-            pipe.execute()
+            for chunk in _chunks(images, CREATE_CHUNK):
+                keys = claim + [image_key(batch_id, image_id) for image_id, _ in chunk]
+                pairs = [value for pair in chunk for value in pair]
+                self._claimed(batch_id, self._run("create_images", keys, [token, self.ttl, *pairs]))
+                total += len(chunk)
+            keys = [*claim, rate_key(batch_id), BATCHES_KEY]
+            args: list[Arg] = [token, now, self.ttl, batch_id, total, *_flat(meta)]
+            self._claimed(batch_id, self._run("create_end", keys, args))
         return True
 
-    def _write_images(self, batch_id: str, chunk: list[tuple[str, str]]) -> None:
-        if not chunk:
-            return
-        pipe = self.redis.pipeline()
-        for image_id, source in chunk:
-            record = {"state": ImageState.QUEUED.value, "input": source, "deliveries": 0}
-            pipe.hset(image_key(batch_id, image_id), mapping=record)
-            pipe.expire(image_key(batch_id, image_id), self.ttl)
-        pipe.rpush(f"{batch_key(batch_id)}:images", *(image_id for image_id, _ in chunk))
-        pipe.expire(f"{batch_key(batch_id)}:images", self.ttl)
-        pipe.execute()
+    @staticmethod
+    def _claimed(batch_id: str, kept: int) -> None:
+        if not kept:
+            raise TransientError(
+                f"batch {batch_id!r} is being created by another submission; submit it again"
+            )
 
     def mark_submitted(self, batch_id: str) -> None:
         """Note that every message of the batch has been sent."""
@@ -121,63 +123,68 @@ class StatusStore(StatusReader):
             self.redis.hset(batch_key(batch_id), "submitted_at", str(time.time()))
 
     def start(self, batch_id: str, image_id: str, worker: str) -> tuple[str, int]:
-        """Move an image to running; returns (outcome, deliveries).
+        """Move an image from queued to running; returns (outcome, deliveries).
 
-        The outcome is ``running`` (go ahead), ``done``/``failed``/``cancelled`` (already final:
-        skip it), ``cancelled`` also for a queued image of a cancelled batch (now final),
-        ``poison`` (delivered too often: now failed) or ``missing`` (no such record).
+        The outcome is ``running`` (go ahead, also for a redelivered running image),
+        ``done``/``failed``/``cancelled`` (already final: skip it), ``cancelled`` also for a
+        queued image of a cancelled batch (now final), ``poison`` (delivered too often: now
+        failed) or ``missing`` (no such record).
         """
-        keys = [image_key(batch_id, image_id), batch_key(batch_id), EVENTS_KEY, METRICS_KEY]
-        args: list[str | int | float] = [self.max_deliveries, time.time(), worker, self.ttl]
-        args += [EVENTS_MAXLEN, batch_id, image_id]
-        with mapped_errors():
-            outcome, deliveries, completed = self._start(keys=keys, args=args)
+        outcome, deliveries, completed = self._image(
+            "start", batch_id, image_id, self.max_deliveries, worker
+        )
         self._completed(batch_id, completed)
         return str(outcome), int(deliveries)
 
-    def _completed(self, batch_id: str, completed: int) -> None:
-        if completed and self.on_complete is not None:
-            self.on_complete(batch_id)
+    def complete(
+        self, batch_id: str, image_id: str, *, timings: Mapping[str, float], output: str
+    ) -> str:
+        """Move a running image to done with its stage timings and output; its state now.
+
+        The timings also go into the stage histograms (``infra.status.metrics``).
+        """
+        rounded = json.dumps({name: round(s, 4) for name, s in timings.items()})
+        increments = [value for pair in stage_increments(timings) for value in pair]
+        return self._move("complete", batch_id, image_id, rounded, output, *increments)
+
+    def fail(self, batch_id: str, image_id: str, error: str) -> str:
+        """Move a running image to failed with the reason; returns the state it has now."""
+        return self._move("fail", batch_id, image_id, error[:ERROR_CHARS])
+
+    def requeue(self, batch_id: str, image_id: str, error: str, *, retries: int) -> str:
+        """Move a running image back to queued (a transient failure, retried); its state now."""
+        return self._move("requeue", batch_id, image_id, error[:ERROR_CHARS], retries)
+
+    def reject(self, batch_id: str, image_id: str, error: str, *, worker: str) -> str:
+        """Fail a queued or running image whose message breaks the contract; its state now."""
+        return self._move("reject", batch_id, image_id, error[:ERROR_CHARS], worker)
 
     def set_stage(self, batch_id: str, image_id: str, stage: str) -> None:
         """Record which stage a running image is in (for live views)."""
         with mapped_errors():
             self.redis.hset(image_key(batch_id, image_id), "stage", stage)
 
-    def finish(
-        self,
-        batch_id: str,
-        image_id: str,
-        state: ImageState,
-        *,
-        timings: Mapping[str, float] | None = None,
-        output: str = "",
-        error: str = "",
-        retries: int | None = None,
-    ) -> str:
-        """Move a running image to done, failed or back to queued; returns the state it has now.
-
-        A done image's stage timings also go into the stage histograms (``infra.status.metrics``).
-        """
-        fields: dict[str, str] = {"stage": state.value, "error": error[:2000]}
-        if timings is not None:
-            fields["timings"] = json.dumps({name: round(s, 4) for name, s in timings.items()})
-        if output:
-            fields["output"] = output
-        if retries is not None:
-            fields["retries"] = str(retries)
-        pairs = [item for pair in fields.items() for item in pair]
-        metrics = stage_increments(timings or {}) if state is ImageState.DONE else []
-        now = time.time()
-        keys = [image_key(batch_id, image_id), batch_key(batch_id), EVENTS_KEY, METRICS_KEY]
-        keys.append(f"{batch_key(batch_id)}:rate")
-        args: list[str | int | float] = [state.value, now, self.ttl, EVENTS_MAXLEN, batch_id]
-        args += [image_id, int(now // RATE_BUCKET_S), len(fields), *pairs]
-        args += [item for pair in metrics for item in pair]
-        with mapped_errors():
-            new, completed = self._finish(keys=keys, args=args)
+    def _move(self, script: str, batch_id: str, image_id: str, *args: Arg) -> str:
+        state, completed = self._image(script, batch_id, image_id, *args)
         self._completed(batch_id, completed)
-        return str(new)
+        return str(state)
+
+    def _image(self, script: str, batch_id: str, image_id: str, *args: Arg) -> list[Any]:
+        """Run an image transition with the calling convention of ``lua/common.lua``."""
+        keys = [image_key(batch_id, image_id), batch_key(batch_id), images_key(batch_id)]
+        keys += [rate_key(batch_id), EVENTS_KEY, METRICS_KEY]
+        now = time.time()
+        shared: list[Arg] = [now, self.ttl, EVENTS_MAXLEN, batch_id, image_id]
+        shared.append(int(now // RATE_BUCKET_S))
+        with mapped_errors():
+            return list(self._run(script, keys, [*shared, *args]))
+
+    def _run(self, script: str, keys: list[str], args: Sequence[Arg]) -> Any:
+        return self._scripts[script](keys=keys, args=args)
+
+    def _completed(self, batch_id: str, completed: int) -> None:
+        if completed and self.on_complete is not None:
+            self.on_complete(batch_id)
 
     def cancel(self, batch_id: str) -> int | None:
         """Cancel a batch: its queued images become cancelled, running ones finish.
@@ -189,13 +196,12 @@ class StatusStore(StatusReader):
         moved, start = 0, 0
         while True:
             with mapped_errors():
-                ids = self.redis.lrange(
-                    f"{batch_key(batch_id)}:images", start, start + CANCEL_CHUNK - 1
-                )
-                keys = [batch_key(batch_id), EVENTS_KEY, METRICS_KEY]
+                ids = self.redis.lrange(images_key(batch_id), start, start + CANCEL_CHUNK - 1)
+                keys = [batch_key(batch_id), images_key(batch_id), rate_key(batch_id)]
+                keys += [EVENTS_KEY, METRICS_KEY]
                 keys += [image_key(batch_id, image_id) for image_id in ids]
                 args = [time.time(), self.ttl, EVENTS_MAXLEN, batch_id, *ids]
-                count, completed = self._cancel(keys=keys, args=args)
+                count, completed = self._run("cancel", keys, args)
             if count < 0:
                 return None
             moved += int(count)
@@ -205,7 +211,7 @@ class StatusStore(StatusReader):
             start += CANCEL_CHUNK
 
     def webhook_attempted(self, batch_id: str, outcome: str, error: str = "") -> int:
-        """Record one webhook delivery attempt and its outcome; returns the attempts so far."""
+        """Record a webhook attempt's outcome (retrying, delivered, failed); returns attempts."""
         key = batch_key(batch_id)
         with mapped_errors():
             pipe = self.redis.pipeline()
@@ -213,3 +219,18 @@ class StatusStore(StatusReader):
             pipe.hset(key, mapping={"webhook_status": outcome, "webhook_error": error[:500]})
             attempts, _ = pipe.execute()
         return int(attempts)
+
+
+def _chunks(pairs: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
+    chunk: list[tuple[str, str]] = []
+    for pair in pairs:
+        chunk.append(pair)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _flat(fields: Mapping[str, str]) -> list[str]:
+    return [value for pair in fields.items() for value in pair]

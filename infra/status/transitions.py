@@ -1,13 +1,15 @@
-"""The Lua scripts behind every image state transition, read once from ``lua/*.lua``.
+"""The Lua scripts behind every state transition, read once from ``lua/*.lua``.
 
-Each script checks the image's current state and moves the batch counters, the metric totals and
-the events stream in the same atomic step, so ``queued + running + done + failed + cancelled``
-always equals ``total``. Each also notices when its transition was the one that finished the
-batch (every image final): it sets ``finished_at`` once and, when the batch has a webhook URL,
-marks the webhook ``pending`` and returns 1 so that the caller sends it, exactly once.
+Each image transition checks the image's current state and moves the batch counters, the metric
+totals, the rate buckets and the events stream in the same atomic step, so
+``queued + running + done + failed + cancelled`` always equals ``total``. Each also notices when
+it was the transition that finished the batch (every image final): it sets ``finished_at`` once
+and, when the batch has a webhook URL, marks the webhook ``pending`` and returns 1 so that the
+caller sends it, exactly once.
 
-Redis runs a script alone, with no way to import another, so the shared functions of
-``lua/common.lua`` are put in front of each script here, once, when this module is imported.
+Redis gives a script no way to load another, so ``lua/common.lua`` (the calling convention and
+the shared functions, ``move`` above all) is put in front of each script here, once, when this
+module is imported.
 """
 
 from __future__ import annotations
@@ -15,13 +17,24 @@ from __future__ import annotations
 from importlib.resources import files
 
 _LUA = files("infra.status") / "lua"
+_COMMON = (_LUA / "common.lua").read_text(encoding="utf-8")
 
 
 def _script(name: str) -> str:
-    common = (_LUA / "common.lua").read_text(encoding="utf-8")
-    return common + "\n" + (_LUA / f"{name}.lua").read_text(encoding="utf-8")
+    return f"{_COMMON}\n-- {name}.lua\n{(_LUA / f'{name}.lua').read_text(encoding='utf-8')}"
 
 
-START = _script("start")
-FINISH = _script("finish")
-CANCEL = _script("cancel")
+NAMES = (
+    "start",  # queued -> running; or cancelled (cancelled batch), failed (poison), or left alone
+    "complete",  # running -> done, with timings and output
+    "fail",  # running -> failed, with the reason
+    "requeue",  # running -> queued, for a transient failure that is retried
+    "reject",  # queued | running -> failed, for a message that breaks the job contract
+    "cancel",  # a batch's queued images -> cancelled, and its cancel flag set
+    "create_begin",  # batch creation 1/3: claim the id (taking over a half-written batch)
+    "create_images",  # batch creation 2/3: one chunk of queued image records
+    "create_end",  # batch creation 3/3: the counters that make the batch exist
+)
+"""Every script, by the name of its file in ``lua/``."""
+SCRIPTS = {name: _script(name) for name in NAMES}
+"""The source of each script, shared functions first."""

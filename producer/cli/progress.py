@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from infra.status import BatchStatus
+from infra.status import BatchStatus, progress
 
 WIDTH = 30
 
@@ -23,12 +23,12 @@ def render(status: BatchStatus, *, now: float | None = None) -> str:
     if status.cancel_requested:
         line += f"  cancelled {status.cancelled}"
     elapsed = _elapsed(status, now or time.time())
-    processed = status.done + status.failed  # cancelled images took no time: not in the rate
-    if elapsed and processed:
-        rate = processed / elapsed
-        line += f"  {rate:.2f} img/s"
-        if not status.finished:
-            line += f"  ETA {_duration((status.queued + status.running) / rate)}"
+    # The same figures as the API's (infra.status.progress).
+    speed, eta = progress.rate(status, now=now), progress.eta_seconds(status, now=now)
+    if speed > 0:
+        line += f"  {speed:.2f} img/s"
+    if eta is not None:
+        line += f"  ETA {_duration(eta)}"
     if status.finished and elapsed is not None:
         line += f"  in {_duration(elapsed)}"
     return line

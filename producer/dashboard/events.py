@@ -43,7 +43,7 @@ RETRY_MS = 2_000
 
 def summaries(store: StatusStore, batches: list[BatchStatus]) -> list[dict[str, Any]]:
     """The batches as the JSON API shows them: counts, rate (images/s), ETA, parameters, times."""
-    return [Batch.of(batch, store).model_dump(mode="json") for batch in batches]
+    return [Batch.of(batch).model_dump(mode="json") for batch in batches]
 
 
 def snapshot(store: StatusStore, settings: Settings, limit: int) -> dict[str, Any]:

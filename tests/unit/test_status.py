@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 from click.testing import CliRunner
 
 from infra.settings import Settings
 from infra.status import EVENTS_KEY, ImageState, StatusStore, batch_key, image_key
 from producer.cli import main
+
+pytestmark = pytest.mark.services
 
 
 def create(store: StatusStore, batch: str = "b", count: int = 3) -> None:
@@ -44,13 +47,11 @@ def test_transitions_move_counters_together(status_store: StatusStore) -> None:
     create(status_store)
     assert status_store.start("b", "000000", "w") == ("running", 1)
     assert (
-        status_store.finish(
-            "b", "000000", ImageState.DONE, timings={"get": 0.5}, output="s3://out/x/0.jpg"
-        )
+        status_store.complete("b", "000000", timings={"get": 0.5}, output="s3://out/x/0.jpg")
         == "done"
     )
     assert status_store.start("b", "000001", "w")[0] == "running"
-    assert status_store.finish("b", "000001", ImageState.FAILED, error="bad image") == "failed"
+    assert status_store.fail("b", "000001", "bad image") == "failed"
     status = status_store.batch("b")
     assert status is not None
     assert (status.queued, status.running, status.done, status.failed) == (1, 0, 1, 1)
@@ -66,8 +67,8 @@ def test_redelivery_does_not_double_count(status_store: StatusStore) -> None:
     status_store.start("b", "000000", "w1")
     assert status_store.start("b", "000000", "w2") == ("running", 2)  # worker died, redelivered
     counters_add_up(status_store)
-    status_store.finish("b", "000000", ImageState.DONE)
-    assert status_store.finish("b", "000000", ImageState.DONE) == "done"  # a second finish: no-op
+    status_store.complete("b", "000000", timings={}, output="")
+    assert status_store.complete("b", "000000", timings={}, output="") == "done"  # a no-op
     assert status_store.start("b", "000000", "w3") == ("done", 0)  # late duplicate: skipped
     status = status_store.batch("b")
     assert status is not None and (status.done, status.running, status.total) == (1, 0, 1)
@@ -77,8 +78,10 @@ def test_redelivery_does_not_double_count(status_store: StatusStore) -> None:
 def test_retry_goes_back_to_queued(status_store: StatusStore) -> None:
     create(status_store, count=1)
     status_store.start("b", "000000", "w")
-    status_store.finish("b", "000000", ImageState.QUEUED, error="retrying: S3 503")
+    assert status_store.requeue("b", "000000", "retrying: S3 503", retries=1) == "queued"
     assert status_store.batch("b").queued == 1  # type: ignore[union-attr]
+    image = status_store.image("b", "000000")
+    assert image is not None and (image.retries, image.error) == (1, "retrying: S3 503")
     assert status_store.start("b", "000000", "w") == ("running", 2)
     counters_add_up(status_store)
 
@@ -104,7 +107,7 @@ def test_records_expire_and_events_are_streamed(
 ) -> None:
     create(status_store, count=1)
     status_store.start("b", "000000", "w")
-    status_store.finish("b", "000000", ImageState.DONE)
+    status_store.complete("b", "000000", timings={}, output="")
     assert 0 < redis_client.ttl(batch_key("b")) <= 3600
     assert 0 < redis_client.ttl(image_key("b", "000000")) <= 3600
     states = [fields["state"] for _, fields in redis_client.xrange(EVENTS_KEY)]
@@ -132,7 +135,7 @@ def test_cancel_skips_queued_images_and_lets_running_ones_finish(
     redis_client.hset(batch_key("b"), "webhook_url", "http://127.0.0.1:1/hook")
     status_store.start("b", "000000", "w")
     status_store.start("b", "000001", "w")
-    status_store.finish("b", "000001", ImageState.DONE)
+    status_store.complete("b", "000001", timings={}, output="")
     assert status_store.cancel("b") == 2  # 000002 and 000003 were queued
     status = status_store.batch("b")
     assert status is not None and status.cancel_requested
@@ -144,7 +147,7 @@ def test_cancel_skips_queued_images_and_lets_running_ones_finish(
     assert all("cancelled" in image.error for image in cancelled)
     # The late message of a cancelled image is skipped; the running one still finishes.
     assert status_store.start("b", "000002", "w") == ("cancelled", 0)
-    assert status_store.finish("b", "000000", ImageState.DONE) == "done"
+    assert status_store.complete("b", "000000", timings={}, output="") == "done"
     status = status_store.batch("b")
     assert status is not None and status.finished and status.finished_at is not None
     assert completed == ["b"]  # the webhook is due exactly once
@@ -157,7 +160,7 @@ def test_start_refuses_a_queued_image_of_a_cancelled_batch(
 ) -> None:
     create(status_store, count=2)
     status_store.start("b", "000000", "w")
-    status_store.finish("b", "000000", ImageState.QUEUED, error="retrying: S3 503")
+    status_store.requeue("b", "000000", "retrying: S3 503", retries=1)
     # Only the flag is set (as when a cancel races with a message already on its way).
     redis_client.hset(batch_key("b"), "cancelled_at", "1")
     assert status_store.start("b", "000000", "w") == ("cancelled", 0)
@@ -190,10 +193,12 @@ def test_finish_records_metrics_and_rate(
     from infra.status import METRICS_KEY, stage_histograms
 
     create(status_store, count=3)
-    for image, state in (("000000", ImageState.DONE), ("000001", ImageState.FAILED)):
-        status_store.start("b", image, "w")
-        status_store.finish("b", image, state, timings={"get": 0.02, "matting": 1.5})
-    status_store.finish("b", "000000", ImageState.DONE, timings={"get": 9.0})  # no-op: not running
+    timings = {"get": 0.02, "matting": 1.5}
+    status_store.start("b", "000000", "w")
+    status_store.complete("b", "000000", timings=timings, output="s3://out/x/0.jpg")
+    status_store.start("b", "000001", "w")
+    status_store.fail("b", "000001", "bad image")  # failed: counted, but its timings are not
+    status_store.complete("b", "000000", timings={"get": 9.0}, output="")  # no-op: not running
     raw = redis_client.hgetall(METRICS_KEY)
     assert (int(raw["images:done"]), int(raw["images:failed"])) == (1, 1)
     histograms = {h.stage: h for h in stage_histograms(raw)}
@@ -203,10 +208,8 @@ def test_finish_records_metrics_and_rate(
         and dict(histograms["get"].buckets)["0.025"] == 1
     )
     assert dict(histograms["matting"].buckets)["+Inf"] == 1 and histograms["bokeh"].count == 0
-    rate = status_store.recent_rate("b")
-    assert 2 / 70 <= rate <= 2 / 60 + 1e-9
     status = status_store.batch("b")
-    assert status is not None and 0 < status_store.recent_rate("b", since=status.started_at) <= 2
+    assert status is not None and status.recent is not None and status.recent.finished == 2
 
 
 def test_cancel_command_cancels_the_batch_and_reports_it(

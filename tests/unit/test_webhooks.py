@@ -83,3 +83,19 @@ def test_only_absolute_http_urls_are_accepted(url: str) -> None:
     with pytest.raises(InvalidJob, match="http"):
         check_url(url)
     assert check_url("https://hooks.example.com/blurq?x=1") == "https://hooks.example.com/blurq?x=1"
+
+
+def test_the_webhook_task_imports_no_image_code() -> None:
+    """A process that sends webhooks never loads the pipeline, onnxruntime or OpenCV."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, workers.webhooks; "
+        "print(sorted(m for m in ('workers.pipeline', 'workers.tasks', 'onnxruntime', 'cv2') "
+        "if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert found.stdout.strip() == "[]"

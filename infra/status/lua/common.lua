@@ -1,4 +1,10 @@
--- Shared by every transition script: transitions.py puts this file in front of each one.
+-- Shared by every transition script: transitions.py reads this file once and puts it in front
+-- of each script (Redis gives a script no way to load another).
+--
+-- The image transitions (start, complete, fail, requeue, reject) share one calling convention:
+--   KEYS: image, batch, batch's image list, batch's rate buckets, events stream, metrics hash
+--   ARGV: now, ttl, events maxlen, batch id, image id, rate bucket, then the script's own
+-- Each returns {state the image has now, completed}; start adds its deliveries count.
 
 -- The error text of an image skipped because its batch was cancelled.
 local CANCELLED_REASON = 'cancelled before it started'
@@ -6,13 +12,62 @@ local CANCELLED_REASON = 'cancelled before it started'
 -- A missing counter reads as 0 (HMGET gives false for those).
 local function n(value) return tonumber(value) or 0 end
 
+-- The image transitions' KEYS and shared ARGV, by name.
+local function image_call()
+  return {
+    image = KEYS[1], batch = KEYS[2], images = KEYS[3], rate = KEYS[4], events = KEYS[5],
+    metrics = KEYS[6], now = ARGV[1], ttl = ARGV[2], maxlen = ARGV[3], batch_id = ARGV[4],
+    image_id = ARGV[5], bucket = ARGV[6],
+  }
+end
+
+-- The batch record and the keys that live as long as it get a fresh TTL together, so that a
+-- batch running longer than the TTL keeps its image list and rate buckets.
+local function keep_batch(batch, images, rate, ttl)
+  for _, key in ipairs({batch, images, rate}) do redis.call('EXPIRE', key, ttl) end
+end
+
 -- Returns 1 when this transition finished the batch (every image final) and the batch has a
 -- webhook: finished_at is set once and the webhook marked pending, so the caller sends it once.
-local function complete(batch, now)
+local function batch_completed(batch, now)
   local b = redis.call('HMGET', batch, 'total', 'done', 'failed', 'cancelled')
   if n(b[2]) + n(b[3]) + n(b[4]) ~= n(b[1]) then return 0 end
   if redis.call('HSETNX', batch, 'finished_at', now) == 0 then return 0 end
   if redis.call('HEXISTS', batch, 'webhook_url') == 0 then return 0 end
   redis.call('HSET', batch, 'webhook_status', 'pending')
   return 1
+end
+
+local function event(events, maxlen, batch_id, image_id, state)
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'batch', batch_id, 'image', image_id,
+    'state', state)
+end
+
+-- Moves the image of call c from state `from` to state `to`, writing the record fields given as
+-- a flat {field, value, ...} list: the batch counters move in the same step, a final state is
+-- timed and counted in the metrics, done and failed images in the rate buckets (cancelled ones
+-- took no time). TTLs are renewed and the event is streamed. Returns batch_completed's answer.
+local function move(c, from, to, fields)
+  redis.call('HINCRBY', c.batch, from, -1)
+  redis.call('HINCRBY', c.batch, to, 1)
+  redis.call('HSET', c.image, 'state', to, unpack(fields))
+  if to == 'done' or to == 'failed' or to == 'cancelled' then
+    redis.call('HSET', c.image, 'finished_at', c.now)
+    redis.call('HINCRBY', c.metrics, 'images:' .. to, 1)
+  end
+  if to == 'done' or to == 'failed' then redis.call('HINCRBY', c.rate, c.bucket, 1) end
+  local completed = batch_completed(c.batch, c.now)
+  redis.call('EXPIRE', c.image, c.ttl)
+  keep_batch(c.batch, c.images, c.rate, c.ttl)
+  event(c.events, c.maxlen, c.batch_id, c.image_id, to)
+  return completed
+end
+
+-- The image's state when it is one of the allowed ones, else nil and the refusal to return.
+local function state_in(c, allowed)
+  local state = redis.call('HGET', c.image, 'state')
+  for _, ok in ipairs(allowed) do
+    if state == ok then return state, nil end
+  end
+  return nil, {state or 'missing', 0}
 end

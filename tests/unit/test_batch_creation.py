@@ -1,0 +1,132 @@
+"""Batch creation survives an interruption, and a long batch keeps its keys (real Redis)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import redis
+
+from infra.errors import StatusUnavailable, TransientError
+from infra.settings import Settings
+from infra.status import CREATE_CHUNK, StatusStore, batch_key, image_key, images_key, rate_key
+from producer.client import Client
+
+pytestmark = pytest.mark.services
+
+COUNT = 2 * CREATE_CHUNK + 7  # three chunks
+
+
+def pairs(count: int = COUNT) -> list[tuple[str, str]]:
+    return [(f"{n:06d}", f"s3://in/{n}.jpg") for n in range(count)]
+
+
+def stopping(after: int) -> Iterator[tuple[str, str]]:
+    """The batch's images, and then the submitting process stops (an exception) half-way."""
+    yield from pairs()[:after]
+    raise KeyboardInterrupt
+
+
+def without_ttl(client: redis.Redis) -> list[str]:
+    return [key for key in client.scan_iter("blurq:*") if client.ttl(key) < 0]
+
+
+def assert_whole(store: StatusStore, client: redis.Redis, batch_id: str = "b") -> None:
+    batch = store.batch(batch_id)
+    assert batch is not None and (batch.total, batch.queued) == (COUNT, COUNT)
+    ids = client.lrange(images_key(batch_id), 0, -1)
+    assert ids == [image_id for image_id, _ in pairs()]  # each once, in order
+    images = store.images(batch_id, count=2 * COUNT)
+    assert all(image.state.value == "queued" and image.deliveries == 0 for image in images)
+    assert len(images) == COUNT
+    assert without_ttl(client) == ["blurq:batches"]  # the index is trimmed, not expired
+
+
+@pytest.mark.parametrize("after", [0, CREATE_CHUNK + 10, COUNT])
+def test_an_interrupted_creation_leaves_nothing_forever_and_is_completed_on_resubmission(
+    status_store: StatusStore, redis_client: redis.Redis, after: int
+) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        status_store.create_batch("b", stopping(after), {"output": "s3://out/"})
+    assert status_store.batch("b") is None  # reads as absent, not half there
+    assert without_ttl(redis_client) == []
+    assert redis_client.zrange("blurq:batches", 0, -1) == []
+    assert status_store.create_batch("b", pairs(), {"output": "s3://out/", "params": "{}"})
+    assert_whole(status_store, redis_client)
+    assert not status_store.create_batch("b", pairs(), {})  # now it exists
+
+
+def test_a_submission_that_lost_its_claim_stops(status_store: StatusStore) -> None:
+    def overtaken() -> Iterator[tuple[str, str]]:
+        yield from pairs()[: CREATE_CHUNK + 1]
+        # Another submission of the same id starts (and finishes) while this one writes.
+        assert status_store.create_batch("b", pairs(), {"output": "s3://out/", "params": "{}"})
+
+    with pytest.raises(TransientError, match="another submission"):
+        status_store.create_batch("b", overtaken(), {"output": "s3://out/"})
+    batch = status_store.batch("b")
+    assert batch is not None and batch.total == COUNT
+
+
+class _Broker:
+    """Stands in for the Celery app: records what the client sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    @contextmanager
+    def producer_or_acquire(self) -> Iterator[None]:
+        yield None
+
+    def send_task(self, name: str, *, args: list[Any], queue: str, producer: Any) -> None:
+        self.sent.append(args[0])
+
+
+def test_a_resubmission_after_redis_dropped_mid_creation_sends_each_image_once(
+    status_store: StatusStore, redis_client: redis.Redis, settings: Settings
+) -> None:
+    broker = _Broker()
+    client = Client(settings, status=status_store, app=broker)  # type: ignore[arg-type]
+    uris = [source for _, source in pairs()]
+    script = status_store._scripts["create_images"]
+    calls = 0
+
+    def dropping(**kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise redis.ConnectionError("connection reset by peer")
+        return script(**kwargs)
+
+    status_store._scripts["create_images"] = dropping
+    with pytest.raises(StatusUnavailable):
+        client.submit(uris=uris, output="s3://out/x/", batch_id="b")
+    assert broker.sent == [] and without_ttl(redis_client) == []
+    assert client.submit_batch(uris=uris, output="s3://out/x/", batch_id="b").created
+    assert sorted(message["image_id"] for message in broker.sent) == [i for i, _ in pairs()]
+    assert_whole(status_store, redis_client)
+    client.submit(uris=uris, output="s3://out/x/", batch_id="b")  # a third time: sends nothing
+    assert len(broker.sent) == COUNT
+
+
+def test_a_batch_running_longer_than_the_ttl_keeps_its_image_list_and_rate(
+    redis_client: redis.Redis,
+) -> None:
+    store = StatusStore(redis_client, ttl=60, max_deliveries=3)
+    assert store.create_batch("b", pairs(3), {})
+    store.start("b", "000000", "w")
+    store.complete("b", "000000", timings={}, output="")
+    keys = (batch_key("b"), images_key("b"), rate_key("b"), image_key("b", "000001"))
+    for key in keys:  # as if the batch had been running for most of its TTL
+        redis_client.expire(key, 5)
+    store.start("b", "000001", "w")
+    for key in keys:
+        assert 55 < redis_client.ttl(key) <= 60, key
+    assert store.cancel("b") == 1
+    for key in keys[:3]:
+        redis_client.expire(key, 5)
+    store.complete("b", "000001", timings={}, output="")  # the last one: finishes the batch
+    assert all(55 < redis_client.ttl(key) <= 60 for key in keys[:3])
+    assert len(store.images("b")) == 3
