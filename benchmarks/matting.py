@@ -21,11 +21,13 @@ import numpy as np
 from numpy.typing import NDArray
 from skimage import data
 
-from infra.jobs import MATTING_MODELS
 from infra.models import ModelStore
+from infra.params import MATTING_MODELS
 from infra.settings import Settings
-from workers.matting.models import Matting, isnet_alpha, refine, refine_upsample
+from workers.matting.models import Matting, isnet_alpha
+from workers.matting.refine import refine
 from workers.matting.sessions import get_session
+from workers.matting.upsample import refine_upsample
 
 
 def median_seconds(works: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:

@@ -7,8 +7,8 @@ import pytest
 from numpy.typing import NDArray
 from skimage import data
 
-from infra.jobs import MATTING_MODELS
 from infra.models import ModelStore
+from infra.params import MATTING_MODELS
 from infra.settings import Settings
 from workers.matting.models import Matting, fuse
 from workers.matting.sessions import providers
@@ -99,7 +99,7 @@ def test_edge_aware_upsampling_beats_a_plain_resize() -> None:
     """A known soft-edged alpha over two photos, downscaled to model size and brought back."""
     import cv2
 
-    from workers.matting.models import refine_upsample
+    from workers.matting.upsample import refine_upsample
 
     width, height = 2000, 1500
     front = cv2.resize(data.astronaut(), (width, height), interpolation=cv2.INTER_CUBIC)
@@ -137,7 +137,7 @@ def test_24_megapixels_keep_the_edge_quality_of_12(store: ModelStore) -> None:
 
     import cv2
 
-    from workers.matting.models import refine
+    from workers.matting.refine import refine
 
     errors = {}
     for width, height in ((4000, 3000), (6000, 4000)):
@@ -164,7 +164,8 @@ def test_the_solve_is_capped_on_hair_everywhere(monkeypatch: pytest.MonkeyPatch)
     """Soft strands all over a 12 MP photo: the solve runs shrunk, its unknown band bounded."""
     import cv2
 
-    import workers.matting.models as matting
+    import workers.matting.refine as matting
+    from workers.arrays import resize
     from workers.matting.closed_form import closed_form_refine, unknown_pixels
 
     rng = np.random.default_rng(5)
@@ -182,6 +183,6 @@ def test_the_solve_is_capped_on_hair_everywhere(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(matting, "closed_form_refine", spy)
     alpha = matting.refine(lowres, rgb)
     assert alpha.shape == (3000, 4000) and alpha.min() >= 0.0 and alpha.max() <= 1.0
-    uncapped = unknown_pixels(matting.refine_upsample(lowres, matting._resize(rgb, 800, 600)))
+    uncapped = unknown_pixels(matting.refine_upsample(lowres, resize(rgb, (800, 600))))
     assert uncapped > 2 * matting._MAX_UNKNOWN  # the case is one the cap has to act on
     assert solved and solved[0] <= 1.15 * matting._MAX_UNKNOWN

@@ -2,7 +2,10 @@
 
 - ``models``: ``Matting``, the ISNet and U²-Net-p networks and their fusion.
 - ``sessions``: onnxruntime sessions, cached per process; execution providers chosen there.
-- ``closed_form``: the closed-form matting solve in the uncertain band.
+- ``refine``: the model's alpha to full resolution: upsampled, re-solved at its edges.
+- ``upsample``: edge-aware (guided-filter) upsampling of a low-resolution alpha.
+- ``closed_form``: the closed-form matting solve in the alpha's uncertain band.
+- ``covariance``: the per-pixel 3×3 colour covariance algebra the last two share.
 - ``foreground``: the subject's own colours where its matte is soft.
 - ``evaluation``: SAD, MSE and Grad against ground-truth mattes.
 """

@@ -19,6 +19,8 @@ import numpy as np
 import scipy.sparse as sparse
 from numpy.typing import NDArray
 
+from workers.matting import covariance
+
 # Regularisation of each window's colour covariance (colours in 0..1): small keeps edges sharp.
 _EPS = 1e-6
 # Weight of the network alpha in the unknown region: small near its edges, so colour decides
@@ -206,35 +208,17 @@ def _window_entries(
     """δ_pq − affinity_pq of the windows at centres, one row per member pair p ≤ q, 45×(n+1)."""
     colours = _pad_flat(image)[:, centres[None, :] + offsets[:, None]]  # 3×9×n
     centred = colours - colours.mean(axis=1, keepdims=True)
-    covariances = np.stack([(centred[i] * centred[j]).mean(axis=0) for i, j in _PAIRS])
+    covariances = np.stack([(centred[i] * centred[j]).mean(axis=0) for i, j in covariance.PAIRS])
     # Whitened colours z = C⁻¹(I − μ), C the Cholesky factor of Σ + ε/|w|: then
     # (I_p − μ)ᵀ(Σ + ε/|w|)⁻¹(I_q − μ) = z_p·z_q, with no large inverse entries to cancel.
     # Whitened, the products are O(1): float32 holds them to 1e-7 and halves the memory traffic.
-    z = _whiten(covariances + _EPS / len(_WINDOW) * _IDENTITY3[:, None], centred).astype(np.float32)
+    regularised = covariances + _EPS / len(_WINDOW) * covariance.IDENTITY[:, None]
+    z = covariance.whiten(regularised, centred).astype(np.float32)
     entries = np.zeros((len(_UPPER), centres.size + 1), np.float32)
     for k, (p, q) in enumerate(_UPPER):
         dot = z[0, p] * z[0, q] + z[1, p] * z[1, q] + z[2, p] * z[2, q]
         entries[k, :-1] = float(p == q) - (1.0 + dot) / len(_WINDOW)
     return entries
-
-
-# The symmetric 3×3 covariance as six rows, in this order.
-_PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
-_IDENTITY3 = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 1.0])
-
-
-def _whiten(upper: NDArray[np.float64], x: NDArray[np.float64]) -> NDArray[np.float64]:
-    """C⁻¹x per window, C the Cholesky factor of the 6×n upper triangles; x is 3×9×n."""
-    rr, rg, rb, gg, gb, bb = upper
-    c11 = np.sqrt(rr)
-    c21, c31 = rg / c11, rb / c11
-    c22 = np.sqrt(gg - c21 * c21)
-    c32 = (gb - c31 * c21) / c22
-    c33 = np.sqrt(bb - c31 * c31 - c32 * c32)
-    z1 = x[0] / c11
-    z2 = (x[1] - c21 * z1) / c22
-    z3 = (x[2] - c31 * z1 - c32 * z2) / c33
-    return np.stack([z1, z2, z3])
 
 
 def _pad_flat(x: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -32,7 +32,9 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from workers.arrays import check_matte, f32, resize
 from workers.colour import DECODE, to_srgb
+from workers.matting.upsample import sample
 
 _SOLID_LOW = 0.01  # at or below: background, where F is invisible, so the bytes stay
 _SOLID_HIGH = 0.99  # at or above: solid subject, whose photo pixels already are F
@@ -40,7 +42,7 @@ _REFERENCE_SIDE = 1000.0  # long side at which the paper's box sizes apply
 _LARGE_RADIUS = 45.0  # the paper's 90 px box, at _REFERENCE_SIDE
 _SMALL_RADIUS = 3.0  # the paper's 6 px box, at _REFERENCE_SIDE
 _GRID_SIDE = 1024  # longest side of the grid of means: about a matting model's own resolution
-_CHUNK = 16384  # soft pixels per step: fits the cache, and cv2.remap takes under 32767
+_CHUNK = 16384  # soft pixels per step: their samples of the means fit the cache
 _EPS = 1e-5  # keeps an empty weight from dividing by zero, as in the paper
 _PIXEL = np.dtype("V3")  # an RGB pixel as one item: scattering items is 3× faster than rows
 
@@ -50,7 +52,7 @@ Pair = tuple[NDArray[np.float32], NDArray[np.float32]]
 
 def estimate_foreground(rgb: NDArray[np.uint8], alpha: NDArray[np.float32]) -> NDArray[np.uint8]:
     """Foreground colours under a matte, so that soft edges lose the old background's colour."""
-    _check_inputs(rgb, alpha)
+    check_matte(rgb, alpha)
     rgb, alpha = np.ascontiguousarray(rgb), np.ascontiguousarray(alpha)  # flat views need these
     out = rgb.copy()
     soft = np.flatnonzero((alpha > _SOLID_LOW) & (alpha < _SOLID_HIGH))
@@ -64,27 +66,12 @@ def estimate_foreground(rgb: NDArray[np.uint8], alpha: NDArray[np.float32]) -> N
     return out
 
 
-def _check_inputs(rgb: NDArray[np.uint8], alpha: NDArray[np.float32]) -> None:
-    """Raise ValueError unless rgb is H×W×3 uint8 and alpha is H×W float32 in [0, 1]."""
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3:
-        got = f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
-        raise ValueError(f"rgb must be an H x W x 3 uint8 array, got {got}")
-    if rgb.shape[2] != 3 or min(rgb.shape[:2]) < 1:
-        raise ValueError(f"rgb must be a non-empty H x W x 3 uint8 array, got shape {rgb.shape}")
-    shape = rgb.shape[:2]
-    if not isinstance(alpha, np.ndarray) or alpha.dtype != np.float32 or alpha.shape != shape:
-        got = f"{alpha.dtype} {alpha.shape}" if isinstance(alpha, np.ndarray) else type(alpha)
-        raise ValueError(f"alpha must be a float32 array of shape {shape}, got {got}")
-    if not (alpha.min() >= 0.0 and alpha.max() <= 1.0):  # NaN fails this too
-        raise ValueError(f"alpha must lie in [0, 1], got [{alpha.min()}, {alpha.max()}]")
-
-
 def _local_means(rgb: NDArray[np.uint8], alpha: NDArray[np.float32]) -> NDArray[np.float32]:
     """The two passes on the grid, up to the second's means: F̂ and B̂ as 6 channels."""
     step = _grid_step(alpha.shape)
     image, a = _grid_image(rgb, step), _grid_alpha(alpha, step)
-    a = _f32(cv2.merge([a, a, a]))  # three equal channels: no broadcasting below
-    weights = _f32(a * a) ** 2, _f32((1.0 - a) * (1.0 - a)) ** 2  # α⁴ and (1−α)⁴
+    a = f32(cv2.merge([a, a, a]))  # three equal channels: no broadcasting below
+    weights = f32(a * a) ** 2, f32((1.0 - a) * (1.0 - a)) ** 2  # α⁴ and (1−α)⁴
     scale = max(a.shape[:2]) / _REFERENCE_SIDE
     f_hat, b_hat = _blurred_means(image, image, weights, _LARGE_RADIUS * scale)
     first = _corrected(image, a, f_hat, b_hat)
@@ -104,14 +91,14 @@ def _grid_image(rgb: NDArray[np.uint8], step: int) -> NDArray[np.float32]:
     rows = 64  # grid rows per strip: decoding a whole 12 MP photo to float at once is slower
     for top in range(0, h, rows):
         strip = cv2.LUT(rgb[top * step : (top + rows) * step, : w * step], DECODE)
-        image[top : top + rows] = _resize(_f32(strip), (w, strip.shape[0] // step))
+        image[top : top + rows] = resize(f32(strip), (w, strip.shape[0] // step), cv2.INTER_AREA)
     return image
 
 
 def _grid_alpha(alpha: NDArray[np.float32], step: int) -> NDArray[np.float32]:
     """Alpha averaged over the same cells as _grid_image."""
     h, w = alpha.shape[0] // step, alpha.shape[1] // step
-    return _resize(alpha[: h * step, : w * step], (w, h))
+    return resize(alpha[: h * step, : w * step], (w, h), cv2.INTER_AREA)
 
 
 def _blurred_means(
@@ -121,8 +108,8 @@ def _blurred_means(
     r = max(1, round(radius))
     box = (2 * r + 1, 2 * r + 1)
     w, v = weights
-    f_hat = _f32(cv2.blur(front * w, box)) / (_f32(cv2.blur(w, box)) + np.float32(_EPS))
-    b_hat = _f32(cv2.blur(back * v, box)) / (_f32(cv2.blur(v, box)) + np.float32(_EPS))
+    f_hat = f32(cv2.blur(front * w, box)) / (f32(cv2.blur(w, box)) + np.float32(_EPS))
+    b_hat = f32(cv2.blur(back * v, box)) / (f32(cv2.blur(v, box)) + np.float32(_EPS))
     return f_hat, b_hat
 
 
@@ -134,7 +121,7 @@ def _corrected(
 ) -> NDArray[np.float32]:
     """F = F̂ + α·(I − α·F̂ − (1−α)·B̂), clipped to the valid range (the paper's update)."""
     residual = image - a * f_hat - (1.0 - a) * b_hat
-    return _f32(np.clip(f_hat + a * residual, 0.0, 1.0))
+    return f32(np.clip(f_hat + a * residual, 0.0, 1.0))
 
 
 def _refined(
@@ -145,7 +132,7 @@ def _refined(
 ) -> NDArray[np.uint8]:
     """The paper's last update at full resolution on these pixels (flat indices), N×3 sRGB."""
     f_hat, b_hat = np.split(_sample(means, pixels, alpha.shape), 2, axis=1)
-    image = _f32(cv2.LUT(np.take(rgb.reshape(-1, 3), pixels, axis=0)[None], DECODE))[0]
+    image = f32(cv2.LUT(np.take(rgb.reshape(-1, 3), pixels, axis=0)[None], DECODE))[0]
     a = np.take(alpha, pixels)[:, None]
     return to_srgb(_corrected(image, a, f_hat, b_hat))
 
@@ -157,19 +144,6 @@ def _sample(
     step = np.float32(_grid_step(shape))
     y, x = np.divmod(pixels, shape[1])
     # cell j covers pixels j*step .. (j+1)*step - 1: its centre is at pixel (j + 0.5)*step - 0.5
-    map_x = ((x.astype(np.float32) + 0.5) / step - 0.5).reshape(1, -1)
-    map_y = ((y.astype(np.float32) + 0.5) / step - 0.5).reshape(1, -1)
-    samples = cv2.remap(grid, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return _f32(samples).reshape(pixels.size, grid.shape[2])
-
-
-def _resize(img: NDArray[np.float32], size: tuple[int, int]) -> NDArray[np.float32]:
-    """Area-average to (width, height): whole factors only, or no copy when the size matches."""
-    if (img.shape[1], img.shape[0]) == size:
-        return img
-    return _f32(cv2.resize(img, size, interpolation=cv2.INTER_AREA))
-
-
-def _f32(img: object) -> NDArray[np.float32]:
-    """Type an OpenCV result as the float32 array it is (the stubs say a generic Mat)."""
-    return np.asarray(img, dtype=np.float32)
+    map_x = (x.astype(np.float32) + 0.5) / step - 0.5
+    map_y = (y.astype(np.float32) + 0.5) / step - 0.5
+    return sample(grid, map_x, map_y)

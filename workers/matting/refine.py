@@ -1,0 +1,42 @@
+"""A model's low-resolution alpha → the photo's full resolution, re-solved at its edges.
+
+The alpha is upsampled edge-aware (upsample.py) to a working resolution: the photo's own, or a
+long side of ``_WORK_SIDE``, smaller still when its uncertain band would exceed ``_MAX_UNKNOWN``
+pixels. There it is re-solved by closed-form matting (closed_form.py) from the photo's colours, and
+that answer is upsampled the same way to full resolution.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from workers.arrays import check_photo, resize, scaled_size
+from workers.matting.closed_form import closed_form_refine, unknown_pixels
+from workers.matting.upsample import refine_upsample
+
+# Long side of the closed-form solve, the resolution its figures were measured at; larger photos
+# are solved shrunk to it (its time grows with the pixels of the band).
+_WORK_SIDE = 800
+# At most this many unknown pixels in the solve (about 30 % of an 800×600 image), so that its time
+# is bounded: a photo with more hair or fur than that is solved at a smaller working size.
+_MAX_UNKNOWN = 150_000
+
+
+def refine(alpha_lowres: NDArray[np.float32], rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """A model's low-resolution alpha → rgb's H×W float32, re-solved by closed-form matting."""
+    check_photo(rgb)
+    height, width = rgb.shape[:2]
+    scale = min(1.0, _WORK_SIDE / max(height, width))
+    work = rgb if scale == 1.0 else resize(rgb, scaled_size(width, height, scale))
+    alpha = refine_upsample(alpha_lowres, work)
+    unknown = unknown_pixels(alpha)
+    if unknown > _MAX_UNKNOWN:
+        # The band's width is relative to the image, so its pixels shrink with the scale squared.
+        size = scaled_size(width, height, scale * math.sqrt(_MAX_UNKNOWN / unknown))
+        work, alpha = resize(rgb, size), resize(alpha, size)
+    solved = closed_form_refine(work, alpha)
+    # The solve ran at a working resolution: it comes to full size like the model's alpha.
+    return solved if solved.shape == rgb.shape[:2] else refine_upsample(solved, rgb)
