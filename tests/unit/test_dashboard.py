@@ -81,10 +81,20 @@ def create(store: StatusStore, batch: str, count: int, params: str = '{"strength
     assert store.create_batch(batch, images, {"output": f"s3://{BUCKET}/out/", "params": params})
 
 
-def move(store: StatusStore, batch: str, image: str, state: ImageState, **fields: Any) -> None:
+def move(
+    store: StatusStore,
+    batch: str,
+    image: str,
+    state: ImageState,
+    *,
+    output: str = "",
+    error: str = "",
+) -> None:
     assert store.start(batch, image, "w")[0] == "running"
-    if state is not ImageState.RUNNING:
-        assert store.finish(batch, image, state, **fields) == state.value
+    if state is ImageState.DONE:
+        assert store.complete(batch, image, timings={}, output=output) == "done"
+    elif state is ImageState.FAILED:
+        assert store.fail(batch, image, error) == "failed"
 
 
 def test_every_dashboard_route_but_the_assets_needs_a_key(web: httpx.Client) -> None:
