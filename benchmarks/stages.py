@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from infra.jobs import BlurParams
+from infra.status import STAGES
 from infra.storage import S3Storage
 from producer.client import Client
 from producer.local.samples import SAMPLES
@@ -38,6 +39,7 @@ def photo(number: int) -> bytes:
 
 
 def main() -> None:
+    """Run one batch of 12 MP photos through a local worker and print each stage's times."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -64,9 +66,8 @@ def main() -> None:
         wall = time.perf_counter() - begin
         images = client.images(batch)
     print(f"{final.done} done, {final.failed} failed, {len(images)} images of {SIZE[0]}x{SIZE[1]}")
-    stages = ["get", "decode", "matting", "foreground", "bokeh", "encode", "put"]
     print(f"{'stage':10} {'median s':>9} {'min s':>7} {'max s':>7}")
-    for stage in [*stages, "total"]:
+    for stage in [*STAGES, "total"]:
         if stage == "total":
             values = [sum(image.timings.values()) for image in images]
         else:

@@ -3,8 +3,9 @@
     .venv/bin/python docs/make_gallery.py
 
 Each row is the original followed by strengths 10, 30, 60 and 100 (the whole pipeline's stages:
-matting, foreground estimation, bokeh), labelled in the picture; the aperture row blurs a
-synthetic scene of point lights with a disc and with six blades.
+matting, then ``workers.render.render``, the worker's own foreground estimation and bokeh),
+labelled in the picture; the aperture row blurs a synthetic scene of point lights with a disc
+and with six blades.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from infra.jobs import BlurParams
 from infra.models import ModelStore
 from infra.settings import Settings
 from producer.local.samples import SAMPLES
-from workers.bokeh import render_bokeh
-from workers.matting import Matting, estimate_foreground
+from workers.matting import Matting
+from workers.render import render
 
 OUT = Path(__file__).resolve().parent / "gallery"
 STRENGTHS = (10, 30, 60, 100)
@@ -52,29 +54,30 @@ def point_lights() -> NDArray[np.uint8]:
 
 
 def save(path: Path, tiles: list[NDArray[np.uint8]]) -> None:
+    """Write the tiles side by side as one JPEG."""
     row = np.concatenate(tiles, axis=1)
     cv2.imwrite(str(path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
     print(path)
 
 
 def main() -> None:
+    """Render every row of the gallery."""
     OUT.mkdir(exist_ok=True)
     matting = Matting("fusion", ModelStore(Settings().model_dir))
     by_name = {sample.name: sample for sample in SAMPLES}
     for subject, name in SUBJECTS.items():
         rgb = np.ascontiguousarray(by_name[name].load())
         alpha = matting.predict(rgb)
-        front = estimate_foreground(rgb, alpha)
         tiles = [labelled(rgb, "original")]
         for strength in STRENGTHS:
-            out = render_bokeh(rgb, alpha, strength=strength, foreground=front)
+            out = render(rgb, alpha, BlurParams(strength=strength))
             tiles.append(labelled(out, f"strength {strength}"))
         save(OUT / f"{subject}.jpg", tiles)
     lights = point_lights()
     no_subject = np.zeros(lights.shape[:2], np.float32)
     tiles = []
     for aperture, label in ((None, "disc"), (6, "6 blades")):
-        out = render_bokeh(lights, no_subject, strength=60, aperture=aperture)
+        out = render(lights, no_subject, BlurParams(strength=60, aperture=aperture))
         tiles.append(labelled(out, f"{label}, strength 60"))
     save(OUT / "aperture.jpg", tiles)
 
