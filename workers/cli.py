@@ -69,6 +69,19 @@ def _matting(model: str) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]]:
     return matting.predict
 
 
+def _files_and_out(out_help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The FILES argument and the --out folder of the commands that work on local files."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        out = click.option(
+            "--out", "out_dir", required=True, type=click.Path(path_type=Path), help=out_help
+        )
+        files = click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+        return files(out(command))
+
+    return decorate
+
+
 def _each(files: tuple[Path, ...], work: Callable[[Path], Path]) -> None:
     """Run work on every file; report failures one line each and exit 1 if any failed."""
     failures = 0
@@ -115,14 +128,7 @@ def _matte_file(path: Path) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]
 
 
 @click.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Folder for the results (one per input, named after its stem).",
-)
+@_files_and_out("Folder for the results (one per input, named after its stem).")
 @cli_option("strength")
 @cli_option("aperture")
 @cli_option("rotation")
@@ -186,14 +192,7 @@ def blur(
 
 
 @click.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Folder for the mattes (single-channel PNG, input's size, named after its stem).",
-)
+@_files_and_out("Folder for the mattes (single-channel PNG, input's size, named after its stem).")
 @cli_option("model")
 def matte(files: tuple[Path, ...], out_dir: Path, model: str) -> None:
     """Compute subject mattes of local photos (no queue)."""
