@@ -6,6 +6,7 @@ to the two outcomes an image can have after a failed attempt::
     BlurqError
     ├── PermanentError          never retried: the image is marked failed with the reason
     │   ├── InvalidJob
+    │   ├── BatchConflict
     │   ├── InputMissing
     │   ├── InputTooLarge
     │   ├── UnsupportedImage
@@ -32,6 +33,10 @@ class TransientError(BlurqError):
 
 class InvalidJob(PermanentError):
     """Raised when a job message or its parameters do not follow the job contract."""
+
+
+class BatchConflict(PermanentError):
+    """Raised when a batch id is submitted again with another output or other parameters."""
 
 
 class InputMissing(PermanentError):

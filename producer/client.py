@@ -19,8 +19,8 @@ from functools import partial
 from celery import Celery
 
 from infra.celery_app import BLUR_TASK, create_app, send_webhook
-from infra.errors import InvalidJob
-from infra.jobs import QUEUES, BlurParams, Job, normalise_prefix
+from infra.errors import BatchConflict, InvalidJob
+from infra.jobs import BATCH_ID, QUEUES, BlurParams, Job, normalise_prefix
 from infra.settings import Settings, get_settings
 from infra.status import BatchStatus, ImageState, ImageStatus, StatusStore
 from infra.storage import S3Storage, S3Uri, Storage
@@ -29,7 +29,6 @@ from producer import inputs
 
 INTERACTIVE_MAX = 8
 """Batches up to this many images go to the interactive queue unless a queue is named."""
-_BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -76,6 +75,8 @@ class Client:
     ) -> str:
         """Submit one batch; returns its id. Resubmitting a batch id sends nothing twice.
 
+        BatchConflict when the batch id exists with another output or other parameters.
+
         With webhook_url, a signed POST announces the batch's end (``infra.webhooks``).
         """
         return self.submit_batch(
@@ -105,11 +106,13 @@ class Client:
         destination = S3Uri.parse(output)
         if webhook_url is not None:
             check_url(webhook_url)
+        params = params or BlurParams()
+        if batch_id:
+            self._check_same(_check_batch_id(batch_id), destination, params)
         sources = self._expand(uris, prefix, manifest, destination)
         if not sources:
             raise InvalidJob("the batch has no inputs")
-        batch_id = _check_batch_id(batch_id) if batch_id else uuid.uuid4().hex
-        params = params or BlurParams()
+        batch_id = batch_id or uuid.uuid4().hex
         queue = queue or ("interactive" if len(sources) <= INTERACTIVE_MAX else "bulk")
         if queue not in QUEUES:
             raise InvalidJob(f"queue must be one of {QUEUES}, got {queue!r}")
@@ -125,7 +128,8 @@ class Client:
             ((job.image_id, f"s3://{job.input_bucket}/{job.input_key}") for job in jobs),
             meta,
         )
-        existing = None if created else self.status_store.batch(batch_id)
+        # Another submission of the same id may have created the batch since the check above.
+        existing = None if created else self._check_same(batch_id, destination, params)
         if existing is not None and existing.submitted:
             return Submission(batch_id, created=False)
         if existing is not None:
@@ -135,6 +139,17 @@ class Client:
         self._send(jobs, queue)
         self.status_store.mark_submitted(batch_id)
         return Submission(batch_id, created=created)
+
+    def _check_same(self, batch_id: str, output: S3Uri, params: BlurParams) -> BatchStatus | None:
+        """The existing batch of this id (or None); BatchConflict if it was asked differently."""
+        existing = self.status_store.batch(batch_id)
+        if existing is not None and (
+            existing.output != str(output) or BlurParams.from_dict(existing.params) != params
+        ):
+            raise BatchConflict(
+                f"batch {batch_id!r} exists with another output or other parameters"
+            )
+        return existing
 
     def _expand(
         self, uris: Sequence[str] | None, prefix: str | None, manifest: str | None, output: S3Uri
@@ -179,7 +194,7 @@ class Client:
         return self.status(batch_id)
 
     def wait(self, batch_id: str, *, timeout: float = 3600.0, poll: float = 0.5) -> BatchStatus:
-        """Block until every image of the batch is done or failed; TimeoutError past timeout."""
+        """Block until every image is done, failed or cancelled; TimeoutError past timeout."""
         deadline = time.monotonic() + timeout
         while True:
             current = self.status(batch_id)
@@ -191,7 +206,7 @@ class Client:
 
 
 def _check_batch_id(batch_id: str) -> str:
-    if not _BATCH_ID.match(batch_id):
+    if not re.match(BATCH_ID, batch_id):
         raise InvalidJob("batch id must be 1-64 of letters, digits, '.', '_', '-'")
     return batch_id
 

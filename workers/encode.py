@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from infra.jobs import EXTENSIONS, OUTPUT_FORMATS
+from infra.params import EXTENSIONS, OUTPUT_FORMATS
 
 _ALIASES = {"jpg": "jpeg"}
 _PILLOW_NAMES = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}

@@ -8,8 +8,9 @@ from typing import Any
 import click
 
 from infra.jobs import QUEUES
+from infra.params import BlurParams, cli_options
 from infra.settings import Settings
-from producer.cli.options import connection_options, fail_cleanly, params, render_options
+from producer.cli.options import connection_options, fail_cleanly
 
 
 def _client(settings: Settings) -> Any:
@@ -26,12 +27,7 @@ def _client(settings: Settings) -> Any:
 @click.option("--batch-id", help="Your id for the batch; resubmitting it sends nothing twice.")
 @click.option("--queue", type=click.Choice(QUEUES), help="Default: interactive for <= 8 images.")
 @click.option("--watch", is_flag=True, help="Show a live progress bar until the batch ends.")
-@click.option(
-    "--depth-suffix",
-    help="Each input's depth map is <key stem><suffix>, e.g. .depth.png "
-    "(white = far); without it, depth comes from the distance to the subject.",
-)
-@render_options
+@cli_options
 @connection_options
 @fail_cleanly
 def submit(
@@ -52,7 +48,7 @@ def submit(
         prefix=prefix,
         manifest=manifest,
         output=output,
-        params=params(**render),
+        params=BlurParams(**render),
         batch_id=batch_id,
         queue=queue,
     )

@@ -9,8 +9,6 @@ blocking Redis and S3 calls never stall the event loop.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response, Security
@@ -20,10 +18,9 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
-from infra.errors import BlurqError, InputMissing, TransientError
+from infra.errors import BatchConflict, BlurqError, InputMissing, TransientError
 from infra.jobs import BlurParams
 from infra.status import BatchStatus, ImageState
-from infra.storage import S3Uri
 from producer.client import Client
 from producer.http.auth import require_api_key
 from producer.http.schemas import Batch, BatchPage, BatchRequest, Error, Image, ImagePage
@@ -85,9 +82,6 @@ def submit(
         raise ApiError(422, "webhooks_disabled", "webhooks need BLURQ_WEBHOOK_SECRET on the API")
     batch_id = _idempotency(body.batch_id, idempotency_key)
     params = BlurParams(**body.params.model_dump())
-    existing = api.status_store.batch(batch_id) if batch_id else None
-    if existing is not None:
-        _same_batch(existing, body, params)
     submission = api.submit_batch(
         output=body.output,
         uris=body.uris,
@@ -100,26 +94,13 @@ def submit(
     )
     response.status_code = 201 if submission.created else 200
     response.headers["Location"] = f"/v1/batches/{submission.batch_id}"
-    return Batch.of(_batch(api, submission.batch_id), api.status_store)
+    return Batch.of(_batch(api, submission.batch_id))
 
 
 def _idempotency(batch_id: str | None, header: str | None) -> str | None:
     if header is not None and batch_id is not None and header != batch_id:
         raise ApiError(422, "idempotency_mismatch", "Idempotency-Key and batch_id differ")
     return batch_id or header
-
-
-def _same_batch(existing: BatchStatus, body: BatchRequest, params: BlurParams) -> None:
-    """409 unless a resubmission asks for what the existing batch does."""
-    same = existing.output == str(S3Uri.parse(body.output)) and existing.params == json.loads(
-        json.dumps(asdict(params))
-    )
-    if not same:
-        raise ApiError(
-            409,
-            "idempotency_conflict",
-            f"batch {existing.batch_id!r} exists with another output or other parameters",
-        )
 
 
 @router.get("/batches", response_model=BatchPage)
@@ -131,7 +112,7 @@ def list_batches(
     """Recent batches, newest first."""
     found = api.status_store.recent_batches(limit, start=offset)
     return BatchPage(
-        batches=[Batch.of(batch, api.status_store) for batch in found],
+        batches=[Batch.of(batch) for batch in found],
         next_offset=offset + limit if len(found) == limit else None,
     )
 
@@ -139,7 +120,7 @@ def list_batches(
 @router.get("/batches/{batch_id}", response_model=Batch)
 def batch(batch_id: str, api: Api) -> Batch:
     """A batch's counts per state, rate, ETA, parameters and times."""
-    return Batch.of(_batch(api, batch_id), api.status_store)
+    return Batch.of(_batch(api, batch_id))
 
 
 @router.get("/batches/{batch_id}/images", response_model=ImagePage)
@@ -164,7 +145,7 @@ def cancel(batch_id: str, api: Api) -> Batch:
     current = _batch(api, batch_id)
     if current.finished and not current.cancel_requested:
         raise ApiError(409, "batch_finished", f"batch {batch_id!r} has already finished")
-    return Batch.of(api.cancel(batch_id), api.status_store)
+    return Batch.of(api.cancel(batch_id))
 
 
 def _error(
@@ -203,6 +184,8 @@ def install(app: FastAPI) -> None:
     async def blurq_error(request: Request, error: BlurqError) -> JSONResponse:
         if isinstance(error, TransientError):
             return _error(503, "unavailable", str(error), {"Retry-After": "5"})
+        if isinstance(error, BatchConflict):
+            return _error(409, "idempotency_conflict", str(error))
         code = "input_missing" if isinstance(error, InputMissing) else "invalid_input"
         return _error(422, code, str(error))
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from typing import Annotated, Any, Literal
+from dataclasses import fields
+from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 
-from infra.status import BatchStatus, ImageStatus, StatusStore
+from infra.jobs import BATCH_ID
+from infra.params import BlurParams, limit
+from infra.status import BatchStatus, ImageStatus, progress
 from infra.webhooks import check_url
 
 
@@ -28,23 +30,36 @@ def _http(url: str) -> str:
 S3Uri = Annotated[
     str, Field(max_length=2048, examples=["s3://shop/products/"]), AfterValidator(_s3)
 ]
-BatchId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+BatchId = Annotated[str, Field(pattern=BATCH_ID)]
 
 
-class Params(BaseModel):
-    """How to render, the same for every image of the batch (``infra.jobs.BlurParams``)."""
+def _param_fields() -> dict[str, Any]:
+    """BlurParams' fields as pydantic fields: the same types, defaults, limits and help."""
+    types = get_type_hints(BlurParams)
+    found: dict[str, Any] = {}
+    for param in fields(BlurParams):
+        spec = limit(param)
+        kind = Literal.__getitem__(spec.choices) if spec.choices else types[param.name]
+        description = spec.help + (f" Null means {spec.none!r}." if spec.none else "")
+        found[param.name] = (
+            kind,
+            Field(
+                param.default,
+                ge=spec.low,
+                le=spec.high,
+                pattern=spec.pattern,
+                description=description,
+            ),
+        )
+    return found
 
-    model_config = ConfigDict(extra="forbid")
 
-    strength: int = Field(30, ge=1, le=100, description="Radius at infinity = strength% of 4.5%.")
-    aperture: int | None = Field(None, ge=3, le=12, description="Blades; null for a disc.")
-    rotation: float = Field(0.0, ge=-360, le=360, description="Degrees a bladed aperture turns.")
-    model: Literal["fusion", "isnet", "u2netp"] = "fusion"
-    format: Literal["jpeg", "png", "webp"] = "jpeg"
-    quality: int = Field(92, ge=1, le=100)
-    depth_suffix: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9._-]{1,40}$", description="Depth map at <stem><suffix>."
-    )
+Params = create_model(
+    "Params",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="How to render, the same for every image of the batch (``infra.params.BlurParams``).",
+    **_param_fields(),
+)
 
 
 class BatchRequest(BaseModel):
@@ -57,7 +72,7 @@ class BatchRequest(BaseModel):
     prefix: S3Uri | None = None
     manifest: S3Uri | None = None
     params: Params = Field(default_factory=Params)
-    queue: Literal["interactive", "bulk"] | None = None
+    queue: Literal["interactive", "bulk"] | None = None  # infra.jobs.QUEUES (a test checks)
     batch_id: BatchId | None = Field(None, description="Idempotency key: same id, same batch.")
     webhook_url: Annotated[str, AfterValidator(_http)] | None = Field(
         None, description="POSTed a signed JSON body when the batch ends."
@@ -81,9 +96,12 @@ class Counts(BaseModel):
 
 
 class Webhook(BaseModel):
-    """The completion webhook's outcome: pending, retrying, delivered or failed."""
+    """The completion webhook: its status and how many times it was tried."""
 
-    status: str
+    status: str = Field(
+        description="waiting (the batch is running), pending (due to be sent), retrying (an "
+        "attempt failed, another is due), delivered or failed (no attempt left)."
+    )
     attempts: int
 
 
@@ -95,7 +113,10 @@ class Batch(BaseModel):
     counts: Counts
     finished: bool
     cancelled: bool = Field(description="True once a cancel was asked for.")
-    rate: float = Field(description="Images finished per second, over the last minute.")
+    rate: float = Field(
+        description="Images done or failed per second: over the last minute while the batch "
+        "runs, its average once finished (infra.status.progress)."
+    )
     eta_seconds: float | None
     params: dict[str, Any]
     output: str
@@ -106,10 +127,9 @@ class Batch(BaseModel):
     webhook: Webhook | None
 
     @classmethod
-    def of(cls, batch: BatchStatus, store: StatusStore) -> Batch:
-        """The view of a batch record (its rate read from the store)."""
-        rate = _rate(batch, store)
-        left = batch.queued + batch.running
+    def of(cls, batch: BatchStatus) -> Batch:
+        """The view of a batch record, its rate and ETA as the CLI shows them."""
+        eta = progress.eta_seconds(batch)
         return cls(
             batch_id=batch.batch_id,
             total=batch.total,
@@ -122,8 +142,8 @@ class Batch(BaseModel):
             ),
             finished=batch.finished,
             cancelled=batch.cancel_requested,
-            rate=round(rate, 4),
-            eta_seconds=round(left / rate, 1) if rate > 0 and not batch.finished else None,
+            rate=round(progress.rate(batch), 4),
+            eta_seconds=None if eta is None else round(eta, 1),
             params=batch.params,
             output=batch.output,
             queue=batch.queue,
@@ -136,15 +156,6 @@ class Batch(BaseModel):
             if batch.webhook_url
             else None,
         )
-
-
-def _rate(batch: BatchStatus, store: StatusStore) -> float:
-    """Recent throughput while running; the whole batch's average once it has finished."""
-    if batch.started_at is None:
-        return 0.0
-    if batch.finished_at is not None:
-        return (batch.done + batch.failed) / max(batch.finished_at - batch.started_at, 1.0)
-    return store.recent_rate(batch.batch_id, since=batch.started_at, now=time.time())
 
 
 class BatchPage(BaseModel):

@@ -1,11 +1,17 @@
-"""The job contract: round trip, validation, deterministic and confined output keys."""
+"""The job contract: round trip, validation, parameters declared once, confined output keys."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import Field, asdict, fields
+from typing import Any
+
+import click
 import pytest
 
 from infra.errors import InvalidJob
-from infra.jobs import SCHEMA_VERSION, BlurParams, Job, normalise_prefix, output_key
+from infra.jobs import QUEUES, SCHEMA_VERSION, BlurParams, Job, normalise_prefix, output_key
+from infra.params import limit
 
 
 def make_job(key: str = "shoot/a.jpg", prefix: str = "out/", **params: object) -> Job:
@@ -87,7 +93,7 @@ def test_prefix_is_normalised() -> None:
 
 
 def test_aperture_text_and_rotation() -> None:
-    from infra.jobs import parse_aperture
+    from infra.params import parse_aperture
 
     assert parse_aperture("disc") is None and parse_aperture("6") == 6
     for bad in ("hex", "2", "13", "-6", ""):
@@ -96,3 +102,62 @@ def test_aperture_text_and_rotation() -> None:
     assert BlurParams(aperture=6, rotation=30.0).rotation == 30.0
     with pytest.raises(InvalidJob, match="rotation"):
         BlurParams(rotation=400.0)
+
+
+def _option(command: click.Command, name: str) -> click.Parameter:
+    return next(param for param in command.params if param.name == name)
+
+
+@pytest.mark.parametrize("param", fields(BlurParams), ids=lambda param: param.name)
+def test_each_parameter_is_declared_once_for_validation_clis_and_http(param: Field[Any]) -> None:
+    """The CLIs' options, the HTTP schema and validation all say what the declaration says."""
+    from producer.cli.batches import submit
+    from producer.http.schemas import BatchRequest
+    from workers.cli import blur
+
+    spec = limit(param)
+    schema = BatchRequest.model_json_schema()["$defs"]["Params"]["properties"][param.name]
+    accepted = next((kind for kind in schema.get("anyOf", []) if kind["type"] != "null"), schema)
+    options = [_option(submit, param.name)]
+    if param.name != "depth_suffix":  # blur takes --depth files instead
+        options.append(_option(blur, "fmt" if param.name == "format" else param.name))
+    assert schema.get("default") == param.default
+    assert schema["description"].startswith(spec.help)
+    for option in options:
+        assert option.help is not None and option.help.startswith(spec.help)
+        if spec.choices:
+            assert isinstance(option.type, click.Choice)
+            assert tuple(option.type.choices) == tuple(accepted["enum"]) == spec.choices
+        elif spec.none is not None:
+            assert option.default == spec.none and option.callback is not None
+        elif spec.low is not None:
+            assert isinstance(option.type, click.IntRange | click.FloatRange)
+            assert (option.type.min, option.type.max) == (spec.low, spec.high)
+    if spec.low is not None:
+        assert (accepted["minimum"], accepted["maximum"]) == (spec.low, spec.high)
+        for value in (spec.low, spec.high):
+            BlurParams(**{param.name: value})
+        for value in (spec.low - 1, spec.high + 1):
+            with pytest.raises(InvalidJob, match=param.name):
+                BlurParams(**{param.name: value})
+    if spec.choices:
+        with pytest.raises(InvalidJob, match=param.name):
+            BlurParams(**{param.name: "other"})
+    if spec.pattern:
+        assert accepted["pattern"] == spec.pattern
+        with pytest.raises(InvalidJob, match="look like"):
+            BlurParams(**{param.name: "a/b"})
+
+
+def test_the_http_queue_choices_are_the_contracts() -> None:
+    from producer.http.schemas import BatchRequest
+
+    queue = BatchRequest.model_json_schema()["properties"]["queue"]["anyOf"][0]
+    assert tuple(queue["enum"]) == QUEUES
+
+
+def test_equal_parameters_compare_equal_after_a_round_trip_through_json() -> None:
+    params = BlurParams(strength=40, aperture=6, rotation=15.0, depth_suffix=".d.png")
+    assert BlurParams.from_dict(json.loads(json.dumps(asdict(params)))) == params
+    assert BlurParams.from_dict({"rotation": 0}) == BlurParams()
+    assert BlurParams(strength=41) != BlurParams(strength=40)

@@ -6,14 +6,18 @@ import subprocess
 import sys
 
 import pytest
+import redis
 from click.testing import CliRunner
 from pydantic import ValidationError
 
 from infra.celery_app import celery_config
+from infra.errors import BatchConflict
+from infra.params import BlurParams
 from infra.settings import Settings
-from infra.status import BatchStatus
+from infra.status import BatchStatus, StatusStore
 from producer.cli import main
 from producer.cli.progress import render
+from producer.client import Client
 
 
 def test_producer_imports_no_worker_code_and_no_onnxruntime() -> None:
@@ -97,7 +101,7 @@ def test_progress_line_counts_and_eta() -> None:
     )
     line = render(running, now=108.0)
     assert "4/10" in line and "done 3" in line and "failed 1" in line and "queued 5" in line
-    assert "0.50 img/s" in line and "ETA 12s" in line
+    assert "0.57 img/s" in line and "ETA 10s" in line  # 4 images in the 7 s since the start
     finished = BatchStatus(
         "b",
         total=2,
@@ -147,3 +151,23 @@ def test_submit_refuses_a_bad_aperture_before_connecting() -> None:
         main, ["submit", "s3://b/x.jpg", "--out", "s3://b/o/", "--aperture", "2"]
     )
     assert result.exit_code == 2 and "3..12 blades" in result.output
+
+
+def test_resubmitting_a_batch_id_differently_is_a_conflict(
+    settings: Settings, status_store: StatusStore, redis_client: redis.Redis
+) -> None:
+    client = Client(settings, status=status_store)
+
+    def submit(output: str = "s3://out/x/", strength: int = 40) -> str:
+        params = BlurParams(strength=strength)
+        return client.submit(uris=["s3://in/a.jpg"], output=output, params=params, batch_id="b1")
+
+    assert submit() == "b1" and submit() == "b1"  # the same again: the same batch
+    with pytest.raises(BatchConflict, match="other parameters"):
+        submit(strength=41)
+    with pytest.raises(BatchConflict):
+        submit(output="s3://out/y/")
+    assert redis_client.llen("interactive") == 1  # one message: nothing sent again
+    argv = ["submit", "s3://in/a.jpg", "--out", "s3://out/x/", "--batch-id", "b1"]
+    result = CliRunner().invoke(main, [*argv, "--redis-url", settings.redis_url])
+    assert result.exit_code == 1 and "other parameters" in result.output
