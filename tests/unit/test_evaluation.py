@@ -57,6 +57,7 @@ def test_bad_folder_is_refused(tmp_path: Path) -> None:
     assert rows[-2].split()[:2] == ["mean", "1.00"] and rows[-1].split()[:2] == ["median", "1.00"]
 
 
+@pytest.mark.services  # the model weights
 def test_eval_command(tmp_path: Path) -> None:
     make_dataset(tmp_path)
     argv = [

@@ -24,16 +24,19 @@ def astronaut_alpha(store: ModelStore) -> NDArray[np.float32]:
     return Matting("fusion", store).predict(data.astronaut())
 
 
+@pytest.mark.services  # the model weights
 def test_contract_shape_dtype_range(astronaut_alpha: NDArray[np.float32]) -> None:
     assert astronaut_alpha.shape == (512, 512) and astronaut_alpha.dtype == np.float32
     assert not np.isnan(astronaut_alpha).any()
     assert astronaut_alpha.min() >= 0.0 and astronaut_alpha.max() <= 1.0
 
 
+@pytest.mark.services  # the model weights
 def test_deterministic(store: ModelStore, astronaut_alpha: NDArray[np.float32]) -> None:
     assert np.array_equal(Matting("fusion", store).predict(data.astronaut()), astronaut_alpha)
 
 
+@pytest.mark.services  # the model weights
 @pytest.mark.parametrize("model", MATTING_MODELS)
 def test_portrait_subject_and_background(store: ModelStore, model: str) -> None:
     alpha = Matting(model, store).predict(data.astronaut())
@@ -43,6 +46,7 @@ def test_portrait_subject_and_background(store: ModelStore, model: str) -> None:
     assert alpha[20:120, 300:360].mean() < 0.1  # the wall behind the shuttle model
 
 
+@pytest.mark.services  # the model weights
 def test_pet_subject_and_background(store: ModelStore) -> None:
     alpha = Matting("fusion", store).predict(data.chelsea())
     assert alpha.shape == (300, 451)
@@ -50,6 +54,7 @@ def test_pet_subject_and_background(store: ModelStore) -> None:
     assert alpha[0:80, 380:451].mean() < 0.1  # background, top right
 
 
+@pytest.mark.services  # the model weights
 def test_non_square_and_large_inputs_keep_their_size(store: ModelStore) -> None:
     wide = np.ascontiguousarray(np.tile(data.coffee(), (1, 3, 1)))  # 400 x 1800
     alpha = Matting("u2netp", store).predict(wide)
@@ -119,6 +124,7 @@ def test_edge_aware_upsampling_beats_a_plain_resize() -> None:
         assert np.abs(refined - truth).sum() < 0.7 * np.abs(plain - truth).sum(), side
 
 
+@pytest.mark.services  # the model weights
 def test_several_subjects_are_kept(store: ModelStore) -> None:
     """Two photos side by side: the astronaut and the cat must both be found."""
     import cv2
@@ -131,7 +137,7 @@ def test_several_subjects_are_kept(store: ModelStore) -> None:
     assert alpha[170:340, 512 + 250 : 512 + 420].mean() > 0.9  # the cat's face
 
 
-def test_24_megapixels_keep_the_edge_quality_of_12(store: ModelStore) -> None:
+def test_24_megapixels_keep_the_edge_quality_of_12() -> None:
     """A known soft alpha at 12 and 24 MP, from the same 1024² alpha: errors per pixel alike."""
     import tracemalloc
 
