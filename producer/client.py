@@ -128,14 +128,13 @@ class Client:
             ((job.image_id, f"s3://{job.input_bucket}/{job.input_key}") for job in jobs),
             meta,
         )
-        # Another submission of the same id may have created the batch since the check above.
-        existing = None if created else self._check_same(batch_id, destination, params)
-        if existing is not None and existing.submitted:
-            return Submission(batch_id, created=False)
-        if existing is not None:
-            # A submission that stopped half-way: send what is still queued, nothing else.
-            queued = {image.image_id for image in self.images(batch_id, ImageState.QUEUED)}
-            jobs = [job for job in jobs if job.image_id in queued]
+        if not created:
+            # Another submission of the same id may have created the batch since the check above.
+            existing = self._check_same(batch_id, destination, params)
+            if existing is not None and existing.submitted:
+                return Submission(batch_id, created=False)
+            if existing is not None:  # a submission that stopped half-way
+                jobs = self._still_queued(batch_id, jobs)
         self._send(jobs, queue)
         self.status_store.mark_submitted(batch_id)
         return Submission(batch_id, created=created)
@@ -150,6 +149,11 @@ class Client:
                 f"batch {batch_id!r} exists with another output or other parameters"
             )
         return existing
+
+    def _still_queued(self, batch_id: str, jobs: list[Job]) -> list[Job]:
+        """The jobs whose image is still queued: those a stopped submission may not have sent."""
+        queued = {image.image_id for image in self.images(batch_id, ImageState.QUEUED)}
+        return [job for job in jobs if job.image_id in queued]
 
     def _expand(
         self, uris: Sequence[str] | None, prefix: str | None, manifest: str | None, output: S3Uri

@@ -31,8 +31,16 @@ def artifacts(pytestconfig: pytest.Config) -> Path:
     return directory
 
 
+SERVICE_FIXTURES = {"services", "settings", "redis_client", "status_store", "storage", "stack"}
+"""Fixtures that start redis-server or the S3 server: a test using one is marked ``services``."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect gpu tests on a machine without CUDA (the suite passes without a GPU)."""
+    """Mark tests that need services; deselect gpu tests on a machine without CUDA."""
+    for item in items:
+        needs = SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if needs or "integration" in item.keywords:
+            item.add_marker(pytest.mark.services)
     if shutil.which("nvidia-smi"):
         return
     selected = [item for item in items if "gpu" not in item.keywords]

@@ -34,6 +34,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return paths
 
 
+@pytest.mark.services  # the model weights
 def test_matte_writes_one_single_channel_png_per_input(photos: list[Path], tmp_path: Path) -> None:
     result = blurq("matte", *photos, "--out", tmp_path)
     assert result.returncode == 0, result.stderr
