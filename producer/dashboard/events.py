@@ -41,14 +41,14 @@ RETRY_MS = 2_000
 """How long the browser waits before reconnecting a dropped stream."""
 
 
-def summaries(store: StatusStore, batches: list[BatchStatus]) -> list[dict[str, Any]]:
+def summaries(batches: list[BatchStatus]) -> list[dict[str, Any]]:
     """The batches as the JSON API shows them: counts, rate (images/s), ETA, parameters, times."""
     return [Batch.of(batch).model_dump(mode="json") for batch in batches]
 
 
 def snapshot(store: StatusStore, settings: Settings, limit: int) -> dict[str, Any]:
     """The recent batches, newest first, with the page's settings."""
-    batches = summaries(store, store.recent_batches(count=limit))
+    batches = summaries(store.recent_batches(count=limit))
     return {"now": time.time(), "flower_url": settings.flower_url, "batches": batches}
 
 
@@ -118,7 +118,7 @@ async def _due(client: Any, store: StatusStore, watch: _Watch) -> str | None:
         return None
     found = await run_in_threadpool(store.batches, sorted(ids))
     data: dict[str, Any] = {"now": time.time()}
-    data["batches"] = await run_in_threadpool(summaries, store, found)
+    data["batches"] = summaries(found)
     if event == "batches":
         data["outputs"], watch.outputs, watch.sent = watch.outputs, False, now
     watch.unfinished = (watch.unfinished - set(ids)) | {b.batch_id for b in found if not b.finished}
