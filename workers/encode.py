@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from infra.params import EXTENSIONS, OUTPUT_FORMATS
+from workers.arrays import check_photo
 
 _ALIASES = {"jpg": "jpeg"}
 _PILLOW_NAMES = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
@@ -69,15 +70,7 @@ def _normalise(fmt: str) -> str:
 
 
 def _check_pixels(rgb: NDArray[np.uint8], name: str) -> None:
-    if not isinstance(rgb, np.ndarray):
-        raise ValueError(f"pixels must be a numpy array, got {type(rgb).__name__}")
-    if rgb.dtype != np.uint8:
-        raise ValueError(f"pixels must be uint8, got {rgb.dtype}")
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"pixels must be HxWx3 RGB, got shape {rgb.shape}")
-    height, width = rgb.shape[:2]
-    if height == 0 or width == 0:
-        raise ValueError(f"pixels must not be empty, got shape {rgb.shape}")
+    height, width = check_photo(rgb, "pixels")
     if max(height, width) > _MAX_SIDE[name]:
         raise ValueError(
             f"{width}x{height} is too large for {name.upper()} "

@@ -134,10 +134,10 @@ def test_format_names_are_case_insensitive_and_accept_jpg() -> None:
     [
         (np.zeros((4, 4, 3), dtype=np.float32), "uint8"),
         (np.zeros((4, 4, 3), dtype=np.uint16), "uint8"),
-        (np.zeros((4, 4), dtype=np.uint8), "HxWx3"),
-        (np.zeros((4, 4, 4), dtype=np.uint8), "HxWx3"),
+        (np.zeros((4, 4), dtype=np.uint8), "H x W x 3"),
+        (np.zeros((4, 4, 4), dtype=np.uint8), "H x W x 3"),
         (np.zeros((0, 4, 3), dtype=np.uint8), "empty"),
-        ([[[0, 0, 0]]], "numpy array"),
+        ([[[0, 0, 0]]], "got list"),
     ],
 )
 def test_bad_pixels_are_refused(pixels: Any, message: str) -> None:
