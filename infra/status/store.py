@@ -119,8 +119,7 @@ class StatusStore(StatusReader):
 
     def mark_submitted(self, batch_id: str) -> None:
         """Note that every message of the batch has been sent."""
-        with mapped_errors():
-            self.redis.hset(batch_key(batch_id), "submitted_at", str(time.time()))
+        self._hset(batch_key(batch_id), {"submitted_at": str(time.time())})
 
     def start(self, batch_id: str, image_id: str, worker: str) -> tuple[str, int]:
         """Move an image from queued to running; returns (outcome, deliveries).
@@ -161,8 +160,15 @@ class StatusStore(StatusReader):
 
     def set_stage(self, batch_id: str, image_id: str, stage: str) -> None:
         """Record which stage a running image is in (for live views)."""
+        self._hset(image_key(batch_id, image_id), {"stage": stage})
+
+    def _hset(self, key: str, fields: dict[str, str]) -> None:
+        """Set fields of a record; one that had expired meanwhile comes back with the TTL."""
         with mapped_errors():
-            self.redis.hset(image_key(batch_id, image_id), "stage", stage)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, self.ttl, nx=True)  # NX: a live record keeps the TTL it has
+            pipe.execute()
 
     def _move(self, script: str, batch_id: str, image_id: str, *args: Arg) -> str:
         state, completed = self._image(script, batch_id, image_id, *args)
@@ -217,7 +223,8 @@ class StatusStore(StatusReader):
             pipe = self.redis.pipeline()
             pipe.hincrby(key, "webhook_attempts", 1)
             pipe.hset(key, mapping={"webhook_status": outcome, "webhook_error": error[:500]})
-            attempts, _ = pipe.execute()
+            pipe.expire(key, self.ttl, nx=True)  # an expired batch comes back with the TTL
+            attempts, *_ = pipe.execute()
         return int(attempts)
 
 

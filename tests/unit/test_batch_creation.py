@@ -11,7 +11,17 @@ import redis
 
 from infra.errors import StatusUnavailable, TransientError
 from infra.settings import Settings
-from infra.status import CREATE_CHUNK, StatusStore, batch_key, image_key, images_key, rate_key
+from infra.status import (
+    BATCHES_KEY,
+    CREATE_CHUNK,
+    EVENTS_KEY,
+    METRICS_KEY,
+    StatusStore,
+    batch_key,
+    image_key,
+    images_key,
+    rate_key,
+)
 from producer.client import Client
 
 pytestmark = pytest.mark.services
@@ -130,3 +140,21 @@ def test_a_batch_running_longer_than_the_ttl_keeps_its_image_list_and_rate(
     store.complete("b", "000001", timings={}, output="")  # the last one: finishes the batch
     assert all(55 < redis_client.ttl(key) <= 60 for key in keys[:3])
     assert len(store.images("b")) == 3
+
+
+def test_writes_after_a_record_expired_never_leave_a_key_without_ttl(
+    redis_client: redis.Redis,
+) -> None:
+    """Submitted marks, stages and webhook outcomes landing on expired records get the TTL."""
+    store = StatusStore(redis_client, ttl=60, max_deliveries=3)
+    assert store.create_batch("b", pairs(2), {})
+    store.start("b", "000000", "w")
+    redis_client.expire(batch_key("b"), 30)
+    store.mark_submitted("b")
+    assert redis_client.ttl(batch_key("b")) <= 30, "a live record keeps the TTL it has"
+    redis_client.delete(batch_key("b"), image_key("b", "000000"))  # both expired meanwhile
+    store.mark_submitted("b")
+    store.set_stage("b", "000000", "bokeh")
+    store.webhook_attempted("b", "retrying", "timed out")
+    lasting = {BATCHES_KEY, EVENTS_KEY, METRICS_KEY}  # the three keys that have no TTL by design
+    assert [key for key in without_ttl(redis_client) if key not in lasting] == []
