@@ -57,7 +57,11 @@ class Settings(BaseSettings):
     )
 
     api_keys: str = Field(
-        "", description="Comma-separated keys accepted by the HTTP API and dashboard."
+        "", description="Single-tenant mode: comma-separated keys of the HTTP API and dashboard."
+    )
+    tenants_file: str = Field(
+        "",
+        description="JSON file of tenants, their key hashes, prefixes and limits (infra.tenants).",
     )
     flower_url: str = Field("", description="Flower's address, linked from the dashboard if set.")
     webhook_secret: str = Field(
