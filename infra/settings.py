@@ -64,6 +64,7 @@ class Settings(BaseSettings):
         description="JSON file of tenants, their key hashes, prefixes and limits (infra.tenants).",
     )
     flower_url: str = Field("", description="Flower's address, linked from the dashboard if set.")
+    flower_basic_auth: str = Field("", description="user:password that blurq flower requires.")
     webhook_secret: str = Field(
         "", description="Key of the HMAC-SHA256 signature on completion webhooks."
     )
