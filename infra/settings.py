@@ -72,6 +72,12 @@ class Settings(BaseSettings):
         6, ge=1, description="Attempts per completion webhook (backoff with jitter between)."
     )
     webhook_timeout: float = Field(10.0, gt=0, description="Seconds per webhook attempt.")
+    max_request_bytes: int = Field(2**20, ge=1, description="Largest HTTP request body (413).")
+    auth_failures_per_minute: int = Field(20, ge=1, description="Failed keys per address (429).")
+    session_ttl: int = Field(12 * 3600, ge=60, description="Seconds a dashboard sign-in lasts.")
+    thumbnail_max_pixels: int = Field(50_000_000, ge=1, description="Largest image previewed.")
+    thumbnail_concurrency: int = Field(2, ge=1, description="Previews rendered at once (503).")
+    metrics_token: str = Field("", description="Bearer token /metrics requires when set.")
 
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:
