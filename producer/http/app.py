@@ -1,21 +1,40 @@
 """The HTTP API and the dashboard in one ASGI app: ``create_app(settings)``.
 
 Run it with ``blurq api``. The JSON API lives under ``/v1`` (OpenAPI at ``/openapi.json``), the
-dashboard at ``/``, Prometheus metrics at ``/metrics`` (no key: bind the app to loopback or a
-private network that only Prometheus reaches, or put the path behind the proxy's own auth).
+dashboard at ``/``, Prometheus metrics at ``/metrics`` (behind ``Authorization: Bearer
+<BLURQ_METRICS_TOKEN>`` when that is set; otherwise open: bind the app to loopback or a private
+network that only Prometheus reaches). In front of it all, ``producer.http.limits.RequestGate``
+checks keys and body sizes before any body is read and throttles addresses that keep failing.
+Query strings never reach the access log (they could carry secrets someone pasted into a URL).
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Response
+import hmac
+import logging
+
+from fastapi import FastAPI, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from infra import tenants
 from infra.errors import StatusUnavailable
 from infra.settings import Settings, get_settings
 from producer.client import Client
 from producer.dashboard import routes as dashboard
 from producer.http import metrics, routes
+from producer.http.limits import RequestGate
+
+
+class NoQueryStrings(logging.Filter):
+    """Drops the query string from uvicorn's access log lines (``"GET /path?x=y"`` → ``/path``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the path argument in place; never drops a line."""
+        if isinstance(record.args, tuple) and len(record.args) == 5:
+            client, method, path, version, code = record.args
+            record.args = (client, method, str(path).split("?", 1)[0], version, code)
+        return True
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -23,13 +42,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(title="blurq", summary="Bulk optical background blur")
     app.state.settings = settings
+    app.state.tenants = tenants.load(settings)  # read once; the gate and the routes share it
     app.state.client = Client(settings)
     app.include_router(dashboard.router)
     routes.install(app)
+    app.add_middleware(RequestGate, settings=settings)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(found, NoQueryStrings) for found in access.filters):
+        access.addFilter(NoQueryStrings())
     scrape = metrics.registry(app.state.client.status_store, settings.broker)
 
     @app.get("/metrics", include_in_schema=False)
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        if settings.metrics_token and not hmac.compare_digest(
+            request.headers.get("authorization", "").encode(),
+            f"Bearer {settings.metrics_token}".encode(),
+        ):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                detail="send Authorization: Bearer <BLURQ_METRICS_TOKEN>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         try:
             text = await run_in_threadpool(generate_latest, scrape)
         except Exception as error:  # Redis down: say so instead of an empty page

@@ -25,7 +25,7 @@ from producer.dashboard import events as live
 from producer.http.app import create_app
 from producer.local.stack import free_port
 
-KEY = "dashboard-test-key"
+KEY = "dashboard-test-key-of-24-chars"
 BUCKET = "dash"
 
 
