@@ -23,10 +23,11 @@ def dev_up(workers: int) -> None:
 
     with LocalStack(workers=workers) as stack:
         click.echo(
-            f"redis      {stack.redis_url}\ns3         {stack.s3_endpoint}\n"
+            f"redis      {stack.redis_url}  (password in the URL)\ns3         {stack.s3_endpoint}\n"
             f"{addresses(stack)}\nlogs       {stack.log_dir}"
         )
-        click.echo("environment for other shells:")
+        # A development stack on loopback, made up for this run: printing its secrets is the point.
+        click.echo("environment for other shells (this run's fresh secrets; dev stack only):")
         for name, value in stack.environment().items():
             if name.startswith("BLURQ_") and value:
                 click.echo(f"  export {name}={value}")
@@ -35,12 +36,13 @@ def dev_up(workers: int) -> None:
 
 
 def addresses(stack: Any) -> str:
-    """Where the stack's API, dashboard and Flower are, and the API key (for dev up and demo)."""
+    """Where the stack's API, dashboard and Flower are, with their credentials (dev up, demo)."""
     return (
         f"api        {stack.api_url}/v1  (OpenAPI: {stack.api_url}/docs)\n"
-        f"dashboard  {stack.api_url}/?key={stack.api_key}  (signs this browser in)\n"
-        f"flower     {stack.flower_url}\n"
-        f"api key    {stack.api_key}  (X-API-Key header, or Authorization: Bearer)"
+        f"dashboard  {stack.api_url}/  (sign in with the API key)\n"
+        f"api key    {stack.api_key}  (X-API-Key header, or Authorization: Bearer)\n"
+        f"flower     {stack.flower_url}  (user {stack.flower_user}, "
+        f"password {stack.flower_password})"
     )
 
 

@@ -10,31 +10,56 @@ import click
 from infra.settings import get_settings
 from producer.cli.options import fail_cleanly
 
+MIN_FLOWER_PASSWORD = 16
+"""Fewest characters of Flower's password: its basic auth has no lockout, so length is the guard."""
+
+
+def flower_credentials(value: str) -> str:
+    """Check a ``user:password`` for Flower's basic auth; the reason it is refused otherwise."""
+    user, colon, password = value.partition(":")
+    if not colon or not user or not password:
+        raise click.ClickException("Flower's basic auth must read user:password")
+    if "," in value:
+        # Flower splits FLOWER_BASIC_AUTH on commas into several credentials.
+        raise click.ClickException("Flower's basic auth may not contain a comma")
+    if len(password) < MIN_FLOWER_PASSWORD:
+        raise click.ClickException(
+            f"Flower's password needs at least {MIN_FLOWER_PASSWORD} characters "
+            "(make one: python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+        )
+    return value
+
 
 @click.command()
 @click.option("--port", type=int, default=5555, show_default=True)
 @click.option("--address", default="127.0.0.1", show_default=True)
-@click.option("--basic-auth", help="user:password; required when not bound to loopback.")
+@click.option(
+    "--basic-auth",
+    help="user:password (password of 16+ characters); default BLURQ_FLOWER_BASIC_AUTH, "
+    "which is better: an option is visible in ps while blurq starts.",
+)
 def flower(port: int, address: str, basic_auth: str | None) -> None:
-    """Run Flower on the blurq broker (task-level monitoring, /metrics)."""
-    loopback = address in ("127.0.0.1", "localhost", "::1")
-    if not loopback and not basic_auth:
-        raise click.ClickException("Flower off loopback needs --basic-auth user:password")
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "infra.celery_app:app",
-        "flower",
-        f"--port={port}",
-        f"--address={address}",
-    ]
+    """Run Flower on the blurq broker: its pages and API always behind basic auth.
+
+    Its /metrics (task counts by name and worker) and /healthcheck answer without credentials.
+
+    \b
+    Example:
+      BLURQ_FLOWER_BASIC_AUTH=ops:$(python -c 'import secrets; print(secrets.token_urlsafe(24))') \\
+        blurq flower --port 5555
+    """
+    credentials = basic_auth or get_settings().flower_basic_auth
+    if not credentials:
+        raise click.ClickException(
+            "Flower needs credentials: set BLURQ_FLOWER_BASIC_AUTH=user:password "
+            "(or --basic-auth); it never runs unauthenticated"
+        )
     env = dict(os.environ)
-    if basic_auth:
-        argv.append(f"--basic-auth={basic_auth}")
-    else:
-        env["FLOWER_UNAUTHENTICATED_API"] = "true"  # loopback only: checked above
+    # Through the environment, never argv: a command line is readable by every local user.
+    env["FLOWER_BASIC_AUTH"] = flower_credentials(credentials)
+    env.pop("FLOWER_UNAUTHENTICATED_API", None)  # would open its API (and CORS *) without auth
+    argv = [sys.executable, "-m", "celery", "-A", "infra.celery_app:app", "flower"]
+    argv += [f"--port={port}", f"--address={address}"]
     os.execve(sys.executable, argv, env)
 
 

@@ -57,7 +57,9 @@ def run_demo(out_dir: str, *, workers: int, hold: Callable[[], None] | None) -> 
         click.echo(f"{final.done} done, {final.failed} failed in {time.monotonic() - begin:.0f} s")
         for path in saved:
             click.echo(f"  {path}")
-        click.echo(f"Flower: {stack.flower_url}/tasks ({_flower_succeeded(stack)} tasks succeeded)")
+        succeeded = _flower_succeeded(stack)
+        click.echo(f"Flower: {stack.flower_url}/tasks ({succeeded} tasks succeeded; ", nl=False)
+        click.echo(f"user {stack.flower_user}, password {stack.flower_password})")
         click.echo(f"dashboard: {stack.api_url}/  (API key {stack.api_key})")
         if hold is not None:
             click.echo("the stack stays up for the dashboard and Flower; Ctrl-C stops it")
@@ -81,5 +83,7 @@ def _download(client: Client, storage: S3Storage, batch: str, folder: Path) -> l
 
 def _flower_succeeded(stack: LocalStack) -> int:
     """How many tasks Flower has seen succeed (it learns from the workers' events)."""
-    with urllib.request.urlopen(f"{stack.flower_url}/api/tasks?state=SUCCESS", timeout=5) as reply:
+    url = f"{stack.flower_url}/api/tasks?state=SUCCESS"
+    request = urllib.request.Request(url, headers=stack.flower_headers)
+    with urllib.request.urlopen(request, timeout=5) as reply:
         return len(json.loads(reply.read()))

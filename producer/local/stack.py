@@ -2,12 +2,15 @@
 
 ``LocalStack`` starts a ``redis-server``, a local S3 server (moto's server mode), Celery worker
 processes, Flower and the HTTP API (with the dashboard) on free ports, waits until each answers,
-and stops everything it started. It makes up a fresh API key and webhook secret for its children.
+and stops everything it started. It makes up fresh secrets for its children: the API key, the
+webhook secret, Redis's password (given to redis-server on its standard input, never in argv) and
+Flower's basic-auth password (in Flower's environment).
 ``blurq dev up``, ``blurq demo`` and the integration tests all use it.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import shutil
@@ -21,7 +24,6 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import redis
 
@@ -46,7 +48,8 @@ class LocalStack:
     log_dir: Path | None = None
     flower: bool = True
     redis_appendonly: bool = False
-    redis_password: str | None = None
+    redis_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    """What redis-server requires (URL-safe, so that redis_url carries it as it is)."""
     redis_port: int = field(default_factory=free_port)
     s3_port: int = field(default_factory=free_port)
     flower_port: int = field(default_factory=free_port)
@@ -56,13 +59,15 @@ class LocalStack:
     """The key the stack's API accepts (X-API-Key or Authorization: Bearer)."""
     webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     """The key the stack's workers sign completion webhooks with."""
+    flower_user: str = "blurq"
+    flower_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    """Flower's basic-auth password (its UI and API answer 401 without it)."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
     def redis_url(self) -> str:
         """Where the local Redis listens (status and broker)."""
-        auth = f":{self.redis_password}@" if self.redis_password else ""
-        return f"redis://{auth}127.0.0.1:{self.redis_port}/0"
+        return f"redis://:{self.redis_password}@127.0.0.1:{self.redis_port}/0"
 
     @property
     def s3_endpoint(self) -> str:
@@ -75,6 +80,12 @@ class LocalStack:
         return f"http://127.0.0.1:{self.flower_port}"
 
     @property
+    def flower_headers(self) -> dict[str, str]:
+        """The Authorization header Flower wants (basic auth)."""
+        pair = f"{self.flower_user}:{self.flower_password}".encode()
+        return {"Authorization": f"Basic {base64.b64encode(pair).decode()}"}
+
+    @property
     def api_url(self) -> str:
         """Where the HTTP API (``/v1``) and the dashboard (``/``) are served."""
         return f"http://127.0.0.1:{self.api_port}"
@@ -85,6 +96,7 @@ class LocalStack:
         return base.model_copy(update=self._overrides())
 
     def _overrides(self) -> dict[str, str]:
+        flower_auth = f"{self.flower_user}:{self.flower_password}" if self.flower else ""
         return {
             "redis_url": self.redis_url,
             "broker_url": "",
@@ -94,6 +106,7 @@ class LocalStack:
             "api_keys": self.api_key,
             "webhook_secret": self.webhook_secret,
             "flower_url": self.flower_url if self.flower else "",
+            "flower_basic_auth": flower_auth,
         }
 
     def environment(self) -> dict[str, str]:
@@ -108,12 +121,7 @@ class LocalStack:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_: object) -> None:
         self.stop()
 
     def start(self) -> None:
@@ -134,19 +142,29 @@ class LocalStack:
             raise
 
     def _spawn(
-        self, name: str, argv: list[str], env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        *,
+        stdin: bytes | None = None,  # written, then closed: secrets that stay out of argv
     ) -> subprocess.Popen[bytes]:
         assert self.log_dir is not None
         environment = {**self.environment(), **(env or {})}
         with (self.log_dir / f"{name}.log").open("ab") as log:  # the child keeps its own copy
             process = subprocess.Popen(
                 argv,
+                stdin=None if stdin is None else subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=environment,
                 cwd=self.log_dir,
                 preexec_fn=_die_with_parent,
             )
+        if stdin is not None:
+            assert process.stdin is not None
+            with process.stdin:
+                process.stdin.write(stdin)
         self.processes[name] = process
         return process
 
@@ -154,25 +172,18 @@ class LocalStack:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server not found: install it (apt-get install redis-server)")
-        self._spawn(
-            "redis",
-            [
-                binary,
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes" if self.redis_appendonly else "no",
-                *(["--requirepass", self.redis_password] if self.redis_password else []),
-                "--maxmemory-policy",
-                "noeviction",
-                "--dir",
-                str(self.log_dir),
-            ],
-        )
+        options = {
+            "port": str(self.redis_port),
+            "bind": "127.0.0.1",
+            "save": "",
+            "appendonly": "yes" if self.redis_appendonly else "no",
+            "maxmemory-policy": "noeviction",
+            "dir": str(self.log_dir),
+        }
+        argv = [binary, "-"]  # "-": more config on standard input, so the password is not in ps
+        for name, value in options.items():
+            argv += [f"--{name}", value]
+        self._spawn("redis", argv, stdin=f"requirepass {self.redis_password}\n".encode())
         client = redis.Redis.from_url(self.redis_url)
         self._wait("redis", lambda: bool(client.ping()))
 
@@ -208,20 +219,11 @@ class LocalStack:
         )
 
     def _start_flower(self) -> None:
-        self._spawn(
-            "flower",
-            [
-                sys.executable,
-                "-m",
-                "producer.cli",
-                "flower",
-                "--port",
-                str(self.flower_port),
-                "--address",
-                "127.0.0.1",
-            ],
-        )
-        self._wait("flower", lambda: _http_ok(f"{self.flower_url}/healthcheck"))
+        # blurq flower reads its credentials from BLURQ_FLOWER_BASIC_AUTH (environment()).
+        argv = [sys.executable, "-m", "producer.cli", "flower", "--port", str(self.flower_port)]
+        self._spawn("flower", [*argv, "--address", "127.0.0.1"])
+        ready = f"{self.flower_url}/api/tasks"
+        self._wait("flower", lambda: _http_ok(ready, self.flower_headers))
 
     def _start_api(self) -> None:
         argv = [sys.executable, "-m", "producer.cli", "api", "--port", str(self.api_port)]
@@ -239,11 +241,9 @@ class LocalStack:
     def _wait(self, name: str, ready: Callable[[], bool], timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for proc_name, process in self.processes.items():
+            for other, process in self.processes.items():
                 if process.poll() is not None:
-                    raise RuntimeError(
-                        f"{proc_name} exited early; see {self.log_dir}/{proc_name}.log"
-                    )
+                    raise RuntimeError(f"{other} exited early; see {self.log_dir}/{other}.log")
             try:
                 if ready():
                     return
@@ -290,6 +290,7 @@ def _reap(processes: list[subprocess.Popen[bytes]], *, grace: float) -> None:
             process.wait()
 
 
-def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=2) as response:
+def _http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=2) as response:
         return bool(response.status == 200)

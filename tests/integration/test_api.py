@@ -110,7 +110,8 @@ def tasks_sent(stack: LocalStack, batch_id: str, *, at_least: int = 0) -> int:
     """How many blur tasks of the batch Flower has seen sent (from Celery's task-sent events)."""
     deadline = time.monotonic() + 60
     while True:
-        tasks = httpx.get(f"{stack.flower_url}/api/tasks", timeout=10).json().values()
+        reply = httpx.get(f"{stack.flower_url}/api/tasks", headers=stack.flower_headers, timeout=10)
+        tasks = reply.json().values()
         seen = sum(f"'batch_id': '{batch_id}'" in str(task.get("args")) for task in tasks)
         if seen >= at_least or time.monotonic() > deadline:
             return seen

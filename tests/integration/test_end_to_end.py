@@ -190,7 +190,10 @@ def test_bad_inputs_fail_clearly_and_the_rest_completes(client: Client) -> None:
 def test_flower_lists_the_batch_tasks(stack: LocalStack, batch: str) -> None:
     deadline = time.monotonic() + 60
     while True:
-        with urllib.request.urlopen(f"{stack.flower_url}/api/tasks", timeout=5) as reply:
+        asked = urllib.request.Request(
+            f"{stack.flower_url}/api/tasks", headers=stack.flower_headers
+        )
+        with urllib.request.urlopen(asked, timeout=5) as reply:
             tasks = json.loads(reply.read()).values()
         ours = [task for task in tasks if f"'batch_id': '{batch}'" in str(task.get("args"))]
         if len(ours) >= len(SAMPLES) and all(t["state"] == "SUCCESS" for t in ours):
@@ -198,7 +201,9 @@ def test_flower_lists_the_batch_tasks(stack: LocalStack, batch: str) -> None:
         assert time.monotonic() < deadline, f"Flower saw {len(ours)} tasks of {batch}"
         time.sleep(1)
     assert {task["name"] for task in ours} == {"blurq.blur_image"}
-    with urllib.request.urlopen(f"{stack.flower_url}/api/workers?refresh=1", timeout=30) as reply:
+    workers_url = f"{stack.flower_url}/api/workers?refresh=1"
+    workers = urllib.request.Request(workers_url, headers=stack.flower_headers)
+    with urllib.request.urlopen(workers, timeout=30) as reply:
         assert len(json.loads(reply.read())) >= 2
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -131,6 +132,23 @@ def test_outputs_stay_inside_the_batch_prefix_whatever_the_key(client: Client) -
     assert len(written) == len(keys)
     assert all(key.startswith("out/confined/") for key in written), written
     assert all(".." not in key.split("/") and "//" not in key for key in written), written
+
+
+def test_the_local_stacks_redis_wants_its_random_password(stack: LocalStack) -> None:
+    """As any local user would try it: a raw socket, then redis-py, with no or a wrong password."""
+    with socket.create_connection(("127.0.0.1", stack.redis_port), timeout=5) as raw:
+        raw.sendall(b"PING\r\nAUTH default not-the-password\r\nKEYS *\r\n")
+        time.sleep(0.5)
+        answers = raw.recv(4096).decode().splitlines()
+    assert answers[0].startswith("-NOAUTH") and answers[1].startswith("-WRONGPASS"), answers
+    assert answers[2].startswith("-NOAUTH"), answers
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=stack.redis_port).ping()
+    assert len(stack.redis_password) >= 24 and stack.redis_password in stack.redis_url
+    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    assert client.config_get("bind") == {"bind": "127.0.0.1"}
+    cmdline = Path(f"/proc/{stack.processes['redis'].pid}/cmdline").read_bytes()
+    assert stack.redis_password.encode() not in cmdline  # ps shows argv to every local user
 
 
 @pytest.fixture(scope="module")
