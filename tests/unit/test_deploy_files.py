@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from infra.settings import Settings
@@ -29,11 +33,123 @@ def test_compose_file_is_complete_and_consistent() -> None:
         if build:
             assert (ROOT / "docker" / build["context"] / build["dockerfile"]).is_file()
         assert blurq_variables(service.get("environment", {})) <= known_variables()
-    assert "--appendonly" in services["redis"]["command"]
-    assert "noeviction" in services["redis"]["command"]
-    assert "--basic-auth" in services["flower"]["command"]
+    redis = services["redis"]["command"][-1]
+    assert "--appendonly yes" in redis and "--maxmemory-policy noeviction" in redis
     prometheus = yaml.safe_load((ROOT / "docker" / "prometheus.yml").read_text())
     assert prometheus["scrape_configs"][0]["static_configs"][0]["targets"] == ["flower:5555"]
+
+
+COMPOSE = ROOT / "docker" / "compose.yaml"
+SECRETS = {
+    "REDIS_PASSWORD": "r" * 48,
+    "BLURQ_S3_ACCESS_KEY_ID": "blurq",
+    "BLURQ_S3_SECRET_ACCESS_KEY": "s" * 48,
+    "BLURQ_FLOWER_BASIC_AUTH": "ops:" + "f" * 32,
+    "BLURQ_WEBHOOK_SECRET": "w" * 64,
+    "BLURQ_TENANTS_FILE": "/srv/blurq/tenants.json",
+}
+"""Every variable compose must refuse to start without, with values for rendering."""
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|AUTH|KEY|TOKEN|TENANTS")
+VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?:(:?)([-?])([^}]*))?\}")
+
+
+class Unset(Exception):
+    """Raised when a ``${VAR:?message}`` meets an unset variable, as docker compose refuses."""
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's interpolation: ``$$``, ``${V}``, ``${V:-default}``, ``${V:?message}``."""
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, colon, kind, rest = match.groups()
+        value = env.get(name)
+        missing = value is None or (colon == ":" and value == "")
+        if kind == "?" and missing:
+            raise Unset(f"{name}: {rest}")
+        if kind == "-" and missing:
+            return str(rest)
+        return value or ""
+
+    return VARIABLE.sub(one, text)
+
+
+def compose_uses() -> list[tuple[str, str, str]]:
+    """(variable, operator, rest) of every ``${...}`` in compose.yaml."""
+    return [
+        (name, colon + kind, rest)
+        for name, colon, kind, rest in VARIABLE.findall(COMPOSE.read_text())
+        if name
+    ]
+
+
+def test_compose_has_no_default_secret_and_refuses_to_render_without_each() -> None:
+    uses = compose_uses()
+    secret_uses = [use for use in uses if SECRET_NAME.search(use[0])]
+    assert {name for name, _, _ in secret_uses} == set(SECRETS)
+    for name, operator, message in secret_uses:
+        assert operator == ":?" and message.strip(), (name, operator)  # never a default
+    text = COMPOSE.read_text()
+    rendered = interpolate(text, SECRETS)
+    for leftover in ("change-me", "admin:", "blurq-secret", "--basic-auth", "--requirepass"):
+        assert leftover not in rendered
+    for name in SECRETS:
+        with pytest.raises(Unset, match=name):
+            interpolate(text, {k: v for k, v in SECRETS.items() if k != name})
+        with pytest.raises(Unset, match=name):
+            interpolate(text, {**SECRETS, name: ""})
+    services = yaml.safe_load(rendered)["services"]
+    assert services["api"]["environment"]["BLURQ_REDIS_URL"] == f"redis://:{'r' * 48}@redis:6379/0"
+    assert services["redis"]["environment"]["REDISCLI_AUTH"] == "r" * 48
+    assert "requirepass $REDISCLI_AUTH" in services["redis"]["command"][-1]
+    assert (
+        services["flower"]["environment"]["BLURQ_FLOWER_BASIC_AUTH"]
+        == SECRETS["BLURQ_FLOWER_BASIC_AUTH"]
+    )
+    assert "BLURQ_API_KEYS" not in services["api"]["environment"]  # keys only as hashes in a file
+    prometheus = yaml.safe_load((ROOT / "docker" / "prometheus.yml").read_text())
+    jobs = prometheus["scrape_configs"]
+    assert not any({"basic_auth", "authorization"} & set(job) for job in jobs)  # no password
+
+
+def published(bind: dict[str, str]) -> list[str]:
+    services = yaml.safe_load(interpolate(COMPOSE.read_text(), {**SECRETS, **bind}))["services"]
+    return [port for service in services.values() for port in service.get("ports", [])]
+
+
+def test_compose_publishes_on_loopback_unless_told_otherwise() -> None:
+    ports = published({})
+    assert {port.split(":")[1] for port in ports} == {"8000", "5555", "9000", "9001", "9090"}
+    for port in ports:
+        assert port.count(":") == 2 and port.startswith("127.0.0.1:"), port
+    assert all(port.startswith("0.0.0.0:") for port in published({"BLURQ_BIND": "0.0.0.0"}))
+
+
+def compose_plugin() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    return subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(
+    not compose_plugin(),
+    reason="the docker compose plugin is not installed (the static checks above still ran)",
+)
+def test_docker_compose_config_refuses_without_a_secret(tmp_path: Path) -> None:
+    tenants = tmp_path / "tenants.json"
+    tenants.write_text('{"tenants": []}')
+    base = {k: v for k, v in os.environ.items() if k not in SECRETS and k != "BLURQ_BIND"}
+    argv = ["docker", "compose", "-f", str(COMPOSE), "config", "--format", "json"]
+    secrets = {**SECRETS, "BLURQ_TENANTS_FILE": str(tenants)}
+    good = subprocess.run(argv, env={**base, **secrets}, capture_output=True, text=True)
+    assert good.returncode == 0, good.stderr
+    assert "0.0.0.0" not in good.stdout.replace('"host_ip": "127.0.0.1"', "")
+    for name in SECRETS:
+        env = {**base, **{k: v for k, v in secrets.items() if k != name}}
+        refused = subprocess.run(argv, env=env, capture_output=True, text=True)
+        assert refused.returncode != 0 and name in refused.stderr
 
 
 def test_dockerfiles_copy_what_exists() -> None:
@@ -58,3 +174,8 @@ def test_kubernetes_manifests_parse_and_use_known_settings() -> None:
     for trigger in scaler["spec"]["triggers"]:
         assert re.fullmatch(r"[A-Z_]+", trigger["metadata"]["addressFromEnv"])
         assert trigger["metadata"]["addressFromEnv"] in config
+    flower = next(d for d in documents if d["metadata"]["name"] == "blurq-flower")
+    container = flower["spec"]["template"]["spec"]["containers"][0]
+    assert not any("auth" in arg for arg in container["args"])  # never in argv (ps)
+    (auth,) = [e for e in container["env"] if e["name"] == "BLURQ_FLOWER_BASIC_AUTH"]
+    assert auth["valueFrom"]["secretKeyRef"]["key"] == "BLURQ_FLOWER_BASIC_AUTH"
