@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         6, ge=1, description="Attempts per completion webhook (backoff with jitter between)."
     )
     webhook_timeout: float = Field(10.0, gt=0, description="Seconds per webhook attempt.")
+    webhook_allow_private: bool = Field(
+        False, description="Development and tests only: let webhooks reach loopback/private hosts."
+    )
     max_request_bytes: int = Field(2**20, ge=1, description="Largest HTTP request body (413).")
     auth_failures_per_minute: int = Field(20, ge=1, description="Failed keys per address (429).")
     session_ttl: int = Field(12 * 3600, ge=60, description="Seconds a dashboard sign-in lasts.")

@@ -31,6 +31,9 @@ def artifacts(pytestconfig: pytest.Config) -> Path:
     return directory
 
 
+ALLOW_PRIVATE_WEBHOOKS = "BLURQ_WEBHOOK_ALLOW_PRIVATE"
+"""The development switch letting webhooks reach loopback (``infra.webhooks``)."""
+
 SERVICE_FIXTURES = {"services", "settings", "redis_client", "status_store", "storage", "stack"}
 """Fixtures that start redis-server or the S3 server: a test using one is marked ``services``."""
 
@@ -89,7 +92,13 @@ def storage(settings: Settings) -> S3Storage:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """The whole local stack: Redis, S3, two Celery worker processes and Flower."""
-    with LocalStack(workers=2, log_dir=tmp_path_factory.mktemp("stack")) as running:
-        running.wait_for_workers(timeout=180)
-        yield running
+    """The whole local stack: Redis, S3, two Celery worker processes and Flower.
+
+    Its webhooks may reach loopback (the development switch), where the tests' receivers listen;
+    tests/integration/test_webhook_ssrf.py runs a stack without it.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ALLOW_PRIVATE_WEBHOOKS, "true")  # the children copy os.environ
+        with LocalStack(workers=2, log_dir=tmp_path_factory.mktemp("stack")) as running:
+            running.wait_for_workers(timeout=180)
+            yield running

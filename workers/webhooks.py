@@ -1,58 +1,101 @@
 """The completion webhook sender: a Celery task on the ``webhooks`` queue.
 
 The status store marks a batch's webhook ``pending`` in the same atomic step that finishes the
-batch, and the process that made that step queues this task once. It POSTs the signed payload
-(``infra.webhooks``). Network errors, 429 and 5xx answers are retried with exponential backoff and
-full jitter until ``webhook_max_attempts``; any other answer ends it. Every attempt is recorded on
-the batch record: ``webhook_attempts``, ``webhook_error`` and ``webhook_status``, which goes from
-``pending`` to ``retrying`` while attempts remain, and ends ``delivered`` or ``failed``. It
-imports no image code (``workers.runtime``), so a process that only sends webhooks stays small.
+batch, and the process that made that step queues this task once. It checks the URL it reads from
+Redis again (``infra.webhooks.vet``: one resolution, public addresses only unless
+``webhook_allow_private``), then POSTs the payload, signed with the batch's tenant's secret, over a
+connection to the very address it vetted: the Host header, TLS SNI and certificate check use the
+URL's host name, so DNS cannot rebind between the check and the connection. Redirects are answers,
+never followed; only http and https exist here (no urllib opener, so no file/ftp/data handlers).
+
+Network errors, a resolver outage, 429 and 5xx answers are retried with exponential backoff and
+full jitter until ``webhook_max_attempts``; any other answer, and a refused URL, end it. A refused
+URL is recorded with one text whatever is behind it, without ever connecting, so delivery status
+says nothing about private hosts or ports. Every attempt is recorded on the batch record:
+``webhook_attempts``, ``webhook_error`` and ``webhook_status``, which goes from ``pending`` to
+``retrying`` while attempts remain, and ends ``delivered`` or ``failed``. It imports no image code
+(``workers.runtime``), so a process that only sends webhooks stays small.
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
-import urllib.error
-import urllib.request
-from typing import Any
+import socket
+import ssl
 
 from celery import Task
 
 from infra.celery_app import WEBHOOK_TASK, app
-from infra.settings import get_settings
-from infra.webhooks import payload, signed_headers
+from infra.errors import InvalidJob
+from infra.settings import Settings, get_settings
+from infra.webhooks import Target, payload, secret_for, signed_headers, tenant_of, vet
 from workers.runtime import backoff, status_store
 
 log = logging.getLogger(__name__)
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is an answer, not followed: the signed body goes only where it was asked to."""
+class _PinnedHTTP(http.client.HTTPConnection):
+    """HTTP to a vetted address, whatever the host name resolves to by now."""
 
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+    def __init__(self, target: Target, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self.address = target.address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """HTTPS to a vetted address, with SNI and the certificate checked against the host name."""
+
+    def __init__(self, target: Target, timeout: float, context: ssl.SSLContext) -> None:
+        super().__init__(target.host, target.port, timeout=timeout, context=context)
+        self.address, self.tls = target.address, context
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.address, self.port), self.timeout)
+        try:
+            self.sock = self.tls.wrap_socket(raw, server_hostname=self.host)
+        except BaseException:
+            raw.close()
+            raise
 
 
-def deliver(url: str, body: bytes, headers: dict[str, str], *, timeout: float) -> int:
-    """POST body to url; returns the HTTP status, raises OSError when no answer came."""
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+def deliver(
+    target: Target,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    timeout: float,
+    context: ssl.SSLContext | None = None,
+) -> int:
+    """POST body to the vetted target; returns the HTTP status, raises OSError when none came."""
+    connection: http.client.HTTPConnection
+    if target.scheme == "https":
+        tls = context or ssl.create_default_context()  # verifies the chain and the host name
+        connection = _PinnedHTTPS(target, timeout, tls)
+    else:
+        connection = _PinnedHTTP(target, timeout)
     try:
-        with _opener.open(request, timeout=timeout) as reply:
-            return int(reply.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
+        connection.request("POST", target.path, body=body, headers=headers)
+        return connection.getresponse().status  # a 3xx is the answer: never followed
     except http.client.HTTPException as error:  # a garbled answer: as good as none
         raise ConnectionError(f"bad HTTP answer: {error!r}") from error
+    finally:
+        connection.close()
 
 
-def _attempt(url: str, body: bytes, secret: str, timeout: float) -> tuple[str, bool]:
+def _attempt(url: str, body: bytes, secret: str, settings: Settings) -> tuple[str, bool]:
     """One delivery: (error or "" on success, whether to retry)."""
     try:
-        code = deliver(url, body, signed_headers(secret, body), timeout=timeout)
+        target = vet(
+            url, allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout
+        )
+        headers = signed_headers(secret, url, body)
+        code = deliver(target, body, headers, timeout=settings.webhook_timeout)
+    except InvalidJob as error:  # refused before any connection: the same text for every host
+        return str(error), False
     except OSError as error:
         return f"{type(error).__name__}: {error}", True
     if 200 <= code < 300:
@@ -73,9 +116,8 @@ def send_webhook(self: Task, batch_id: str) -> str:
     if not settings.webhook_secret:
         status.webhook_attempted(batch_id, "failed", "no webhook_secret configured on the workers")
         return "failed"
-    error, retry = _attempt(
-        batch.webhook_url, payload(batch), settings.webhook_secret, settings.webhook_timeout
-    )
+    secret = secret_for(settings.webhook_secret, tenant_of(batch))
+    error, retry = _attempt(batch.webhook_url, payload(batch), secret, settings)
     if not error:
         status.webhook_attempted(batch_id, "delivered")
         return "delivered"

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from infra.settings import Settings
 from infra.storage import S3Storage
-from infra.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from infra.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, secret_for, verify
 from producer.local.samples import SAMPLES
 from producer.local.stack import LocalStack, free_port
 
@@ -239,12 +239,10 @@ def test_webhook_is_signed_and_retried(api: httpx.Client, stack: LocalStack) -> 
         server.shutdown()
         server.server_close()
     for headers, raw in Receiver.received:
-        assert verify(
-            stack.webhook_secret, raw, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER]
-        )
-        assert not verify(
-            "not-the-secret", raw, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER]
-        )
+        signed = (raw, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER])
+        assert verify(secret_for(stack.webhook_secret, "default"), url, *signed)
+        assert not verify(stack.webhook_secret, url, *signed)  # the tenant's, not the master
+        assert not verify(secret_for(stack.webhook_secret, "default"), url + "x", *signed)
     sent = json.loads(Receiver.received[-1][1])
     assert sent["batch_id"] == batch_id and (sent["total"], sent["done"], sent["failed"]) == (
         1,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
+from typing import Any
 
 import pytest
 
@@ -15,37 +17,81 @@ from infra.webhooks import (
     TIMESTAMP_HEADER,
     check_url,
     payload,
+    secret_for,
     signed_headers,
+    tenant_of,
     verify,
 )
 
 SECRET = "s3cret"
+URL = "https://hooks.example.com/blurq?x=1"
 BODY = b'{"batch_id":"b","total":3}'
 
 
-def test_signature_is_an_hmac_of_timestamp_and_body() -> None:
-    headers = signed_headers(SECRET, BODY, now=1_700_000_000.7)
+@pytest.fixture
+def public_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every name resolves to one public address (this machine may have no DNS)."""
+
+    def resolve(host: str, port: int, *args: object, **kwargs: object) -> list[Any]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+
+
+def test_signature_is_an_hmac_of_timestamp_url_and_body() -> None:
+    headers = signed_headers(SECRET, URL, BODY, now=1_700_000_000.7)
     assert headers[TIMESTAMP_HEADER] == "1700000000"
-    expected = hmac.new(SECRET.encode(), b"1700000000." + BODY, hashlib.sha256).hexdigest()
+    signed = b"1700000000\n" + URL.encode() + b"\n" + BODY
+    expected = hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
     assert headers[SIGNATURE_HEADER] == f"sha256={expected}"
-    assert verify(SECRET, BODY, "1700000000", headers[SIGNATURE_HEADER], now=1_700_000_100)
+    assert verify(SECRET, URL, BODY, "1700000000", headers[SIGNATURE_HEADER], now=1_700_000_100)
 
 
 def test_a_bad_signature_fails_verification() -> None:
-    headers = signed_headers(SECRET, BODY, now=1_700_000_000)
+    headers = signed_headers(SECRET, URL, BODY, now=1_700_000_000)
     timestamp, good = headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER]
     now = 1_700_000_001
-    assert not verify(SECRET, BODY + b" ", timestamp, good, now=now)  # body changed
-    assert not verify("other", BODY, timestamp, good, now=now)  # wrong secret
-    assert not verify(SECRET, BODY, "1700000001", good, now=now)  # timestamp changed
-    assert not verify(SECRET, BODY, timestamp, good.replace("sha256=", "sha1="), now=now)
-    assert not verify("", BODY, timestamp, good, now=now)
-    assert not verify(SECRET, BODY, "soon", good, now=now)
+    assert verify(SECRET, URL, BODY, timestamp, good, now=now)
+    assert not verify(SECRET, URL, BODY + b" ", timestamp, good, now=now)  # body changed
+    assert not verify("other", URL, BODY, timestamp, good, now=now)  # wrong secret
+    assert not verify(SECRET, URL, BODY, "1700000001", good, now=now)  # timestamp changed
+    assert not verify(SECRET, URL, BODY, timestamp, good.replace("sha256=", "sha1="), now=now)
+    assert not verify("", URL, BODY, timestamp, good, now=now)
+    assert not verify(SECRET, URL, BODY, "soon", good, now=now)
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        "https://other.example.net/blurq?x=1",  # another receiver
+        "https://hooks.example.com/blurq?x=2",  # the same receiver, another endpoint
+        "http://hooks.example.com/blurq?x=1",  # another scheme
+        "https://hooks.example.com/blurq?x=1\n",  # a newline can't shift the boundaries
+    ],
+)
+def test_a_notice_captured_at_one_receiver_fails_at_another(elsewhere: str) -> None:
+    headers = signed_headers(SECRET, URL, BODY, now=1_700_000_000)
+    args = (BODY, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER])
+    assert verify(SECRET, URL, *args, now=1_700_000_001)
+    assert not verify(SECRET, elsewhere, *args, now=1_700_000_001)
+
+
+def test_each_tenant_has_its_own_derived_secret() -> None:
+    shop_a, shop_b = secret_for(SECRET, "shop-a"), secret_for(SECRET, "shop-b")
+    assert len({shop_a, shop_b, secret_for(SECRET, "default"), SECRET}) == 4
+    assert shop_a == secret_for(SECRET, "shop-a")  # derived, so nothing needs storing
+    assert shop_a != secret_for("another-deployment", "shop-a")
+    expected = hmac.new(SECRET.encode(), b"blurq-webhook:shop-a", hashlib.sha256).hexdigest()
+    assert shop_a == expected
+    headers = signed_headers(shop_a, URL, BODY, now=1_700_000_000)
+    args = (URL, BODY, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER])
+    assert verify(shop_a, *args, now=1_700_000_001)
+    assert not verify(shop_b, *args, now=1_700_000_001)  # one tenant can't forge another's
 
 
 def test_an_old_request_is_refused_as_a_replay() -> None:
-    headers = signed_headers(SECRET, BODY, now=1_700_000_000)
-    args = (SECRET, BODY, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER])
+    headers = signed_headers(SECRET, URL, BODY, now=1_700_000_000)
+    args = (SECRET, URL, BODY, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER])
     assert verify(*args, now=1_700_000_299)
     assert not verify(*args, now=1_700_000_301)
 
@@ -77,12 +123,42 @@ def test_payload_carries_the_batch_outcome() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["ftp://host/x", "file:///etc/passwd", "s3://b/k", "http:///nohost", "/relative"]
+    "url",
+    [
+        "ftp://host/x",
+        "file:///etc/passwd",
+        "data:text/plain,hi",
+        "gopher://host/x",
+        "s3://b/k",
+        "http:///nohost",
+        "/relative",
+        "http://host:99999/",
+        "http://host:port/",
+        "http://hooks.example.com/a b",
+        "http://hooks.example.com/\r\nX-Injected: 1",
+        "http://h\u00f6oks.example.com/",
+        "https://hooks.example.com/" + "x" * 2000,
+    ],
 )
-def test_only_absolute_http_urls_are_accepted(url: str) -> None:
+def test_only_absolute_http_urls_are_accepted(url: str, public_dns: None) -> None:
     with pytest.raises(InvalidJob, match="http"):
-        check_url(url)
-    assert check_url("https://hooks.example.com/blurq?x=1") == "https://hooks.example.com/blurq?x=1"
+        check_url(url, allow_private=False)
+    assert check_url(URL, allow_private=False) == URL
+
+
+def test_credentials_in_the_url_are_refused(public_dns: None) -> None:
+    with pytest.raises(InvalidJob, match="credentials"):
+        check_url("https://user:pw@hooks.example.com/", allow_private=False)
+
+
+def test_the_tenant_and_the_batch_id_it_knows() -> None:
+    batch = BatchStatus(
+        "shop-a/spring-01", 1, 0, 0, 1, 0, 1.0, None, 2.0, submitted=True, output="s3://o/"
+    )
+    assert json.loads(payload(batch))["batch_id"] == "spring-01"
+    assert tenant_of(batch) == "shop-a"
+    bare = BatchStatus("spring-01", 1, 0, 0, 1, 0, 1.0, None, 2.0, submitted=True, output="")
+    assert tenant_of(bare) == "default" and json.loads(payload(bare))["batch_id"] == "spring-01"
 
 
 def test_the_webhook_task_imports_no_image_code() -> None:
