@@ -1,4 +1,4 @@
-"""``blurq blur`` and ``blurq matte`` on local files, as a user runs them (real subprocesses)."""
+"""Local commands: ``blurq blur`` and ``matte`` run as a user runs them, what ``dev up`` prints."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from producer.cli.local import addresses
 from producer.local.samples import SAMPLES
+from producer.local.stack import LocalStack
 
 
 def pixels(path: Path) -> np.ndarray:
@@ -126,3 +128,16 @@ def test_one_depth_file_for_several_inputs_is_refused(photos: list[Path], tmp_pa
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "depth.png")
     result = blurq("blur", *photos, "--out", tmp_path / "o", "--depth", tmp_path / "depth.png")
     assert result.returncode == 2 and "one input" in result.stderr
+
+
+def test_a_local_stack_has_fresh_secrets_and_dev_up_prints_them() -> None:
+    one, two = LocalStack(), LocalStack()  # not started: only their settings are read
+    for name in ("redis_password", "flower_password", "api_key", "webhook_secret"):
+        assert getattr(one, name) != getattr(two, name) and len(getattr(one, name)) >= 24
+    assert one.redis_url.startswith(f"redis://:{one.redis_password}@127.0.0.1:")
+    environment = one.environment()
+    assert environment["BLURQ_FLOWER_BASIC_AUTH"] == f"blurq:{one.flower_password}"
+    assert environment["BLURQ_REDIS_URL"] == one.redis_url
+    printed = addresses(one)
+    assert one.api_key in printed and f"password {one.flower_password}" in printed
+    assert "key=" not in printed  # no key in a URL (browser history, access logs)
