@@ -5,7 +5,8 @@ a 50,000-image batch. ``stream`` reads the entries with a blocking XREAD, notes 
 changed, and at most every ``MIN_INTERVAL_S`` sends one ``batches`` event with those batches'
 summaries, read from their records (counters), never from their images. Events:
 
-    snapshot   {now, flower_url, batches: [batch...]}  first, the recent batches
+    snapshot   {now, tenant, role, flower_url,         first, the recent batches and who is
+                batches: [batch...]}                   signed in (role: submit or view)
     batches    {now, batches: [batch...], outputs}     batches that changed (outputs: some image
                                                        finished, previews are stale)
     heartbeat  {now, batches: [batch...]}              every HEARTBEAT_S: unfinished batches, so
@@ -27,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from infra.settings import Settings
 from infra.status import BATCHES_KEY, EVENTS_KEY, BatchStatus, ImageState, StatusStore
+from infra.tenants import DEFAULT_TENANT, Principal
 from producer.http.schemas import Batch
 
 MIN_INTERVAL_S = 0.5
@@ -46,10 +48,20 @@ def summaries(batches: list[BatchStatus]) -> list[dict[str, Any]]:
     return [Batch.of(batch).model_dump(mode="json") for batch in batches]
 
 
-def snapshot(store: StatusStore, settings: Settings, limit: int) -> dict[str, Any]:
-    """The recent batches, newest first, with the page's settings."""
+def snapshot(
+    store: StatusStore, settings: Settings, limit: int, principal: Principal
+) -> dict[str, Any]:
+    """The recent batches, newest first, with who is signed in and the page's settings."""
     batches = summaries(store.recent_batches(count=limit))
-    return {"now": time.time(), "flower_url": settings.flower_url, "batches": batches}
+    # Flower shows and controls every tenant's jobs: only single-tenant submitters get the link.
+    operator = principal.tenant.name == DEFAULT_TENANT and principal.may_submit
+    return {
+        "now": time.time(),
+        "tenant": principal.tenant.name,
+        "role": principal.role.value,
+        "flower_url": settings.flower_url if operator else "",
+        "batches": batches,
+    }
 
 
 def message(event: str, data: dict[str, Any]) -> str:
@@ -57,7 +69,9 @@ def message(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-async def stream(store: StatusStore, settings: Settings, limit: int) -> AsyncIterator[str]:
+async def stream(
+    store: StatusStore, settings: Settings, limit: int, principal: Principal
+) -> AsyncIterator[str]:
     """Events for one connection until it closes: a snapshot, then coalesced changes."""
     # Any: redis-py's stubs cannot know that decode_responses makes every reply a str.
     client: Any = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
@@ -65,7 +79,7 @@ async def stream(store: StatusStore, settings: Settings, limit: int) -> AsyncIte
         # The position is taken before the snapshot: a change in between is sent twice, not lost.
         newest = await client.xrevrange(EVENTS_KEY, count=1)
         last_id = newest[0][0] if newest else "0-0"
-        first = await run_in_threadpool(snapshot, store, settings, limit)
+        first = await run_in_threadpool(snapshot, store, settings, limit, principal)
         yield f"retry: {RETRY_MS}\n" + message("snapshot", first)
         watch = _Watch(first["batches"])
         while True:

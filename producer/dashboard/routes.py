@@ -1,11 +1,15 @@
 """The live batch dashboard: one page, fed by server-sent events from Redis.
 
-Every route needs an API key: in a header (``X-API-Key`` or ``Authorization: Bearer``) or in the
-HttpOnly cookie that opening ``/?key=<key>`` once sets (a browser cannot add headers to an
-``EventSource``). Only the page's script and style sheet are public.
+Every route needs a principal: a key in a header (``X-API-Key`` or ``Authorization: Bearer``) or
+a session from the page's sign-in form (``producer.dashboard.sessions``: an opaque id in an
+HttpOnly, SameSite=Strict cookie; a browser cannot add headers to an ``EventSource``). Keys never
+travel in URLs. The dashboard only reads: a ``view`` key sees all of it and changes nothing. Only
+the page itself (the sign-in form when signed out, answered 200), its script and its style sheet
+are public. The two POSTs refuse another site's pages (Origin/Referer check).
 
-    GET  /                                   the page (a key form when not signed in)
-    POST /dashboard/session                  header key -> cookie (the key form uses it)
+    GET  /                                   the page (the sign-in form when not signed in)
+    POST /dashboard/session                  form field ``key`` -> session cookie, 303 to /
+    POST /dashboard/signout                  ends the session, clears the cookie, 303 to /
     GET  /dashboard/batches                  the recent batches, from their records alone
     GET  /dashboard/batches/{batch}/failures failed images with their reasons, paginated
     GET  /dashboard/recent                   the most recent outputs, with thumbnail links
@@ -17,9 +21,11 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 import redis
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
 
 from infra.errors import (
@@ -31,30 +37,29 @@ from infra.errors import (
 )
 from infra.settings import Settings
 from infra.status import EVENTS_KEY, ImageState, ImageStatus, StatusStore
+from infra.tenants import Principal
 from producer.client import Client
 from producer.dashboard import events as live
+from producer.dashboard.sessions import COOKIE, Sessions
 from producer.dashboard.thumbnails import Thumbnails
-from producer.http.auth import key_is_valid, request_key
+from producer.http.auth import request_key, tenants
 
-COOKIE = "blurq_dashboard"
-"""Name of the cookie that carries the key for the page and its event stream."""
-COOKIE_MAX_AGE = 7 * 24 * 3600
-"""Seconds the sign-in cookie lasts."""
 BATCHES_SHOWN = 100
 """Recent batches on the page (their records only are read)."""
 RECENT_SCAN = 2_000
 """Newest event entries searched for recently finished images."""
 STATIC = Path(__file__).with_name("static")
-ASSETS = {
-    "dashboard.js": "text/javascript",
-    "login.js": "text/javascript",
-    "dashboard.css": "text/css",
-}
-# The page loads nothing from elsewhere and runs no inline script.
+ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+SIGN_IN_ERROR = "<!--error-->"
+"""Where login.html gets the line saying that a key was refused."""
+# The page loads nothing from elsewhere, runs no inline script and posts forms only to itself.
+# Referrer-Policy same-origin: with no-referrer a browser would send "Origin: null" on the
+# page's own form posts, which the Origin check below must refuse.
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none';"
+    " form-action 'self'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
 }
 
 
@@ -64,20 +69,52 @@ def settings_of(request: Request) -> Settings:
     return settings
 
 
-def signed_in(request: Request) -> bool:
-    """True when the request carries a valid key in a header or in the dashboard cookie."""
-    key = request_key(request) or request.cookies.get(COOKIE, "")
-    return key_is_valid(settings_of(request), key)
+def sessions_of(request: Request) -> Sessions:
+    """The app's dashboard sessions, in the status Redis."""
+    state = request.app.state
+    if getattr(state, "dashboard_sessions", None) is None:
+        state.dashboard_sessions = Sessions(
+            store_of(request).redis, settings_of(request).session_ttl
+        )
+    sessions: Sessions = state.dashboard_sessions
+    return sessions
 
 
-def require_viewer(request: Request) -> None:
-    """FastAPI dependency: 401 unless the request carries a valid key (header or cookie)."""
-    if not signed_in(request):
+def principal_of(request: Request) -> Principal | None:
+    """Who the request acts for: its header key, else its session cookie; None when neither."""
+    key = request_key(request)
+    if key:
+        return tenants(request).authenticate(key)
+    return sessions_of(request).principal(request.cookies.get(COOKIE, ""), tenants(request))
+
+
+def require_viewer(request: Request) -> Principal:
+    """FastAPI dependency: the principal, or 401 (sign in on the page, or send X-API-Key)."""
+    found = principal_of(request)
+    if found is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            detail="missing or invalid API key (open /?key=<key> once, or send X-API-Key)",
+            detail="not signed in (sign in on the dashboard page, or send X-API-Key)",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    return found
+
+
+Viewer = Annotated[Principal, Depends(require_viewer)]
+
+
+def same_origin(request: Request) -> bool:
+    """False when a browser says the request comes from another site's page.
+
+    Browsers send Origin on every POST (Referer as a fallback); a request with neither comes
+    from no browser page, so no cross-site forgery can ride on it.
+    """
+    host = request.headers.get("host", "")
+    for header in ("origin", "referer"):
+        value = request.headers.get(header)
+        if value is not None:
+            return value != "null" and urlsplit(value).netloc == host
+    return True
 
 
 def store_of(request: Request) -> StatusStore:
@@ -105,17 +142,19 @@ viewer = APIRouter(prefix="/dashboard", dependencies=[Depends(require_viewer)], 
 
 
 @router.get("/", include_in_schema=False)
-def page(request: Request, key: str = "") -> Response:
-    """The dashboard; ``?key=`` signs the browser in and redirects to drop the key from the URL."""
-    if key and key_is_valid(settings_of(request), key):
-        response: Response = RedirectResponse(request.url.path, status.HTTP_303_SEE_OTHER)
-        _set_cookie(request, response, key)
-        return response
-    if key or not signed_in(request):
-        body = (STATIC / "login.html").read_text()
-        return HTMLResponse(body, status.HTTP_401_UNAUTHORIZED, headers=SECURITY_HEADERS)
+def page(request: Request) -> Response:
+    """The dashboard, or the sign-in form (200) when the request is not signed in."""
+    if principal_of(request) is None:
+        return sign_in_page(status.HTTP_200_OK)
     headers = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
     return HTMLResponse((STATIC / "index.html").read_text(), headers=headers)
+
+
+def sign_in_page(code: int, error: str = "") -> HTMLResponse:
+    """login.html, with the reason a sign-in failed."""
+    line = f'<p id="error" class="error">{error}</p>' if error else ""
+    body = (STATIC / "login.html").read_text().replace(SIGN_IN_ERROR, line)
+    return HTMLResponse(body, code, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
 
 
 @router.get("/dashboard/static/{name}", include_in_schema=False)
@@ -126,27 +165,52 @@ def asset(name: str) -> FileResponse:
     return FileResponse(STATIC / name, media_type=ASSETS[name], headers=SECURITY_HEADERS)
 
 
-@router.post("/dashboard/session", status_code=status.HTTP_204_NO_CONTENT, tags=["dashboard"])
-def session(request: Request, response: Response) -> None:
-    """Trade a header key for the dashboard cookie (the page's key form posts here)."""
-    if not key_is_valid(settings_of(request), request_key(request)):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="invalid API key")
-    _set_cookie(request, response, request_key(request))
-
-
-def _set_cookie(request: Request, response: Response, key: str) -> None:
-    secure = request.url.scheme == "https"
+@router.post("/dashboard/session", include_in_schema=False)
+async def sign_in(request: Request) -> Response:
+    """The sign-in form's key (or a header key) -> a new session in a cookie, 303 to the page."""
+    if not same_origin(request):
+        return sign_in_page(status.HTTP_403_FORBIDDEN, "Sign in from the dashboard's own page.")
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))  # at most 4 KiB: the gate
+    key = (form.get("key") or [""])[0].strip() or request_key(request)
+    found = tenants(request).authenticate(key)
+    if found is None:  # a 401: the gate counts it against the address
+        return sign_in_page(status.HTTP_401_UNAUTHORIZED, "That key is not accepted.")
+    session = await run_in_threadpool(sessions_of(request).open, found, key)
+    response = RedirectResponse(_home(request), status.HTTP_303_SEE_OTHER)
     response.set_cookie(
-        COOKIE, key, max_age=COOKIE_MAX_AGE, httponly=True, samesite="strict", secure=secure
+        COOKIE,
+        session,
+        max_age=settings_of(request).session_ttl,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
     )
+    return response
+
+
+@router.post("/dashboard/signout", include_in_schema=False)
+def sign_out(request: Request) -> Response:
+    """End the session (server side: the cookie's id is worth nothing after), 303 to the page."""
+    if not same_origin(request):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="sign out from the dashboard")
+    sessions_of(request).close(request.cookies.get(COOKIE, ""))
+    response = RedirectResponse(_home(request), status.HTTP_303_SEE_OTHER)
+    response.delete_cookie(COOKIE, httponly=True, samesite="strict")
+    return response
+
+
+def _home(request: Request) -> str:
+    return str(request.scope.get("root_path", "")) + "/"
 
 
 @viewer.get("/batches")
 def batches(
-    request: Request, limit: Annotated[int, Query(ge=1, le=500)] = BATCHES_SHOWN
+    request: Request,
+    principal: Viewer,
+    limit: Annotated[int, Query(ge=1, le=500)] = BATCHES_SHOWN,
 ) -> dict[str, Any]:
     """The newest batches with counters, rate and ETA; reads batch records only, never images."""
-    return live.snapshot(store_of(request), settings_of(request), limit)
+    return live.snapshot(store_of(request), settings_of(request), limit, principal)
 
 
 @viewer.get("/batches/{batch_id}/failures")
@@ -221,10 +285,12 @@ def thumbnail(
 
 @viewer.get("/events")
 async def events(
-    request: Request, limit: Annotated[int, Query(ge=1, le=500)] = BATCHES_SHOWN
+    request: Request,
+    principal: Viewer,
+    limit: Annotated[int, Query(ge=1, le=500)] = BATCHES_SHOWN,
 ) -> StreamingResponse:
     """Server-sent events: a snapshot, then changed batches (at most ~2/s) and heartbeats."""
-    stream = live.stream(store_of(request), settings_of(request), limit)
+    stream = live.stream(store_of(request), settings_of(request), limit, principal)
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 

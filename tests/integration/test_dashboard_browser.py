@@ -1,8 +1,9 @@
 """The dashboard in a real headless Chromium against the real stack (its API process included).
 
-The page is opened once, a batch is submitted through the Python API, and the page must show the
-batch progressing to its end without a reload, with the failure's reason, previews of the outputs
-and the link to Flower. A screenshot is saved to the artifact directory (``--artifacts``).
+The key is typed into the page's sign-in form, a batch is submitted through the Python API, and
+the page must show the batch progressing to its end without a reload, with the failure's reason,
+previews of the outputs and the link to Flower; signing out ends the session. A screenshot is
+saved to the artifact directory (``--artifacts``).
 """
 
 from __future__ import annotations
@@ -82,14 +83,26 @@ def upload(storage: S3Storage) -> int:
     return len(SAMPLES) + 1
 
 
+def sign_in(browser: WebDriver, stack: LocalStack) -> None:
+    """Type the key into the page's form as a person would; the key never enters the address."""
+    browser.get(f"{stack.api_url}/")
+    field = browser.find_element(By.ID, "key")
+    field.send_keys(stack.api_key)
+    browser.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    until(lambda: browser.find_elements(By.ID, "batches"), 30, "the dashboard after sign-in")
+    assert browser.current_url == f"{stack.api_url}/"
+    cookies = browser.get_cookies()
+    assert [c["name"] for c in cookies] == ["blurq_session"] and cookies[0]["httpOnly"]
+    assert stack.api_key not in cookies[0]["value"]
+
+
 def test_the_page_follows_a_batch_to_its_end_without_reloading(
     stack: LocalStack, browser: WebDriver, artifacts: Path
 ) -> None:
     settings = stack.settings(Settings())
     client = Client(settings)
     total = upload(client.storage)  # type: ignore[arg-type]
-    browser.get(f"{stack.api_url}/?key={stack.api_key}")
-    assert browser.current_url == f"{stack.api_url}/"  # the key left the address bar
+    sign_in(browser, stack)
     until(lambda: browser.find_element(By.ID, "connection").text == "live", 30, "the stream")
     browser.execute_script("window.sameDocument = 'yes'")
 
@@ -150,3 +163,8 @@ def test_the_page_follows_a_batch_to_its_end_without_reloading(
     screenshot = artifacts / "dashboard.png"
     assert browser.save_screenshot(str(screenshot))
     print(f"dashboard screenshots: {running} (half-way), {screenshot} (finished)")
+
+    browser.find_element(By.ID, "signout").click()
+    until(lambda: browser.find_elements(By.ID, "login"), 30, "the sign-in form after sign-out")
+    browser.get(f"{stack.api_url}/")
+    assert browser.find_elements(By.ID, "login") and not browser.get_cookies()

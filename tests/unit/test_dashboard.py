@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +22,9 @@ from PIL import Image
 from infra.settings import Settings
 from infra.status import ImageState, StatusStore
 from infra.storage import S3Storage
+from infra.tenants import key_hash, new_key
 from producer.dashboard import events as live
+from producer.dashboard.sessions import COOKIE, SESSION_KEY
 from producer.http.app import create_app
 from producer.local.stack import free_port
 
@@ -101,28 +104,94 @@ def test_every_dashboard_route_but_the_assets_needs_a_key(web: httpx.Client) -> 
     for path in ("/dashboard/batches", "/dashboard/recent", "/dashboard/events"):
         assert web.get(path).status_code == 401
         assert web.get(path, headers={"X-API-Key": "wrong"}).status_code == 401
-    refused = web.get("/")
-    assert refused.status_code == 401 and 'id="login"' in refused.text
-    assert web.get("/?key=wrong").status_code == 401
+        assert web.get(path, headers={"Cookie": f"{COOKIE}=made-up"}).status_code == 401
+    form = web.get("/")
+    assert form.status_code == 200 and 'method="post" action="dashboard/session"' in form.text
+    # A key in the address signs nothing in any more (it would sit in logs and history).
+    keyed = web.get(f"/?key={KEY}", follow_redirects=False)
+    assert keyed.status_code == 200 and 'id="login"' in keyed.text and not web.cookies
     assert web.get("/dashboard/static/dashboard.js").status_code == 200
+    assert web.get("/dashboard/static/login.js").status_code == 404
     assert web.get("/dashboard/static/index.html").status_code == 404
     assert web.get("/dashboard/batches", headers={"Authorization": f"Bearer {KEY}"}).is_success
 
 
-def test_a_key_given_once_becomes_an_http_only_strict_cookie(web: httpx.Client) -> None:
-    signed_in = web.get(f"/?key={KEY}", follow_redirects=False)
+def session_records(client: redis.Redis) -> dict[str, dict[str, Any]]:
+    """Every dashboard session in Redis: key -> record."""
+    keys = client.keys(f"{SESSION_KEY}*")
+    return {key: json.loads(client.get(key)) for key in keys}  # type: ignore[arg-type]
+
+
+def test_the_form_signs_in_with_an_opaque_server_side_session_that_sign_out_ends(
+    web: httpx.Client, redis_client: redis.Redis
+) -> None:
+    origin = {"Origin": str(web.base_url).rstrip("/")}
+    signed_in = web.post("/dashboard/session", data={"key": KEY}, headers=origin)
     assert signed_in.status_code == 303 and signed_in.headers["location"] == "/"
     cookie = signed_in.headers["set-cookie"].lower()
-    assert "httponly" in cookie and "samesite=strict" in cookie and KEY.lower() in cookie
-    page = web.get("/")  # the client keeps the cookie, as a browser does
+    assert "httponly" in cookie and "samesite=strict" in cookie and "max-age=43200" in cookie
+    session = web.cookies[COOKIE]
+    assert KEY not in cookie and len(session) >= 40
+    records = session_records(redis_client)
+    ((stored, record),) = records.items()
+    assert record == {"tenant": "default", "role": "submit", "key_sha256": key_hash(KEY)}
+    assert session not in stored and KEY not in json.dumps(record)  # Redis keeps only hashes
+    assert 43_000 < redis_client.ttl(stored) <= 43_200
+    page = web.get("/")
     assert page.status_code == 200 and "batch-template" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert web.get("/dashboard/batches").json()["tenant"] == "default"
+
+    signed_out = web.post("/dashboard/signout", headers=origin)
+    assert signed_out.status_code == 303 and not session_records(redis_client)
+    assert web.get("/dashboard/batches", headers={"Cookie": f"{COOKIE}={session}"}).status_code == 401
+
+
+def test_sign_in_refuses_other_sites_pages_and_wrong_keys(
+    web: httpx.Client, redis_client: redis.Redis
+) -> None:
+    for origin in (
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Referer": "https://evil.example/page"},
+    ):
+        forged = web.post("/dashboard/session", data={"key": KEY}, headers=origin)
+        assert forged.status_code == 403 and COOKIE not in web.cookies
+    wrong = web.post("/dashboard/session", data={"key": "x" * 30})
+    assert wrong.status_code == 401 and "not accepted" in wrong.text
+    assert not session_records(redis_client)
+    assert web.post("/dashboard/session", data={"key": KEY}).status_code == 303  # no browser
+    forged_out = web.post("/dashboard/signout", headers={"Origin": "https://evil.example"})
+    assert forged_out.status_code == 403 and len(session_records(redis_client)) == 1
     assert web.get("/dashboard/batches").status_code == 200
-    web.cookies.clear()
-    assert web.get("/dashboard/batches").status_code == 401
-    assert web.post("/dashboard/session", headers={"X-API-Key": "nope"}).status_code == 401
-    assert web.post("/dashboard/session", headers={"X-API-Key": KEY}).status_code == 204
-    assert web.get("/dashboard/batches").status_code == 200
+
+
+def test_a_view_key_signs_in_read_only_and_its_removal_ends_the_session(
+    app_settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    submit, view = new_key(), new_key()
+    tenant = {
+        "name": "shop-a",
+        "keys": [{"sha256": key_hash(submit), "role": "submit"}],
+        "inputs": ["s3://shop-a-photos/"],
+        "outputs": ["s3://shop-a-results/"],
+    }
+    both = {
+        "tenants": [
+            {**tenant, "keys": [*tenant["keys"], {"sha256": key_hash(view), "role": "view"}]}
+        ]
+    }
+    path = tmp_path / "tenants.json"
+    path.write_text(json.dumps(both))
+    settings = app_settings.model_copy(update={"api_keys": "", "tenants_file": str(path)})
+    with serving(create_app(settings)) as url, httpx.Client(base_url=url) as web:
+        assert web.post("/dashboard/session", data={"key": view}).status_code == 303
+        shown = web.get("/dashboard/batches").json()
+        assert (shown["tenant"], shown["role"], shown["flower_url"]) == ("shop-a", "view", "")
+        session = web.cookies[COOKIE]
+    path.write_text(json.dumps({"tenants": [tenant]}))  # the view key is revoked
+    with serving(create_app(settings)) as url, httpx.Client(base_url=url) as web:
+        assert web.get("/dashboard/batches", headers={"Cookie": f"{COOKIE}={session}"}).status_code == 401
 
 
 def test_summaries_are_newest_first_with_counts_rate_eta_and_params(

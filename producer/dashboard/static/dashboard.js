@@ -209,6 +209,8 @@ function connect() {
     const flower = document.getElementById("flower");
     flower.hidden = !data.flower_url;
     if (data.flower_url) flower.href = data.flower_url;
+    document.getElementById("who").textContent =
+      `${data.tenant}${data.role === "view" ? " · read-only" : ""}`;
     apply(data.batches);
     scheduleRecent();
   });
