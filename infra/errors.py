@@ -6,6 +6,8 @@ to the two outcomes an image can have after a failed attempt::
     BlurqError
     ├── PermanentError          never retried: the image is marked failed with the reason
     │   ├── InvalidJob
+    │   ├── Forbidden
+    │   ├── QuotaExceeded
     │   ├── BatchConflict
     │   ├── InputMissing
     │   ├── InputTooLarge
@@ -33,6 +35,18 @@ class TransientError(BlurqError):
 
 class InvalidJob(PermanentError):
     """Raised when a job message or its parameters do not follow the job contract."""
+
+
+class Forbidden(PermanentError):
+    """Raised when a batch would read or write outside its tenant's allowed S3 prefixes."""
+
+
+class QuotaExceeded(PermanentError):
+    """Raised when a tenant is over a quota (outstanding images, submits per minute)."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds after which the same request may pass
 
 
 class BatchConflict(PermanentError):

@@ -15,18 +15,21 @@ from typing import Any
 
 from infra.errors import InvalidJob
 from infra.params import EXTENSIONS, BlurParams
+from infra.tenants import DEFAULT_TENANT
 
 __all__ = [
     "BATCH_ID",
+    "DEFAULT_TENANT",
     "QUEUES",
     "SCHEMA_VERSION",
     "BlurParams",
     "Job",
+    "depth_key",
     "normalise_prefix",
     "output_key",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bumped whenever a field is added, removed or changes meaning."""
 
 QUEUES = ("interactive", "bulk")
@@ -39,7 +42,11 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 @dataclass(frozen=True)
 class Job:
-    """One image to blur: where it is, where its result goes, and how to render it."""
+    """One image to blur: where it is, where its result goes, and how to render it.
+
+    ``batch_id`` is qualified by the tenant (``infra.tenants.qualify``); the worker checks the
+    locations against that tenant's allowances again before any S3 call.
+    """
 
     batch_id: str
     image_id: str
@@ -48,6 +55,7 @@ class Job:
     output_bucket: str
     output_prefix: str
     params: BlurParams = field(default_factory=BlurParams)
+    tenant: str = DEFAULT_TENANT
     schema: int = SCHEMA_VERSION
 
     def encode(self) -> dict[str, Any]:
@@ -69,7 +77,8 @@ class Job:
             job = cls(params=BlurParams.from_dict(params), **body)
         except TypeError as error:
             raise InvalidJob(f"bad job message: {error}") from error
-        for name in ("batch_id", "image_id", "input_bucket", "input_key", "output_bucket"):
+        fields = ("batch_id", "image_id", "input_bucket", "input_key", "output_bucket", "tenant")
+        for name in fields:
             if not isinstance(getattr(job, name), str) or not getattr(job, name):
                 raise InvalidJob(f"job field {name} must be a non-empty string")
         return job
@@ -92,6 +101,13 @@ def output_key(job: Job, *, etag: str, model_version: str) -> str:
     safe = [part for part in parts if part.strip(".") and part not in (".", "..")] or ["image"]
     name = f"{'/'.join(safe)}.{digest}.{EXTENSIONS[job.params.format]}"
     return f"{normalise_prefix(job.output_prefix)}{name}"
+
+
+def depth_key(input_key: str, suffix: str) -> str:
+    """The key of an input's depth map: the input key without its extension, plus suffix."""
+    stem, dot, extension = input_key.rpartition(".")
+    base = stem if dot and "/" not in extension else input_key
+    return f"{base}{suffix}"
 
 
 def normalise_prefix(prefix: str) -> str:

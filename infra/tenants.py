@@ -14,6 +14,10 @@ tenants file (``BLURQ_TENANTS_FILE``) is the one source::
        "limits": {"images_per_batch": 100000, "outstanding_images": 500000,
                   "submits_per_minute": 60}}]}
 
+A batch id lives in its tenant's namespace: ``qualify`` names it in Redis and in job messages
+as ``<tenant>/<batch id>`` (neither part can hold a ``/``), and as the bare id for the
+``default`` tenant, so that single-tenant deployments keep the ids they had.
+
 Without a tenants file, ``BLURQ_API_KEYS`` is single-tenant mode: one tenant, ``default``, whose
 keys all have the ``submit`` role and whose batches may read and write every bucket the service's
 own credentials reach. Both set is a configuration error (one source of truth).
@@ -32,7 +36,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from infra.errors import InvalidJob
+from infra.errors import Forbidden, InvalidJob
 from infra.settings import Settings
 from infra.storage import S3Uri
 
@@ -42,6 +46,8 @@ TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 """Tenant names: they prefix the tenant's batch ids in Redis, so no ``/`` or ``:``."""
 MIN_KEY_LENGTH = 24
 """Shortest API key accepted in single-tenant mode (``blurq tenants add`` makes 43 characters)."""
+FORBIDDEN = "is outside this tenant's allowed S3 prefixes"
+"""The one answer about a place a tenant may not use: the same whether anything is there."""
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -78,6 +84,16 @@ class Tenant:
     def may_write(self, uri: S3Uri) -> bool:
         """True when uri (an output prefix or object) lies under one of its output prefixes."""
         return _under(uri, self.outputs)
+
+    def check_read(self, uri: S3Uri, what: str = "input") -> None:
+        """Forbidden unless the tenant may read uri (checked before any S3 call)."""
+        if not self.may_read(uri):
+            raise Forbidden(f"{what} {uri} {FORBIDDEN}")
+
+    def check_write(self, uri: S3Uri, what: str = "output") -> None:
+        """Forbidden unless the tenant may write under uri (checked before any S3 call)."""
+        if not self.may_write(uri):
+            raise Forbidden(f"{what} {uri} {FORBIDDEN}")
 
 
 @dataclass(frozen=True)
@@ -120,6 +136,17 @@ class Tenants:
         return self.by_name.get(name)
 
 
+def qualify(tenant: str, batch_id: str) -> str:
+    """The id a tenant's batch has in Redis and in job messages (bare for ``default``)."""
+    return batch_id if tenant == DEFAULT_TENANT else f"{tenant}/{batch_id}"
+
+
+def split(qualified: str) -> tuple[str, str]:
+    """(tenant, the tenant's own batch id) of a qualified batch id; the inverse of qualify."""
+    tenant, slash, batch_id = qualified.rpartition("/")
+    return (tenant, batch_id) if slash else (DEFAULT_TENANT, batch_id)
+
+
 def key_hash(key: str) -> str:
     """The hex SHA-256 of an API key, as the tenants file stores it."""
     return hashlib.sha256(key.encode()).hexdigest()
@@ -135,8 +162,23 @@ def load(settings: Settings) -> Tenants:
     if settings.tenants_file and settings.api_keys.strip():
         raise InvalidJob("set BLURQ_TENANTS_FILE or BLURQ_API_KEYS, not both (one source of keys)")
     if settings.tenants_file:
-        return parse(json.loads(Path(settings.tenants_file).read_text(encoding="utf-8")))
+        return parse(read_file(Path(settings.tenants_file)))
     return single_tenant(settings.api_key_set)
+
+
+def allowances(settings: Settings) -> Tenants:
+    """The tenants as a worker needs them (prefixes, no keys): the file, or single-tenant mode."""
+    if settings.tenants_file:
+        return parse(read_file(Path(settings.tenants_file)))
+    return single_tenant(())
+
+
+def read_file(path: Path) -> Any:
+    """The tenants file's JSON; InvalidJob when it cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidJob(f"cannot read the tenants file {path}: {error}") from error
 
 
 def single_tenant(keys: Iterable[str]) -> Tenants:

@@ -4,6 +4,12 @@
 >>> batch = client.submit(prefix="s3://photos/shoot-42/", output="s3://photos/blurred/",
 ...                       params=BlurParams(strength=40), batch_id="shoot-42")
 >>> client.wait(batch).done
+
+Every call acts for one tenant (``infra.tenants``; default: ``default``, single-tenant mode).
+A submission is admitted in this order, before anything is queued: confinement (every input,
+the prefix, the manifest, the output, then each manifest line and depth map, each before any S3
+call on it), quotas (submits per minute, images per batch, outstanding images), then the batch.
+Batch ids are the tenant's own; Redis and the job messages hold them qualified by the tenant.
 """
 
 from __future__ import annotations
@@ -24,18 +30,19 @@ from infra.jobs import BATCH_ID, QUEUES, BlurParams, Job, normalise_prefix
 from infra.settings import Settings, get_settings
 from infra.status import BatchStatus, ImageState, ImageStatus, StatusStore
 from infra.storage import S3Storage, S3Uri, Storage
+from infra.tenants import DEFAULT_TENANT, Tenant, Tenants, load, qualify, split
 from infra.webhooks import check_url
-from producer import inputs
+from producer import inputs, quotas
 
 INTERACTIVE_MAX = 8
-"""Batches up to this many images go to the interactive queue unless a queue is named."""
+"""Batches up to this many images go to the interactive queue; larger ones may not use it."""
 
 
 @dataclass(frozen=True)
 class Submission:
     """A submitted batch's id, and whether this submission created it (False: it existed)."""
 
-    batch_id: str
+    batch_id: str  # the tenant's own id
     created: bool
 
 
@@ -60,6 +67,16 @@ class Client:
             # A cancel can be what finishes a batch: its webhook is then sent from here.
             on_complete=partial(send_webhook, self.app),
         )
+        self._tenants: Tenants | None = None
+
+    def tenant(self, name: str = DEFAULT_TENANT) -> Tenant:
+        """The tenant of that name in the deployment's tenants; InvalidJob when unknown."""
+        if self._tenants is None:
+            self._tenants = load(self.settings)
+        found = self._tenants.get(name)
+        if found is None:
+            raise InvalidJob(f"no tenant {name!r}")
+        return found
 
     def submit(
         self,
@@ -72,12 +89,14 @@ class Client:
         batch_id: str | None = None,
         queue: str | None = None,
         webhook_url: str | None = None,
+        tenant: Tenant | None = None,
     ) -> str:
         """Submit one batch; returns its id. Resubmitting a batch id sends nothing twice.
 
-        BatchConflict when the batch id exists with another output or other parameters.
-
-        With webhook_url, a signed POST announces the batch's end (``infra.webhooks``).
+        BatchConflict when the batch id exists with another output or other parameters;
+        Forbidden when an input or the output lies outside the tenant's prefixes; QuotaExceeded
+        when the tenant is over a quota. With webhook_url, a signed POST announces the batch's
+        end (``infra.webhooks``).
         """
         return self.submit_batch(
             output=output,
@@ -88,6 +107,7 @@ class Client:
             batch_id=batch_id,
             queue=queue,
             webhook_url=webhook_url,
+            tenant=tenant,
         ).batch_id
 
     def submit_batch(
@@ -101,28 +121,48 @@ class Client:
         batch_id: str | None = None,
         queue: str | None = None,
         webhook_url: str | None = None,
+        tenant: Tenant | None = None,
     ) -> Submission:
         """Like submit, and says whether the batch was created or already existed."""
+        tenant = tenant or self.tenant()
         destination = S3Uri.parse(output)
+        inputs.confine(tenant, destination, uris, prefix, manifest)  # before any S3 call
         if webhook_url is not None:
             check_url(webhook_url)
-        params = params or BlurParams()
-        if batch_id:
-            self._check_same(_check_batch_id(batch_id), destination, params)
-        sources = self._expand(uris, prefix, manifest, destination)
-        if not sources:
-            raise InvalidJob("the batch has no inputs")
-        batch_id = batch_id or uuid.uuid4().hex
-        queue = queue or ("interactive" if len(sources) <= INTERACTIVE_MAX else "bulk")
-        if queue not in QUEUES:
+        if queue is not None and queue not in QUEUES:
             raise InvalidJob(f"queue must be one of {QUEUES}, got {queue!r}")
+        params = params or BlurParams()
+        own_id = _check_batch_id(batch_id) if batch_id else uuid.uuid4().hex
+        qualified = qualify(tenant.name, own_id)
+        quotas.count_submit(self.status_store, tenant)
+        if batch_id:
+            existing = self._check_same(qualified, destination, params)
+            if existing is not None and existing.submitted:
+                return Submission(own_id, created=False)
+        sources = self._expand(tenant, uris, prefix, manifest, destination)
+        inputs.confine_found(tenant, sources, params.depth_suffix, destination)
+        queue = _queue(queue, len(sources))
+        quotas.check_outstanding(self.status_store, tenant, len(sources))
         jobs = [
-            _job(batch_id, f"{n:06d}", source, destination, params)
+            _job(qualified, f"{n:06d}", source, destination, params, tenant.name)
             for n, source in enumerate(sources)
         ]
-        meta = {"params": json.dumps(asdict(params)), "output": str(destination), "queue": queue}
-        if webhook_url:
-            meta["webhook_url"] = webhook_url
+        created = self._create(qualified, jobs, destination, params, queue, webhook_url)
+        return Submission(own_id, created)
+
+    def _create(
+        self,
+        batch_id: str,
+        jobs: list[Job],
+        output: S3Uri,
+        params: BlurParams,
+        queue: str,
+        webhook: str | None,
+    ) -> bool:
+        """Record the batch and send its messages; False when it existed already."""
+        meta = {"params": json.dumps(asdict(params)), "output": str(output), "queue": queue}
+        if webhook:
+            meta["webhook_url"] = webhook
         created = self.status_store.create_batch(
             batch_id,
             ((job.image_id, f"s3://{job.input_bucket}/{job.input_key}") for job in jobs),
@@ -130,14 +170,14 @@ class Client:
         )
         if not created:
             # Another submission of the same id may have created the batch since the check above.
-            existing = self._check_same(batch_id, destination, params)
+            existing = self._check_same(batch_id, output, params)
             if existing is not None and existing.submitted:
-                return Submission(batch_id, created=False)
+                return False
             if existing is not None:  # a submission that stopped half-way
                 jobs = self._still_queued(batch_id, jobs)
         self._send(jobs, queue)
         self.status_store.mark_submitted(batch_id)
-        return Submission(batch_id, created=created)
+        return created
 
     def _check_same(self, batch_id: str, output: S3Uri, params: BlurParams) -> BatchStatus | None:
         """The existing batch of this id (or None); BatchConflict if it was asked differently."""
@@ -146,62 +186,79 @@ class Client:
             existing.output != str(output) or BlurParams.from_dict(existing.params) != params
         ):
             raise BatchConflict(
-                f"batch {batch_id!r} exists with another output or other parameters"
+                f"batch {split(batch_id)[1]!r} exists with another output or other parameters"
             )
         return existing
 
     def _still_queued(self, batch_id: str, jobs: list[Job]) -> list[Job]:
         """The jobs whose image is still queued: those a stopped submission may not have sent."""
-        queued = {image.image_id for image in self.images(batch_id, ImageState.QUEUED)}
+        tenant, own_id = split(batch_id)
+        queued = {i.image_id for i in self.images(own_id, ImageState.QUEUED, tenant=tenant)}
         return [job for job in jobs if job.image_id in queued]
 
     def _expand(
-        self, uris: Sequence[str] | None, prefix: str | None, manifest: str | None, output: S3Uri
+        self,
+        tenant: Tenant,
+        uris: Sequence[str] | None,
+        prefix: str | None,
+        manifest: str | None,
+        output: S3Uri,
     ) -> list[S3Uri]:
-        given = [value is not None for value in (uris, prefix, manifest)]
-        if sum(given) != 1:
-            raise InvalidJob("give exactly one of uris, prefix or manifest")
+        cap = tenant.limits.images_per_batch
         if uris is not None:
-            return inputs.from_uris(list(uris))
-        if prefix is not None:
-            return inputs.from_prefix(self.storage, prefix, exclude=output)
-        assert manifest is not None
-        return inputs.from_manifest(self.storage, manifest)
+            found = inputs.from_uris(list(uris), cap=cap)
+        elif prefix is not None:
+            found = inputs.from_prefix(self.storage, prefix, exclude=output, cap=cap)
+        else:
+            assert manifest is not None
+            found = inputs.from_manifest(self.storage, manifest, cap=cap)
+        if not found:
+            raise InvalidJob("the batch has no inputs")
+        return found
 
     def _send(self, jobs: list[Job], queue: str) -> None:
         with self.app.producer_or_acquire() as producer:
             for job in jobs:
                 self.app.send_task(BLUR_TASK, args=[job.encode()], queue=queue, producer=producer)
 
-    def status(self, batch_id: str) -> BatchStatus:
-        """The batch's counters and times; InvalidJob when no such batch exists (or expired)."""
-        found = self.status_store.batch(batch_id)
+    def status(self, batch_id: str, *, tenant: str = DEFAULT_TENANT) -> BatchStatus:
+        """The tenant's batch; InvalidJob when it has no such batch (or it expired)."""
+        found = self.status_store.batch(qualify(tenant, batch_id))
         if found is None:
             raise InvalidJob(f"no batch {batch_id!r} (never submitted, or expired)")
         return found
 
-    def images(self, batch_id: str, state: ImageState | None = None) -> list[ImageStatus]:
+    def images(
+        self, batch_id: str, state: ImageState | None = None, *, tenant: str = DEFAULT_TENANT
+    ) -> list[ImageStatus]:
         """Every image record of the batch, optionally only those in one state."""
         found: list[ImageStatus] = []
-        start, page = 0, 1000
+        start, page, qualified = 0, 1000, qualify(tenant, batch_id)
         while True:
-            chunk = self.status_store.images(batch_id, start=start, count=page)
+            chunk = self.status_store.images(qualified, start=start, count=page)
             found += [image for image in chunk if state is None or image.state is state]
             if len(chunk) < page:
                 return found
             start += page
 
-    def cancel(self, batch_id: str) -> BatchStatus:
+    def cancel(self, batch_id: str, *, tenant: str = DEFAULT_TENANT) -> BatchStatus:
         """Cancel a batch: queued images end ``cancelled``, running ones finish; the new status."""
-        if self.status_store.cancel(batch_id) is None:
+        if self.status_store.cancel(qualify(tenant, batch_id)) is None:
             raise InvalidJob(f"no batch {batch_id!r} (never submitted, or expired)")
-        return self.status(batch_id)
+        return self.status(batch_id, tenant=tenant)
 
-    def wait(self, batch_id: str, *, timeout: float = 3600.0, poll: float = 0.5) -> BatchStatus:
+    def wait(
+        self,
+        batch_id: str,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        timeout: float = 3600.0,
+        poll: float = 0.5,
+    ) -> BatchStatus:
         """Block until every image is done, failed or cancelled; TimeoutError past timeout."""
         deadline = time.monotonic() + timeout
         while True:
-            current = self.status(batch_id)
+            current = self.status(batch_id, tenant=tenant)
             if current.finished:
                 return current
             if time.monotonic() > deadline:
@@ -215,7 +272,16 @@ def _check_batch_id(batch_id: str) -> str:
     return batch_id
 
 
-def _job(batch_id: str, image_id: str, source: S3Uri, output: S3Uri, params: BlurParams) -> Job:
+def _queue(asked: str | None, count: int) -> str:
+    """The batch's queue: interactive only for batches within INTERACTIVE_MAX images."""
+    if asked == "interactive" and count > INTERACTIVE_MAX:
+        raise InvalidJob(f"the interactive queue takes batches of up to {INTERACTIVE_MAX} images")
+    return asked or ("interactive" if count <= INTERACTIVE_MAX else "bulk")
+
+
+def _job(
+    batch_id: str, image_id: str, source: S3Uri, output: S3Uri, params: BlurParams, tenant: str
+) -> Job:
     return Job(
         batch_id=batch_id,
         image_id=image_id,
@@ -224,4 +290,5 @@ def _job(batch_id: str, image_id: str, source: S3Uri, output: S3Uri, params: Blu
         output_bucket=output.bucket,
         output_prefix=normalise_prefix(output.key),
         params=params,
+        tenant=tenant,
     )

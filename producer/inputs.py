@@ -4,32 +4,89 @@ A manifest is a text file (local or in S3) with one input per line: an ``s3://``
 relative to the manifest's own bucket when the manifest is in S3. Blank lines and lines starting
 with ``#`` are ignored. A prefix expands to the image files under it (by extension), leaving out
 the batch's own output prefix so that results are never fed back in.
+
+Every kind stops at ``cap`` images (the tenant's images per batch): a prefix is listed, and a
+manifest's lines are read, only up to cap + 1, and a manifest larger than
+``MANIFEST_BYTES_PER_IMAGE`` × cap bytes is refused before it is downloaded.
+
+Confinement: ``confine`` checks what a request names (URIs, prefix, manifest, output) against
+the tenant's prefixes before any S3 call; ``confine_found`` checks what the expansion found
+(manifest lines, depth maps) before anything reads them. Both raise ``Forbidden`` with one text
+that says nothing about what is there. An input inside the output prefix, or a prefix that
+overlaps it, is refused: outputs would be fed back in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from infra.errors import InvalidJob
+from infra.jobs import depth_key, normalise_prefix
 from infra.storage import S3Uri, Storage
+from infra.tenants import Limits, Tenant
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
+MANIFEST_BYTES_PER_IMAGE = 100
+"""A manifest may hold this many bytes per image the cap allows (an S3 URI per line)."""
+DEFAULT_CAP = Limits().images_per_batch
+"""Images per batch when no tenant limit is given."""
 
 
-def from_uris(uris: list[str]) -> list[S3Uri]:
+def confine(
+    tenant: Tenant,
+    output: S3Uri,
+    uris: Sequence[str] | None,
+    prefix: str | None,
+    manifest: str | None,
+) -> None:
+    """Forbidden unless every place the request names lies under the tenant's prefixes."""
+    if sum(value is not None for value in (uris, prefix, manifest)) != 1:
+        raise InvalidJob("give exactly one of uris, prefix or manifest")
+    tenant.check_write(output)
+    for uri in uris or ():
+        tenant.check_read(S3Uri.parse(uri))
+    if prefix is not None:
+        tenant.check_read(S3Uri.parse(prefix), "prefix")
+        if _overlap(S3Uri.parse(prefix), output):
+            raise InvalidJob(f"the prefix {prefix} and the output {output} overlap")
+    if manifest is not None and manifest.startswith("s3://"):
+        tenant.check_read(S3Uri.parse(manifest), "manifest")
+
+
+def confine_found(
+    tenant: Tenant, found: Iterable[S3Uri], depth_suffix: str | None, output: S3Uri
+) -> None:
+    """Forbidden unless every input found, and its depth map, lies under the tenant's prefixes."""
+    for uri in found:
+        tenant.check_read(uri)
+        if depth_suffix is not None:
+            tenant.check_read(S3Uri(uri.bucket, depth_key(uri.key, depth_suffix)), "depth map")
+        if _overlap(uri, output):
+            raise InvalidJob(f"input {uri} lies inside the output prefix {output}")
+
+
+def _overlap(a: S3Uri, b: S3Uri) -> bool:
+    """True when one of the two (as prefixes) contains the other."""
+    first, second = normalise_prefix(a.key), normalise_prefix(b.key)
+    return a.bucket == b.bucket and (first.startswith(second) or second.startswith(first))
+
+
+def from_uris(uris: list[str], *, cap: int = DEFAULT_CAP) -> list[S3Uri]:
     """Parse a list of ``s3://`` URIs; anything else is refused."""
-    parsed = [S3Uri.parse(uri) for uri in uris]
+    parsed = _capped((S3Uri.parse(uri) for uri in uris), cap, "uris")
     for uri in parsed:
         if not uri.key or uri.key.endswith("/"):
             raise InvalidJob(f"not an object URI (no key): {uri}")
     return parsed
 
 
-def from_prefix(storage: Storage, prefix: str, *, exclude: S3Uri | None = None) -> list[S3Uri]:
+def from_prefix(
+    storage: Storage, prefix: str, *, exclude: S3Uri | None = None, cap: int = DEFAULT_CAP
+) -> list[S3Uri]:
     """Every image object under an ``s3://bucket/prefix``, in key order."""
     root = S3Uri.parse(prefix)
-    return list(_images_under(storage, root, exclude))
+    return _capped(_images_under(storage, root, exclude), cap, f"prefix {root}")
 
 
 def _images_under(storage: Storage, root: S3Uri, exclude: S3Uri | None) -> Iterator[S3Uri]:
@@ -46,19 +103,37 @@ def _images_under(storage: Storage, root: S3Uri, exclude: S3Uri | None) -> Itera
         yield S3Uri(root.bucket, key)
 
 
-def from_manifest(storage: Storage, manifest: str) -> list[S3Uri]:
+def from_manifest(storage: Storage, manifest: str, *, cap: int = DEFAULT_CAP) -> list[S3Uri]:
     """The inputs listed in a manifest file, local path or ``s3://`` URI."""
+    max_bytes = MANIFEST_BYTES_PER_IMAGE * cap
     if manifest.startswith("s3://"):
         where = S3Uri.parse(manifest)
-        text = storage.get(where.bucket, where.key).data.decode("utf-8")
+        data = storage.get(where.bucket, where.key, max_bytes=max_bytes).data
         bucket: str | None = where.bucket
     else:
         path = Path(manifest)
         if not path.is_file():
             raise InvalidJob(f"manifest not found: {manifest}")
-        text = path.read_text(encoding="utf-8")
+        if path.stat().st_size > max_bytes:
+            raise InvalidJob(f"manifest {manifest} is larger than {max_bytes} bytes")
+        data = path.read_bytes()
         bucket = None
-    return [_manifest_line(line, bucket) for line in _lines(text)]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidJob(f"manifest {manifest} is not UTF-8 text") from error
+    lines = (_manifest_line(line, bucket) for line in _lines(text))
+    return _capped(lines, cap, f"manifest {manifest}")
+
+
+def _capped(found: Iterable[S3Uri], cap: int, where: str) -> list[S3Uri]:
+    """The inputs found, read no further than cap + 1; InvalidJob past cap."""
+    taken: list[S3Uri] = []
+    for uri in found:
+        taken.append(uri)
+        if len(taken) > cap:
+            raise InvalidJob(f"{where}: more than {cap} images (the limit per batch)")
+    return taken
 
 
 def _lines(text: str) -> Iterator[str]:

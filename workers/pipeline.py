@@ -1,8 +1,10 @@
 """The pipeline of one image, reading like the diagram:
 
-    S3 get → decode → matting → render (foreground → bokeh) → encode → S3 put
+    confine → S3 get → decode → matting → render (foreground → bokeh) → encode → S3 put
 
-I/O happens only at the two ends; each stage in between is arrays in, arrays out, and the middle
+Before any S3 call the job is checked again against its tenant's allowances (the producer
+checked it once; a message that reached the queue another way gets no further). I/O happens
+only at the two ends; each stage in between is arrays in, arrays out, and the middle
 is ``workers.render.render``, the same function ``blurq blur`` calls. The stage the image is in
 and the time each stage took (get, decode, matting, foreground, bokeh, encode, put) are written
 to its status record.
@@ -18,11 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from infra.jobs import Job, output_key
+from infra.errors import Forbidden
+from infra.jobs import Job, depth_key, output_key
 from infra.settings import Settings
 from infra.status import StatusStore
-from infra.storage import Storage, StoredObject
-from workers.bokeh import decode_depth, depth_key
+from infra.storage import S3Uri, Storage, StoredObject
+from infra.tenants import Tenants, split
+from workers.bokeh import decode_depth
 from workers.decode import DecodedImage, decode
 from workers.encode import content_type, encode
 from workers.matting import Matting
@@ -60,8 +64,10 @@ def process(
     status: StatusStore,
     matting: Callable[[str], Matting],
     settings: Settings,
+    tenants: Tenants,
 ) -> Result:
     """Blur one image from S3 into S3; an output that already exists is not rendered again."""
+    confine(job, tenants)
     stage = Stages(job, status)
     params = job.params
     with stage("get"):
@@ -83,6 +89,21 @@ def process(
     with stage("put"):
         storage.put(job.output_bucket, key, data, content_type=content_type(params.format))
     return Result(key, stage.timings)
+
+
+def confine(job: Job, tenants: Tenants) -> None:
+    """Forbidden unless the job's tenant exists, owns its batch and may use every place it names."""
+    tenant = tenants.get(job.tenant)
+    if tenant is None or split(job.batch_id)[0] != job.tenant:
+        raise Forbidden(f"forbidden: no tenant {job.tenant!r} with batch {job.batch_id!r}")
+    places = [(S3Uri(job.input_bucket, job.input_key), tenant.may_read)]
+    if job.params.depth_suffix is not None:
+        depth = depth_key(job.input_key, job.params.depth_suffix)
+        places.append((S3Uri(job.input_bucket, depth), tenant.may_read))
+    places.append((S3Uri(job.output_bucket, job.output_prefix), tenant.may_write))
+    for uri, allowed in places:
+        if not allowed(uri):
+            raise Forbidden(f"forbidden: {uri} is outside tenant {tenant.name}'s allowed prefixes")
 
 
 def _get_depth(job: Job, storage: Storage, settings: Settings) -> StoredObject | None:

@@ -25,6 +25,7 @@ from infra.jobs import Job
 from infra.models import ModelStore
 from infra.settings import Settings, get_settings
 from infra.status import StatusStore
+from infra.tenants import Tenants, allowances
 from workers.matting import Matting
 from workers.pipeline import process
 from workers.runtime import backoff, status_store, storage
@@ -38,6 +39,12 @@ def _matting(model: str) -> Matting:
     # survive fork, and the prefork pool forks.
     settings = get_settings()
     return Matting(model, ModelStore.from_settings(settings), threads=settings.onnx_threads)
+
+
+@cache
+def _tenants() -> Tenants:
+    # Loaded once per worker process: the allowances every job is checked against.
+    return allowances(get_settings())
 
 
 @app.task(name=BLUR_TASK, bind=True, max_retries=None)
@@ -82,7 +89,14 @@ def _refuse(status: StatusStore, message: Any, error: InvalidJob, worker: str) -
 def _run(task: Task, job: Job, status: StatusStore, settings: Settings) -> str:
     ids = (job.batch_id, job.image_id)
     try:
-        result = process(job, storage=storage(), status=status, matting=_matting, settings=settings)
+        result = process(
+            job,
+            storage=storage(),
+            status=status,
+            matting=_matting,
+            settings=settings,
+            tenants=_tenants(),
+        )
     except PermanentError as error:
         return status.fail(*ids, str(error))
     except TransientError as error:

@@ -1,10 +1,13 @@
 """Batch and image status in Redis: the records, the store that moves them, metrics and progress.
 
-Keys, all under ``KEY_PREFIX`` (``blurq:``). All but the index, the events stream and the
-metrics carry the status TTL; each transition renews its image's record and the batch's three
-keys together::
+Keys, all under ``KEY_PREFIX`` (``blurq:``). All but the indexes, the tenant counters, the events
+stream and the metrics carry the status TTL; each transition renews its image's record and the
+batch's three keys together::
 
     blurq:batches                     sorted set  batch id -> created time (trimmed past the TTL)
+    blurq:batches:<tenant>            sorted set  the same for one tenant's batches
+    blurq:tenant:<tenant>             hash        outstanding: its images queued or running
+    blurq:tenant:<tenant>:submits:<m> string      its submissions in minute m (expires)
     blurq:batch:<batch>               hash        totals, counters, times, parameters,
                                                   cancel flag, webhook URL and outcome
     blurq:batch:<batch>:images        list        image ids in submission order
@@ -13,6 +16,9 @@ keys together::
                                                   output, error
     blurq:events                      stream      one entry per transition (for live views)
     blurq:metrics                     hash        totals for Prometheus (``metrics``)
+
+A batch id here is qualified by its tenant (``infra.tenants.qualify``): ``<tenant>/<id>``, or the
+bare id for the ``default`` tenant.
 
 An image's states (``ImageState``) and the store's transitions, each one Lua script::
 
@@ -57,6 +63,9 @@ from infra.status.records import (
     image_key,
     images_key,
     rate_key,
+    tenant_batches_key,
+    tenant_key,
+    tenant_of,
 )
 from infra.status.store import CANCEL_CHUNK, EVENTS_MAXLEN, StatusStore
 
@@ -84,4 +93,7 @@ __all__ = [
     "rate",
     "rate_key",
     "stage_histograms",
+    "tenant_batches_key",
+    "tenant_key",
+    "tenant_of",
 ]

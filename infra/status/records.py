@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from infra.errors import StatusUnavailable
+from infra.tenants import split
 
 KEY_PREFIX = "blurq:"
 CREATE_CHUNK = 1_000
@@ -59,6 +60,26 @@ def image_key(batch_id: str, image_id: str) -> str:
 
 EVENTS_KEY = f"{KEY_PREFIX}events"
 BATCHES_KEY = f"{KEY_PREFIX}batches"
+
+
+def tenant_of(batch_id: str) -> str:
+    """The tenant a qualified batch id belongs to (``infra.tenants.split``)."""
+    return split(batch_id)[0]
+
+
+def tenant_key(tenant: str) -> str:
+    """The key of a tenant's counters (``outstanding``: its images queued or running)."""
+    return f"{KEY_PREFIX}tenant:{tenant}"
+
+
+def tenant_batches_key(tenant: str) -> str:
+    """The key of a tenant's index of batches (batch id -> created time)."""
+    return f"{KEY_PREFIX}batches:{tenant}"
+
+
+def submits_key(tenant: str, minute: int) -> str:
+    """The key counting a tenant's submissions in one minute (unix time // 60)."""
+    return f"{tenant_key(tenant)}:submits:{minute}"
 
 
 def rate_buckets(now: float) -> tuple[list[str], float]:
@@ -135,11 +156,23 @@ class StatusReader:
     # Any: redis-py's stubs cannot know that decode_responses makes every reply a str.
     redis: Any
 
-    def recent_batches(self, count: int = 50, *, start: int = 0) -> list[BatchStatus]:
-        """Batches newest first (those still on record), ``count`` from position ``start``."""
+    def recent_batches(
+        self, count: int = 50, *, start: int = 0, tenant: str | None = None
+    ) -> list[BatchStatus]:
+        """Batches newest first (those still on record), ``count`` from position ``start``.
+
+        With tenant, only that tenant's batches; without, every tenant's.
+        """
+        index = BATCHES_KEY if tenant is None else tenant_batches_key(tenant)
         with mapped_errors():
-            ids = self.redis.zrevrange(BATCHES_KEY, start, start + count - 1)
+            ids = self.redis.zrevrange(index, start, start + count - 1)
         return self.batches(ids)
+
+    def outstanding(self, tenant: str) -> int:
+        """How many of the tenant's images are queued or running (a counter, O(1))."""
+        with mapped_errors():
+            value = self.redis.hget(tenant_key(tenant), "outstanding")
+        return int(value or 0)
 
     def batches(self, batch_ids: Iterable[str]) -> list[BatchStatus]:
         """The records of the given batches in one round trip; unknown or expired ones left out."""

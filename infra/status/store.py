@@ -39,6 +39,10 @@ from infra.status.records import (
     images_key,
     mapped_errors,
     rate_key,
+    submits_key,
+    tenant_batches_key,
+    tenant_key,
+    tenant_of,
 )
 
 EVENTS_MAXLEN = 100_000
@@ -105,7 +109,9 @@ class StatusStore(StatusReader):
                 pairs = [value for pair in chunk for value in pair]
                 self._claimed(batch_id, self._run("create_images", keys, [token, self.ttl, *pairs]))
                 total += len(chunk)
+            tenant = tenant_of(batch_id)
             keys = [*claim, rate_key(batch_id), BATCHES_KEY]
+            keys += [tenant_batches_key(tenant), tenant_key(tenant)]
             args: list[Arg] = [token, now, self.ttl, batch_id, total, *_flat(meta)]
             self._claimed(batch_id, self._run("create_end", keys, args))
         return True
@@ -178,7 +184,7 @@ class StatusStore(StatusReader):
     def _image(self, script: str, batch_id: str, image_id: str, *args: Arg) -> list[Any]:
         """Run an image transition with the calling convention of ``lua/common.lua``."""
         keys = [image_key(batch_id, image_id), batch_key(batch_id), images_key(batch_id)]
-        keys += [rate_key(batch_id), EVENTS_KEY, METRICS_KEY]
+        keys += [rate_key(batch_id), EVENTS_KEY, METRICS_KEY, tenant_key(tenant_of(batch_id))]
         now = time.time()
         shared: list[Arg] = [now, self.ttl, EVENTS_MAXLEN, batch_id, image_id]
         shared.append(int(now // RATE_BUCKET_S))
@@ -204,7 +210,7 @@ class StatusStore(StatusReader):
             with mapped_errors():
                 ids = self.redis.lrange(images_key(batch_id), start, start + CANCEL_CHUNK - 1)
                 keys = [batch_key(batch_id), images_key(batch_id), rate_key(batch_id)]
-                keys += [EVENTS_KEY, METRICS_KEY]
+                keys += [EVENTS_KEY, METRICS_KEY, tenant_key(tenant_of(batch_id))]
                 keys += [image_key(batch_id, image_id) for image_id in ids]
                 args = [time.time(), self.ttl, EVENTS_MAXLEN, batch_id, *ids]
                 count, completed = self._run("cancel", keys, args)
@@ -215,6 +221,16 @@ class StatusStore(StatusReader):
             if len(ids) < CANCEL_CHUNK:
                 return moved
             start += CANCEL_CHUNK
+
+    def count_submit(self, tenant: str, now: float | None = None) -> int:
+        """Count one submission of the tenant in the current minute; returns the minute's count."""
+        key = submits_key(tenant, int((now or time.time()) // 60))
+        with mapped_errors():
+            pipe = self.redis.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, 120)  # the minute is over by then
+            count, _ = pipe.execute()
+        return int(count)
 
     def webhook_attempted(self, batch_id: str, outcome: str, error: str = "") -> int:
         """Record a webhook attempt's outcome (retrying, delivered, failed); returns attempts."""

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from infra.settings import get_settings
+from infra.settings import Settings, get_settings
 from producer.cli.options import fail_cleanly
 
 MIN_FLOWER_PASSWORD = 16
@@ -69,11 +69,7 @@ def flower(port: int, address: str, basic_auth: str | None) -> None:
 def api(host: str, port: int) -> None:
     """Run the HTTP API (/v1, OpenAPI at /openapi.json), dashboard (/) and /metrics."""
     settings = get_settings()
-    if not settings.api_key_set:
-        raise click.ClickException(
-            "no API key configured: set BLURQ_API_KEYS=<key>[,<key>...] "
-            "(without one every request would be refused)"
-        )
+    _check_keys(settings)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo("note: /metrics needs no key; keep it reachable only by Prometheus", err=True)
     import uvicorn
@@ -84,6 +80,22 @@ def api(host: str, port: int) -> None:
     uvicorn.run(
         create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=3
     )
+
+
+def _check_keys(settings: Settings) -> None:
+    """Refuse to start with both key sources, neither, or a weak key (the message says which)."""
+    from infra.errors import InvalidJob
+    from infra.tenants import load
+
+    try:
+        tenants = load(settings)
+    except InvalidJob as error:
+        raise click.ClickException(str(error)) from error
+    if not any(tenant.keys for tenant in tenants.by_name.values()):
+        raise click.ClickException(
+            "no API key configured: set BLURQ_TENANTS_FILE (blurq tenants add) or "
+            "BLURQ_API_KEYS=<key>[,<key>...] (without one every request would be refused)"
+        )
 
 
 @click.group()

@@ -1,17 +1,18 @@
 """API-key authentication shared by the HTTP API and the dashboard.
 
-A request is let in when it carries one of ``Settings.api_key_set`` as ``X-API-Key: <key>`` or
-``Authorization: Bearer <key>``. With no keys configured every request is refused: the service
-never runs open by accident.
+A request carries its key as ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``; the key
+names a ``Principal`` (a tenant and a role) in the deployment's tenants (``infra.tenants``: the
+tenants file, or single-tenant mode from ``BLURQ_API_KEYS``), loaded once per app. A missing or
+unknown key is a 401; with no keys configured every request is refused, so the service never
+runs open by accident. ``view`` keys may only read.
 """
 
 from __future__ import annotations
 
-import hmac
-
 from fastapi import HTTPException, Request, status
 
 from infra.settings import Settings
+from infra.tenants import Principal, Tenants, load
 
 
 def request_key(request: Request) -> str:
@@ -23,19 +24,27 @@ def request_key(request: Request) -> str:
     return key
 
 
+def tenants(request: Request) -> Tenants:
+    """The app's tenants, loaded from its settings on first use and kept on ``app.state``."""
+    state = request.app.state
+    found: Tenants | None = getattr(state, "tenants", None)
+    if found is None:
+        found = state.tenants = load(state.settings)
+    return found
+
+
 def key_is_valid(settings: Settings, key: str) -> bool:
-    """True when key is one of the configured keys (compared in constant time)."""
-    return bool(key) and any(
-        hmac.compare_digest(key.encode(), known.encode()) for known in settings.api_key_set
-    )
+    """True when key belongs to any tenant (any role); kept for the dashboard's sign-in."""
+    return load(settings).authenticate(key) is not None
 
 
-def require_api_key(request: Request) -> None:
-    """FastAPI dependency: 401 unless the request carries a valid key."""
-    settings: Settings = request.app.state.settings
-    if not key_is_valid(settings, request_key(request)):
+def principal(request: Request) -> Principal:
+    """FastAPI dependency: the caller's principal; 401 unless the request carries a known key."""
+    found = tenants(request).authenticate(request_key(request))
+    if found is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             detail="missing or invalid API key (send X-API-Key or Authorization: Bearer)",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    return found

@@ -1,9 +1,12 @@
 """The JSON API under ``/v1``: submit, list, read, page through images, cancel.
 
-Every route needs an API key (``producer.http.auth``). Errors are
-``{"error": {"code", "message"}}``: 401 no or bad key, 404 unknown batch, 409 an idempotency key
-reused for a different batch or a cancel of a finished batch, 422 malformed input, 503 when Redis
-or S3 cannot be reached. Routes are plain functions: FastAPI runs them in its thread pool, so
+Every route needs an API key (``producer.http.auth``) and acts for the key's tenant: batch ids
+are the tenant's own, and another tenant's batch answers exactly like an unknown one. Errors
+are ``{"error": {"code", "message"}}``: 401 no or bad key, 403 a ``view`` key that tries to
+change something or a place outside the tenant's S3 prefixes, 404 unknown batch, 409 an
+idempotency key reused for a different batch or a cancel of a finished batch, 422 malformed
+input (path ids included, checked before Redis), 429 a tenant quota (with Retry-After), 503 when
+Redis or S3 cannot be reached. Routes are plain functions: FastAPI runs them in its thread pool, so
 blocking Redis and S3 calls never stall the event loop.
 """
 
@@ -11,37 +14,57 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response, Security
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response, Security
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
-from infra.errors import BatchConflict, BlurqError, InputMissing, TransientError
-from infra.jobs import BlurParams
+from infra.errors import (
+    BatchConflict,
+    BlurqError,
+    Forbidden,
+    InputMissing,
+    QuotaExceeded,
+    TransientError,
+)
+from infra.jobs import BATCH_ID, BlurParams
 from infra.status import BatchStatus, ImageState
+from infra.tenants import Principal, qualify
 from producer.client import Client
-from producer.http.auth import require_api_key
+from producer.http.auth import principal
 from producer.http.schemas import Batch, BatchPage, BatchRequest, Error, Image, ImagePage
 
 _key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
 _bearer = HTTPBearer(auto_error=False, description="The same key as a bearer token.")
 
 
-def api_key(
+def caller(
     request: Request,
     _header: Annotated[str | None, Security(_key_header)],
     _token: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-) -> None:
+) -> Principal:
     """The key check; the two Security parameters only put the schemes in the OpenAPI document."""
-    require_api_key(request)
+    return principal(request)
 
 
 ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": Error} for code in (401, 404, 409, 422, 503)
+    code: {"model": Error} for code in (401, 403, 404, 409, 422, 429, 503)
 }
-router = APIRouter(prefix="/v1", dependencies=[Depends(api_key)], responses=ERRORS)
+router = APIRouter(prefix="/v1", responses=ERRORS)
+Caller = Annotated[Principal, Depends(caller)]
+
+
+def writer(who: Caller) -> Principal:
+    """The caller, when its key may change things (role submit); 403 for a view key."""
+    if not who.may_submit:
+        raise HTTPException(403, "this key may only read (its role is view)")
+    return who
+
+
+Writer = Annotated[Principal, Depends(writer)]
+BatchPath = Annotated[str, Path(pattern=BATCH_ID, description="The batch id (its tenant's own).")]
 
 
 class ApiError(Exception):
@@ -61,8 +84,8 @@ def client(request: Request) -> Client:
 Api = Annotated[Client, Depends(client)]
 
 
-def _batch(api: Client, batch_id: str) -> BatchStatus:
-    found = api.status_store.batch(batch_id)
+def _batch(api: Client, who: Principal, batch_id: str) -> BatchStatus:
+    found = api.status_store.batch(qualify(who.tenant.name, batch_id))
     if found is None:
         raise ApiError(
             404, "batch_not_found", f"no batch {batch_id!r} (never submitted, or expired)"
@@ -75,6 +98,7 @@ def submit(
     body: BatchRequest,
     response: Response,
     api: Api,
+    who: Writer,
     idempotency_key: Annotated[str | None, Header(max_length=64)] = None,
 ) -> Batch:
     """Submit a batch; 201 when created, 200 when the same key named an existing batch."""
@@ -91,10 +115,11 @@ def submit(
         batch_id=batch_id,
         queue=body.queue,
         webhook_url=body.webhook_url,
+        tenant=who.tenant,
     )
     response.status_code = 201 if submission.created else 200
     response.headers["Location"] = f"/v1/batches/{submission.batch_id}"
-    return Batch.of(_batch(api, submission.batch_id))
+    return Batch.of(_batch(api, who, submission.batch_id))
 
 
 def _idempotency(batch_id: str | None, header: str | None) -> str | None:
@@ -106,11 +131,12 @@ def _idempotency(batch_id: str | None, header: str | None) -> str | None:
 @router.get("/batches", response_model=BatchPage)
 def list_batches(
     api: Api,
+    who: Caller,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
 ) -> BatchPage:
-    """Recent batches, newest first."""
-    found = api.status_store.recent_batches(limit, start=offset)
+    """The tenant's recent batches, newest first."""
+    found = api.status_store.recent_batches(limit, start=offset, tenant=who.tenant.name)
     return BatchPage(
         batches=[Batch.of(batch) for batch in found],
         next_offset=offset + limit if len(found) == limit else None,
@@ -118,34 +144,35 @@ def list_batches(
 
 
 @router.get("/batches/{batch_id}", response_model=Batch)
-def batch(batch_id: str, api: Api) -> Batch:
+def batch(batch_id: BatchPath, api: Api, who: Caller) -> Batch:
     """A batch's counts per state, rate, ETA, parameters and times."""
-    return Batch.of(_batch(api, batch_id))
+    return Batch.of(_batch(api, who, batch_id))
 
 
 @router.get("/batches/{batch_id}/images", response_model=ImagePage)
 def images(
-    batch_id: str,
+    batch_id: BatchPath,
     api: Api,
+    who: Caller,
     state: ImageState | None = None,
     offset: Annotated[int, Query(ge=0, description="Position in the batch's image list.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ImagePage:
     """A batch's images (optionally in one state) in submission order, with reasons and outputs."""
-    _batch(api, batch_id)
+    found_batch = _batch(api, who, batch_id)
     found, next_offset = api.status_store.image_page(
-        batch_id, state=state, start=offset, limit=limit
+        found_batch.batch_id, state=state, start=offset, limit=limit
     )
     return ImagePage(images=[Image.of(image) for image in found], next_offset=next_offset)
 
 
 @router.post("/batches/{batch_id}/cancel", response_model=Batch)
-def cancel(batch_id: str, api: Api) -> Batch:
+def cancel(batch_id: BatchPath, api: Api, who: Writer) -> Batch:
     """Cancel: queued images end ``cancelled`` (never run); running ones finish."""
-    current = _batch(api, batch_id)
+    current = _batch(api, who, batch_id)
     if current.finished and not current.cancel_requested:
         raise ApiError(409, "batch_finished", f"batch {batch_id!r} has already finished")
-    return Batch.of(api.cancel(batch_id))
+    return Batch.of(api.cancel(batch_id, tenant=who.tenant.name))
 
 
 def _error(
@@ -155,7 +182,7 @@ def _error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-_HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+_HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
 
 
 def install(app: FastAPI) -> None:
@@ -186,6 +213,11 @@ def install(app: FastAPI) -> None:
             return _error(503, "unavailable", str(error), {"Retry-After": "5"})
         if isinstance(error, BatchConflict):
             return _error(409, "idempotency_conflict", str(error))
+        if isinstance(error, Forbidden):
+            return _error(403, "forbidden", str(error))
+        if isinstance(error, QuotaExceeded):
+            wait = {"Retry-After": str(error.retry_after)}
+            return _error(429, "quota_exceeded", str(error), wait)
         code = "input_missing" if isinstance(error, InputMissing) else "invalid_input"
         return _error(422, code, str(error))
 

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model,
 from infra.jobs import BATCH_ID
 from infra.params import BlurParams, limit
 from infra.status import BatchStatus, ImageStatus, progress
+from infra.tenants import split
 from infra.webhooks import check_url
 
 
@@ -131,7 +132,7 @@ class Batch(BaseModel):
         """The view of a batch record, its rate and ETA as the CLI shows them."""
         eta = progress.eta_seconds(batch)
         return cls(
-            batch_id=batch.batch_id,
+            batch_id=split(batch.batch_id)[1],  # the tenant's own id
             total=batch.total,
             counts=Counts(
                 queued=batch.queued,

@@ -21,6 +21,8 @@ from infra.status import (
     image_key,
     images_key,
     rate_key,
+    tenant_batches_key,
+    tenant_key,
 )
 from producer.client import Client
 
@@ -51,7 +53,12 @@ def assert_whole(store: StatusStore, client: redis.Redis, batch_id: str = "b") -
     images = store.images(batch_id, count=2 * COUNT)
     assert all(image.state.value == "queued" and image.deliveries == 0 for image in images)
     assert len(images) == COUNT
-    assert without_ttl(client) == ["blurq:batches"]  # the index is trimmed, not expired
+    # The indexes are trimmed, not expired; the tenant's counters outlive its batches.
+    assert sorted(without_ttl(client)) == [
+        "blurq:batches",
+        "blurq:batches:default",
+        "blurq:tenant:default",
+    ]
 
 
 @pytest.mark.parametrize("after", [0, CREATE_CHUNK + 10, COUNT])
@@ -156,5 +163,7 @@ def test_writes_after_a_record_expired_never_leave_a_key_without_ttl(
     store.mark_submitted("b")
     store.set_stage("b", "000000", "bokeh")
     store.webhook_attempted("b", "retrying", "timed out")
-    lasting = {BATCHES_KEY, EVENTS_KEY, METRICS_KEY}  # the three keys that have no TTL by design
+    # The keys that have no TTL by design: indexes, the tenant's counters, events, metrics.
+    lasting = {BATCHES_KEY, tenant_batches_key("default"), tenant_key("default")}
+    lasting |= {EVENTS_KEY, METRICS_KEY}
     assert [key for key in without_ttl(redis_client) if key not in lasting] == []

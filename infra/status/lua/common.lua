@@ -2,7 +2,8 @@
 -- of each script (Redis gives a script no way to load another).
 --
 -- The image transitions (start, complete, fail, requeue, reject) share one calling convention:
---   KEYS: image, batch, batch's image list, batch's rate buckets, events stream, metrics hash
+--   KEYS: image, batch, batch's image list, batch's rate buckets, events stream, metrics hash,
+--         the batch's tenant's counters
 --   ARGV: now, ttl, events maxlen, batch id, image id, rate bucket, then the script's own
 -- Each returns {state the image has now, completed}; start adds its deliveries count.
 
@@ -16,7 +17,7 @@ local function n(value) return tonumber(value) or 0 end
 local function image_call()
   return {
     image = KEYS[1], batch = KEYS[2], images = KEYS[3], rate = KEYS[4], events = KEYS[5],
-    metrics = KEYS[6], now = ARGV[1], ttl = ARGV[2], maxlen = ARGV[3], batch_id = ARGV[4],
+    metrics = KEYS[6], tenant = KEYS[7], now = ARGV[1], ttl = ARGV[2], maxlen = ARGV[3], batch_id = ARGV[4],
     image_id = ARGV[5], bucket = ARGV[6],
   }
 end
@@ -54,6 +55,8 @@ local function move(c, from, to, fields)
   if to == 'done' or to == 'failed' or to == 'cancelled' then
     redis.call('HSET', c.image, 'finished_at', c.now)
     redis.call('HINCRBY', c.metrics, 'images:' .. to, 1)
+    -- The tenant's outstanding images (its quota): every move into a final state leaves it.
+    redis.call('HINCRBY', c.tenant, 'outstanding', -1)
   end
   if to == 'done' or to == 'failed' then redis.call('HINCRBY', c.rate, c.bucket, 1) end
   local completed = batch_completed(c.batch, c.now)

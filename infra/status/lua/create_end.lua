@@ -1,6 +1,7 @@
 -- Batch creation, step 3 of 3: the counters and parameters make the batch exist, in one step,
 -- and it joins the index of batches (which drops batches past their TTL).
--- KEYS: batch, its image list, its rate buckets, the batches index.
+-- KEYS: batch, its image list, its rate buckets, the batches index, the tenant's batches index,
+-- the tenant's counters (its outstanding images grow by the batch's total).
 -- ARGV: token, now, ttl, batch id, total, then parameter field/value pairs... Returns 0 when the claim was lost.
 if redis.call('HGET', KEYS[1], 'creating') ~= ARGV[1] then return 0 end
 redis.call('HDEL', KEYS[1], 'creating')
@@ -11,4 +12,7 @@ for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 keep_batch(KEYS[1], KEYS[2], KEYS[3], ARGV[3])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
+redis.call('ZADD', KEYS[5], ARGV[2], ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
+redis.call('HINCRBY', KEYS[6], 'outstanding', total)
 return 1

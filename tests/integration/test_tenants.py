@@ -1,0 +1,301 @@
+"""The hostile tenant: tenant B's keys against tenant A's buckets and batches, on the real stack.
+
+A stack of its own runs ``blurq api`` with a tenants file (no ``BLURQ_API_KEYS``): shop-a,
+shop-b (the attacker), and two small-quota tenants. Everything goes over HTTP, as an attacker
+would; the last test publishes a job straight to the broker and watches a real worker refuse it.
+No worker runs before that test, so batches stay queued and quotas are exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from infra.celery_app import BLUR_TASK, create_app
+from infra.jobs import Job
+from infra.settings import Settings
+from infra.status import ImageState, ImageStatus, StatusStore
+from infra.storage import S3Storage
+from infra.tenants import FORBIDDEN, key_hash, new_key
+from producer.local.stack import LocalStack
+
+pytestmark = pytest.mark.integration
+
+KEYS = {name: new_key() for name in ("a", "a-view", "b", "c", "d", "e")}
+LIMITS = {"images_per_batch": 100, "outstanding_images": 1000, "submits_per_minute": 1000}
+
+
+def tenant(name: str, keys: dict[str, str], **limits: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "keys": [{"sha256": key_hash(KEYS[key]), "role": role} for key, role in keys.items()],
+        "inputs": [f"s3://{name}-photos/"],
+        "outputs": [f"s3://{name}-results/"],
+        "limits": {**LIMITS, **limits},
+    }
+
+
+TENANTS = {
+    "tenants": [
+        tenant("shop-a", {"a": "submit", "a-view": "view"}),
+        tenant("shop-b", {"b": "submit"}),
+        tenant("shop-c", {"c": "submit"}, submits_per_minute=2),
+        tenant("shop-d", {"d": "submit"}, images_per_batch=3, outstanding_images=4),
+        {**tenant("shop-e", {"e": "submit"}), "inputs": ["s3://shop-e/"]}
+        | {"outputs": ["s3://shop-e/out/"]},
+    ]
+}
+
+
+@dataclass
+class TenantStack(LocalStack):
+    """The local stack with a tenants file instead of BLURQ_API_KEYS."""
+
+    tenants_file: str = ""
+
+    def _overrides(self) -> dict[str, str]:
+        return {**super()._overrides(), "api_keys": "", "tenants_file": self.tenants_file}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    directory = tmp_path_factory.mktemp("tenants")
+    path = directory / "tenants.json"
+    path.write_text(json.dumps(TENANTS))
+    with TenantStack(workers=0, flower=False, log_dir=directory, tenants_file=str(path)) as up:
+        storage = S3Storage(up.settings(Settings()))
+        for name in ("shop-a", "shop-b", "shop-c", "shop-d"):
+            for bucket in (f"{name}-photos", f"{name}-results"):
+                storage.ensure_bucket(bucket)
+        storage.ensure_bucket("shop-e")
+        put = storage.put
+        put("shop-a-photos", "photos/x.jpg", b"\xff\xd8 a's photo", content_type="image/jpeg")
+        put("shop-a-photos", "config/prod.env", b"SECRET=1\n", content_type="text/plain")
+        put("shop-a-photos", "list.txt", b"photos/x.jpg\n", content_type="text/plain")
+        put("shop-b-photos", "mine.jpg", b"\xff\xd8 b's photo", content_type="image/jpeg")
+        for name, line in (("evil", "config/prod.env"), ("missing", "config/none.env")):
+            text = f"s3://shop-b-photos/mine.jpg\ns3://shop-a-photos/{line}\n".encode()
+            put("shop-b-photos", f"{name}.txt", text, content_type="text/plain")
+        for number in range(5):
+            put("shop-d-photos", f"p/{number}.jpg", b"\xff\xd8", content_type="image/jpeg")
+        yield up
+
+
+def client(stack: LocalStack, key: str) -> httpx.Client:
+    return httpx.Client(base_url=stack.api_url, headers={"X-API-Key": KEYS[key]}, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def a(stack: LocalStack) -> Iterator[httpx.Client]:
+    with client(stack, "a") as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def b(stack: LocalStack) -> Iterator[httpx.Client]:
+    with client(stack, "b") as found:
+        yield found
+
+
+def submit(api: httpx.Client, **body: Any) -> httpx.Response:
+    return api.post("/v1/batches", json=body)
+
+
+@pytest.fixture(scope="module")
+def a_batch(a: httpx.Client) -> dict[str, Any]:
+    reply = submit(
+        a, uris=["s3://shop-a-photos/photos/x.jpg"], output="s3://shop-a-results/", batch_id="s-01"
+    )
+    assert reply.status_code == 201, reply.text
+    found: dict[str, Any] = reply.json()
+    return found
+
+
+B_OUT = "s3://shop-b-results/"
+# Each attack twice: at an object that exists and at one that does not (or a missing bucket).
+ATTACKS = {
+    "uris": [
+        {"uris": ["s3://shop-a-photos/config/prod.env"], "output": B_OUT},
+        {"uris": ["s3://shop-a-photos/config/nothing.env"], "output": B_OUT},
+        {"uris": ["s3://no-such-bucket/config/prod.env"], "output": B_OUT},
+    ],
+    "prefix": [
+        {"prefix": "s3://shop-a-photos/config/", "output": B_OUT},
+        {"prefix": "s3://shop-a-photos/nothing/", "output": B_OUT},
+    ],
+    "manifest": [
+        {"manifest": "s3://shop-a-photos/list.txt", "output": B_OUT},
+        {"manifest": "s3://shop-a-photos/none.txt", "output": B_OUT},
+    ],
+    "manifest line": [
+        {"manifest": "s3://shop-b-photos/evil.txt", "output": B_OUT},
+        {"manifest": "s3://shop-b-photos/missing.txt", "output": B_OUT},
+    ],
+    "output": [
+        {"uris": ["s3://shop-b-photos/mine.jpg"], "output": "s3://shop-a-results/"},
+        {"uris": ["s3://shop-b-photos/mine.jpg"], "output": "s3://shop-a-results/new/"},
+    ],
+    "depth map": [
+        {
+            "uris": ["s3://shop-a-photos/photos/x.jpg"],
+            "output": B_OUT,
+            "params": {"depth_suffix": ".depth.png"},
+        },
+    ],
+}
+
+
+def redacted(reply: httpx.Response, body: dict[str, Any]) -> str:
+    """The error message with the URI the caller gave taken out."""
+    text: str = reply.json()["error"]["message"]
+    for uri in [*body.get("uris", []), body.get("prefix"), body.get("manifest"), body["output"]]:
+        text = text.replace(str(uri).rstrip("/"), "<uri>")
+    return text.replace("config/prod.env", "<line>").replace("config/none.env", "<line>")
+
+
+@pytest.mark.parametrize("kind", list(ATTACKS))
+def test_b_cannot_reach_into_a_and_learns_nothing(b: httpx.Client, kind: str) -> None:
+    messages = set()
+    for body in ATTACKS[kind]:
+        reply = submit(b, **body)
+        assert reply.status_code == 403, reply.text
+        assert reply.json()["error"]["code"] == "forbidden"
+        assert FORBIDDEN in reply.json()["error"]["message"]
+        messages.add(redacted(reply, body))
+    assert len(messages) == 1, messages  # one text whether the object or bucket exists or not
+
+
+def test_a_batch_of_a_is_a_404_to_b_like_any_unknown_batch(
+    a: httpx.Client, b: httpx.Client, a_batch: dict[str, Any]
+) -> None:
+    assert a.get("/v1/batches/s-01").status_code == 200
+    for path in ("/v1/batches/{}", "/v1/batches/{}/images"):
+        theirs, unknown = b.get(path.format("s-01")), b.get(path.format("s-99"))
+        assert theirs.status_code == unknown.status_code == 404
+        assert theirs.text.replace("s-01", "?") == unknown.text.replace("s-99", "?")
+    cancel = b.post("/v1/batches/s-01/cancel")
+    assert cancel.status_code == 404 and cancel.json()["error"]["code"] == "batch_not_found"
+    assert a.get("/v1/batches/s-01").json()["cancelled"] is False
+    assert "s-01" not in {batch["batch_id"] for batch in b.get("/v1/batches").json()["batches"]}
+    assert "s-01" in {batch["batch_id"] for batch in a.get("/v1/batches").json()["batches"]}
+
+
+def test_two_tenants_may_use_the_same_batch_id(
+    a: httpx.Client, b: httpx.Client, a_batch: dict[str, Any]
+) -> None:
+    reply = submit(b, uris=["s3://shop-b-photos/mine.jpg"], output=B_OUT, batch_id="s-01")
+    assert reply.status_code == 201, reply.text  # created: not A's batch answered back
+    assert reply.json()["batch_id"] == "s-01" and reply.json()["output"] == B_OUT
+    assert a.get("/v1/batches/s-01").json()["output"] == "s3://shop-a-results/"
+    images = b.get("/v1/batches/s-01/images").json()["images"]
+    assert [image["input"] for image in images] == ["s3://shop-b-photos/mine.jpg"]
+
+
+def test_a_view_key_reads_and_never_changes(stack: LocalStack, a_batch: dict[str, Any]) -> None:
+    with client(stack, "a-view") as view:
+        for path in ("/v1/batches", "/v1/batches/s-01", "/v1/batches/s-01/images"):
+            assert view.get(path).status_code == 200, path
+        body = {"uris": ["s3://shop-a-photos/photos/x.jpg"], "output": "s3://shop-a-results/"}
+        for reply in (view.post("/v1/batches", json=body), view.post("/v1/batches/s-01/cancel")):
+            assert reply.status_code == 403 and reply.json()["error"]["code"] == "forbidden"
+    with client(stack, "a") as a:
+        assert a.get("/v1/batches/s-01").json()["cancelled"] is False
+
+
+def test_unknown_keys_and_odd_path_ids(stack: LocalStack, a: httpx.Client) -> None:
+    with httpx.Client(base_url=stack.api_url, headers={"X-API-Key": new_key()}) as nobody:
+        assert nobody.get("/v1/batches").status_code == 401
+    for odd in ("x:images", "-x", "a" * 65):
+        assert a.get(f"/v1/batches/{odd}").status_code == 422, odd
+        assert a.get(f"/v1/batches/{odd}/images").status_code == 422, odd
+
+
+def test_overlapping_input_and_output_are_refused(stack: LocalStack) -> None:
+    with client(stack, "e") as e:
+        reply = submit(e, prefix="s3://shop-e/", output="s3://shop-e/out/")
+        assert reply.status_code == 422 and "overlap" in reply.json()["error"]["message"]
+        reply = submit(e, uris=["s3://shop-e/out/x.jpg"], output="s3://shop-e/out/")
+        assert reply.status_code == 422 and "inside the output" in reply.json()["error"]["message"]
+
+
+def test_submits_per_minute_answer_429_with_retry_after(stack: LocalStack) -> None:
+    body = {"uris": ["s3://shop-c-photos/x.jpg"], "output": "s3://shop-c-results/"}
+    with client(stack, "c") as c:
+        replies = [submit(c, **body, batch_id=f"m-{n}") for n in range(4)]
+    assert [reply.status_code for reply in replies].count(429) >= 2  # the limit is 2 a minute
+    refused = next(reply for reply in replies if reply.status_code == 429)
+    assert refused.json()["error"]["code"] == "quota_exceeded"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+
+
+def test_images_per_batch_and_outstanding_images(stack: LocalStack) -> None:
+    out = "s3://shop-d-results/"
+    four = [f"s3://shop-d-photos/p/{n}.jpg" for n in range(4)]
+    with client(stack, "d") as d:
+        for body in ({"uris": four}, {"prefix": "s3://shop-d-photos/p/"}):
+            reply = submit(d, **body, output=out)
+            assert reply.status_code == 422 and "more than 3 images" in reply.text, reply.text
+        assert submit(d, uris=four[:3], output=out, queue="bulk").status_code == 201
+        reply = submit(d, uris=four[:2], output=out)  # 3 queued + 2 > 4 outstanding
+        assert reply.status_code == 429 and int(reply.headers["retry-after"]) > 0, reply.text
+        assert submit(d, uris=four[:1], output=out).status_code == 201  # 4: within the quota
+
+
+def test_the_interactive_lane_takes_small_batches_only(stack: LocalStack) -> None:
+    with client(stack, "e") as e:
+        many = [f"s3://shop-e/in/{n}.jpg" for n in range(9)]
+        reply = submit(e, uris=many, output="s3://shop-e/out/", queue="interactive")
+        assert reply.status_code == 422 and "interactive" in reply.text
+
+
+def crafted(batch: str, source: str, output: str) -> Job:
+    """A job of shop-b's, as someone with broker access could publish it."""
+    bucket, _, key = source.partition("/")
+    return Job(f"shop-b/{batch}", "000000", bucket, key, output, "", tenant="shop-b")
+
+
+def test_a_worker_refuses_a_job_published_around_the_api(stack: LocalStack) -> None:
+    """B's jobs crafted onto the broker, pointing at A's buckets: failed, nothing written there."""
+    settings = stack.settings(Settings())
+    store = StatusStore.from_url(settings.redis_url, ttl=3600, max_deliveries=3)
+    jobs = [
+        crafted("read-a", "shop-a-photos/photos/x.jpg", "shop-b-results"),
+        crafted("write-a", "shop-b-photos/mine.jpg", "shop-a-results"),
+        crafted("control", "shop-b-photos/none.jpg", "shop-b-results"),  # allowed: reaches S3
+        dataclasses.replace(
+            crafted("as-a", "shop-a-photos/photos/x.jpg", "shop-a-results"), tenant="shop-a"
+        ),  # claims shop-a for a batch of shop-b's
+    ]
+    app = create_app(settings)
+    meta = {"output": "s3://shop-b-results/", "params": "{}", "queue": "bulk"}
+    for job in jobs:
+        source = f"s3://{job.input_bucket}/{job.input_key}"
+        assert store.create_batch(job.batch_id, [(job.image_id, source)], meta)
+        app.send_task(BLUR_TASK, args=[job.encode()], queue="bulk")
+    stack.start_worker("worker1")
+    errors = {job.batch_id: final(store, job).error for job in jobs}
+    control = errors.pop("shop-b/control")
+    assert not control.startswith("forbidden") and "none.jpg" in control
+    for batch_id, error in errors.items():
+        assert error.startswith("forbidden: "), (batch_id, error)
+    storage = S3Storage(settings)
+    assert list(storage.list("shop-a-results", "")) == []
+    assert list(storage.list("shop-b-results", "")) == []
+
+
+def final(store: StatusStore, job: Job) -> ImageStatus:
+    """The image's record once it is final (the worker is started by then)."""
+    deadline = time.monotonic() + 120
+    while True:
+        image = store.image(job.batch_id, job.image_id)
+        if image is not None and image.state in (ImageState.DONE, ImageState.FAILED):
+            return image
+        assert time.monotonic() < deadline, image
+        time.sleep(0.2)
