@@ -24,7 +24,7 @@ Examples:
   blurq watch spring-01
   blurq cancel spring-01
   blurq worker --concurrency 1
-  blurq flower --port 5555
+  BLURQ_FLOWER_BASIC_AUTH=ops:<password, 16+ characters> blurq flower --port 5555
   BLURQ_API_KEYS=change-me blurq api --port 8000
   blurq models fetch
   blurq blur portrait.jpg --out blurred/ --strength 60
