@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from producer.cli import batches, local, services
+from producer.cli import batches, local, services, tenants
 
 EPILOG = """\b
 Examples:
@@ -65,6 +65,7 @@ for command in (
     services.flower,
     services.api,
     services.models,
+    tenants.tenants,
     local.dev,
     local.demo,
 ):

@@ -85,6 +85,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
             put("shop-b-photos", f"{name}.txt", text, content_type="text/plain")
         for number in range(5):
             put("shop-d-photos", f"p/{number}.jpg", b"\xff\xd8", content_type="image/jpeg")
+        manifests = {
+            "four.txt": b"".join(b"p/%d.jpg\n" % n for n in range(4)),
+            "large.txt": b"# padding\n" * 40,  # 400 bytes: over 100 per image of the cap (3)
+            "binary.txt": bytes(range(256)),
+        }
+        for name, data in manifests.items():
+            put("shop-d-photos", name, data, content_type="text/plain")
         yield up
 
 
@@ -239,9 +246,13 @@ def test_images_per_batch_and_outstanding_images(stack: LocalStack) -> None:
     out = "s3://shop-d-results/"
     four = [f"s3://shop-d-photos/p/{n}.jpg" for n in range(4)]
     with client(stack, "d") as d:
-        for body in ({"uris": four}, {"prefix": "s3://shop-d-photos/p/"}):
+        many = ({"uris": four}, {"prefix": "s3://shop-d-photos/p/"})
+        for body in (*many, {"manifest": "s3://shop-d-photos/four.txt"}):
             reply = submit(d, **body, output=out)
             assert reply.status_code == 422 and "more than 3 images" in reply.text, reply.text
+        for name, says in (("large.txt", "limit 300"), ("binary.txt", "not UTF-8")):
+            reply = submit(d, manifest=f"s3://shop-d-photos/{name}", output=out)
+            assert reply.status_code == 422 and says in reply.text, reply.text
         assert submit(d, uris=four[:3], output=out, queue="bulk").status_code == 201
         reply = submit(d, uris=four[:2], output=out)  # 3 queued + 2 > 4 outstanding
         assert reply.status_code == 429 and int(reply.headers["retry-after"]) > 0, reply.text

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from infra.errors import Forbidden, InvalidJob
 from infra.jobs import BlurParams, Job, depth_key
@@ -28,6 +29,7 @@ from infra.tenants import (
     split,
 )
 from producer import inputs
+from producer.cli import main
 from producer.cli.services import _check_keys
 from workers.bokeh.depth import depth_key as worker_depth_key
 from workers.pipeline import confine
@@ -238,3 +240,40 @@ def test_workers_read_allowances_without_keys(tmp_path: Path) -> None:
 @pytest.mark.parametrize("key", ["a/b.jpg", "a.b/c", "noext", "a/b.tar.gz", ".hidden"])
 def test_the_producer_and_the_worker_agree_on_depth_map_keys(key: str) -> None:
     assert depth_key(key, ".depth.png") == worker_depth_key(key, ".depth.png")
+
+
+def test_tenants_add_prints_a_key_once_and_writes_its_hash(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "tenants.json"
+    runner = CliRunner()
+    prefixes = ["--input", "s3://a/in/", "--output", "s3://a/out/"]
+    made = runner.invoke(main, ["tenants", "add", "shop-a", *prefixes, "--file", str(path)])
+    assert made.exit_code == 0, made.output
+    key = made.stdout.strip()
+    assert len(key) >= 43 and key not in path.read_text()
+    view = runner.invoke(main, ["tenants", "add", "shop-a", "--role", "view", "--file", str(path)])
+    view_key = view.stdout.strip()
+    tenants = load(Settings(api_keys="", tenants_file=str(path)))
+    found, reader = tenants.authenticate(key), tenants.authenticate(view_key)
+    assert found is not None and found.tenant.name == "shop-a" and found.may_submit
+    assert reader is not None and reader.tenant.name == "shop-a" and not reader.may_submit
+    assert found.tenant.inputs == ("s3://a/in/",) and found.tenant.outputs == ("s3://a/out/",)
+    listed = runner.invoke(main, ["tenants", "list", "--file", str(path)])
+    assert listed.exit_code == 0 and "s3://a/in/" in listed.output and " view " in listed.output
+    assert key not in listed.output and key_hash(key)[:12] in listed.output
+    assert key_hash(key) not in listed.output  # a prefix of the hash only
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["shop-b"], "needs --input and --output"),
+        (["shop-b", "--input", "s3://b", "--output", "s3://b/out/"], "end with '/'"),
+        (["Shop/B", "--input", "s3://b/", "--output", "s3://b/out/"], "tenant names"),
+    ],
+)
+def test_tenants_add_refuses_what_the_file_may_not_hold(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    path = tmp_path / "tenants.json"
+    result = CliRunner().invoke(main, ["tenants", "add", *args, "--file", str(path)])
+    assert result.exit_code != 0 and says in result.output and not path.exists()

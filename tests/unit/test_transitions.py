@@ -130,3 +130,28 @@ def test_the_transition_that_finishes_a_batch_calls_for_its_webhook_once(
     assert completed == ["b"]
     batch = adds_up(status_store.batch("b"))
     assert batch.finished and batch.webhook_status == "pending"
+
+
+def test_a_tenants_outstanding_images_follow_every_move_into_a_final_state(
+    status_store: StatusStore,
+) -> None:
+    """Created: +total; done, failed, rejected, cancelled, poison: -1 each; requeue: unchanged."""
+    meta = {"output": "s3://out/", "params": "{}"}
+    ids = [(str(n), f"s3://in/{n}.jpg") for n in range(6)]
+    assert status_store.create_batch("shop-a/b", ids, meta)
+    assert status_store.create_batch("shop-b/b", ids[:2], meta)  # the same id, another tenant
+    assert (status_store.outstanding("shop-a"), status_store.outstanding("shop-b")) == (6, 2)
+    for image in "0123":
+        status_store.start("shop-a/b", image, "w")
+    status_store.complete("shop-a/b", "0", timings={}, output="s3://out/0.jpg")
+    status_store.fail("shop-a/b", "1", "bad image")
+    status_store.reject("shop-a/b", "2", "invalid job", worker="w")
+    status_store.requeue("shop-a/b", "3", "S3 503", retries=1)
+    assert status_store.outstanding("shop-a") == 3  # 3 (requeued), 4 and 5 still queued
+    for _ in range(2):  # delivered twice so far, max_deliveries 3: the fourth is poison
+        status_store.start("shop-a/b", "3", "w")
+    assert status_store.start("shop-a/b", "3", "w")[0] == "poison"
+    assert status_store.cancel("shop-a/b") == 2
+    assert (status_store.outstanding("shop-a"), status_store.outstanding("shop-b")) == (0, 2)
+    listed = [batch.batch_id for batch in status_store.recent_batches(tenant="shop-b")]
+    assert listed == ["shop-b/b"]
