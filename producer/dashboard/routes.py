@@ -41,7 +41,7 @@ from infra.tenants import Principal
 from producer.client import Client
 from producer.dashboard import events as live
 from producer.dashboard.sessions import COOKIE, Sessions
-from producer.dashboard.thumbnails import Thumbnails
+from producer.dashboard.thumbnails import Busy, Thumbnails
 from producer.http.auth import request_key, tenants
 
 BATCHES_SHOWN = 100
@@ -131,7 +131,8 @@ def thumbnails_of(request: Request) -> Thumbnails:
         state.dashboard_thumbnails = Thumbnails(
             state.client.storage,
             max_bytes=settings.max_input_bytes,
-            max_pixels=settings.max_input_pixels,
+            max_pixels=min(settings.max_input_pixels, settings.thumbnail_max_pixels),
+            concurrency=settings.thumbnail_concurrency,
         )
     thumbnails: Thumbnails = state.dashboard_thumbnails
     return thumbnails
@@ -277,8 +278,9 @@ def thumbnail(
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from error
     except (UnsupportedImage, InputTooLarge) as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from error
-    except StorageUnavailable as error:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(error)) from error
+    except (StorageUnavailable, Busy) as error:
+        headers = {"Retry-After": "2"}
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error), headers) from error
     headers = {"Cache-Control": "private, max-age=3600"}
     return Response(data, media_type="image/jpeg", headers=headers)
 

@@ -1,11 +1,13 @@
 """The HTTP edge on the real ``blurq api`` process, attacked as the issue's attacker did.
 
 Bodies refused before they are read (the API's memory measured from /proc), failed keys throttled
-per client address, query strings kept out of the access log, and /metrics behind its token.
+per client address, huge previews refused from their header, query strings kept out of the
+access log, and /metrics behind its token.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import threading
@@ -16,7 +18,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
+from PIL import Image
 
+from infra.settings import Settings
+from infra.status import StatusStore
+from infra.storage import S3Storage
 from producer.local.stack import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -177,3 +184,34 @@ def test_metrics_need_the_token_when_one_is_set(api: LocalStack) -> None:
     scraped = httpx.get(f"{api.api_url}/metrics", headers=right)
     assert scraped.status_code == 200 and "blurq_queue_depth" in scraped.text
     assert json.loads(httpx.get(f"{api.api_url}/metrics").text)["detail"]
+
+
+def png(mode: str, side: int) -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, (side, side)).save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
+def test_a_10000_square_png_preview_is_refused_from_its_header(api: LocalStack) -> None:
+    storage = S3Storage(api.settings(Settings()))
+    storage.ensure_bucket("previews")
+    storage.put("previews", "in/huge.png", png("RGB", 10_000), content_type="image/png")
+    storage.put("previews", "in/big.png", png("RGB", 6_000), content_type="image/png")
+    store = StatusStore(
+        redis.Redis.from_url(api.redis_url, decode_responses=True), ttl=600, max_deliveries=3
+    )
+    images = [("000000", "s3://previews/in/huge.png"), ("000001", "s3://previews/in/big.png")]
+    assert store.create_batch("previews", images, {"output": "s3://previews/out/", "params": "{}"})
+    pid, key = api.processes["api"].pid, {"X-API-Key": api.api_key}
+    url = f"{api.api_url}/dashboard/thumbnails/previews"
+    for image, code, pixels in (("000000", 422, "100 MP"), ("000001", 200, "36 MP")):
+        before = memory_kib(pid)["VmHWM"]
+        answer = httpx.get(f"{url}/{image}/input", headers=key, timeout=60)
+        growth = (memory_kib(pid)["VmHWM"] - before) / 1024
+        print(f"{pixels} PNG preview: {answer.status_code}, API peak memory +{growth:.0f} MiB")
+        assert answer.status_code == code, answer.text
+        if code == 422:
+            assert "above the preview limit" in answer.text and growth < 30
+        else:  # one copy of the decoded pixels (36 MP x 4 bytes = 137 MiB), not two
+            assert growth < 200
+    assert Image.open(io.BytesIO(answer.content)).size == (160, 160)

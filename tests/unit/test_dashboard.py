@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,14 @@ import uvicorn
 from fastapi import FastAPI
 from PIL import Image
 
+from infra.errors import InputTooLarge
 from infra.settings import Settings
 from infra.status import ImageState, StatusStore
-from infra.storage import S3Storage
+from infra.storage import S3Storage, StoredObject
 from infra.tenants import key_hash, new_key
 from producer.dashboard import events as live
 from producer.dashboard.sessions import COOKIE, SESSION_KEY
+from producer.dashboard.thumbnails import Busy, Thumbnails, shrink
 from producer.http.app import create_app
 from producer.local.stack import free_port
 
@@ -144,7 +147,9 @@ def test_the_form_signs_in_with_an_opaque_server_side_session_that_sign_out_ends
 
     signed_out = web.post("/dashboard/signout", headers=origin)
     assert signed_out.status_code == 303 and not session_records(redis_client)
-    assert web.get("/dashboard/batches", headers={"Cookie": f"{COOKIE}={session}"}).status_code == 401
+    assert (
+        web.get("/dashboard/batches", headers={"Cookie": f"{COOKIE}={session}"}).status_code == 401
+    )
 
 
 def test_sign_in_refuses_other_sites_pages_and_wrong_keys(
@@ -191,7 +196,10 @@ def test_a_view_key_signs_in_read_only_and_its_removal_ends_the_session(
         session = web.cookies[COOKIE]
     path.write_text(json.dumps({"tenants": [tenant]}))  # the view key is revoked
     with serving(create_app(settings)) as url, httpx.Client(base_url=url) as web:
-        assert web.get("/dashboard/batches", headers={"Cookie": f"{COOKIE}={session}"}).status_code == 401
+        assert (
+            web.get("/dashboard/batches", headers={"Cookie": f"{COOKIE}={session}"}).status_code
+            == 401
+        )
 
 
 def test_summaries_are_newest_first_with_counts_rate_eta_and_params(
@@ -353,3 +361,50 @@ def test_event_stream_sends_a_snapshot_then_coalesced_changes(
     assert any(data["outputs"] for data in updates)
     # One message per half second at most, not one per transition.
     assert len(updates) <= elapsed / live.MIN_INTERVAL_S + 2, (len(updates), elapsed)
+
+
+class SlowStorage:
+    """An in-memory twin of Storage whose reads wait until the test lets them go."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.entered = threading.Semaphore(0)
+        self.go = threading.Event()
+
+    def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> StoredObject:
+        self.entered.release()
+        self.go.wait(timeout=20)
+        return StoredObject(self.data, "etag")
+
+
+def test_previews_render_two_at_a_time_and_a_third_waits_then_gets_busy() -> None:
+    storage = SlowStorage(jpeg(640, 480))
+    thumbnails = Thumbnails(storage, max_bytes=2**20, max_pixels=10**6, wait_s=0.3)
+    with ThreadPoolExecutor(2) as pool:
+        first = [pool.submit(thumbnails.get, f"s3://{BUCKET}/{n}.jpg") for n in range(2)]
+        assert all(storage.entered.acquire(timeout=10) for _ in first)
+        started = time.monotonic()
+        with pytest.raises(Busy):
+            thumbnails.get(f"s3://{BUCKET}/third.jpg")
+        assert 0.25 < time.monotonic() - started < 2
+        storage.go.set()
+        assert all(len(done.result()) > 100 for done in first)
+    assert thumbnails.get(f"s3://{BUCKET}/third.jpg")  # a slot is free again
+
+
+def test_the_pixel_cap_is_checked_from_the_header_before_decoding() -> None:
+    huge = io.BytesIO()
+    Image.new("L", (10_000, 10_000)).save(huge, "PNG")  # 100 MP, about 100 kB compressed
+    started = time.monotonic()
+    with pytest.raises(InputTooLarge, match="10000×10000 is above the preview limit"):
+        shrink(huge.getvalue(), size=160, max_pixels=50_000_000)
+    assert time.monotonic() - started < 0.5  # decoding 100 MP takes seconds
+
+
+def test_previews_are_turned_upright_from_exif() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: turn 90° clockwise to show
+    out = io.BytesIO()
+    Image.new("RGB", (1200, 800), (200, 30, 30)).save(out, "JPEG", exif=exif.tobytes())
+    preview = Image.open(io.BytesIO(shrink(out.getvalue(), size=160, max_pixels=10**7)))
+    assert preview.size == (107, 160)
