@@ -62,14 +62,17 @@ def confine_found(
         tenant.check_read(uri)
         if depth_suffix is not None:
             tenant.check_read(S3Uri(uri.bucket, depth_key(uri.key, depth_suffix)), "depth map")
-        if _overlap(uri, output):
+        if uri.bucket == output.bucket and uri.key.startswith(normalise_prefix(output.key)):
             raise InvalidJob(f"input {uri} lies inside the output prefix {output}")
 
 
-def _overlap(a: S3Uri, b: S3Uri) -> bool:
-    """True when one of the two (as prefixes) contains the other."""
-    first, second = normalise_prefix(a.key), normalise_prefix(b.key)
-    return a.bucket == b.bucket and (first.startswith(second) or second.startswith(first))
+def _overlap(prefix: S3Uri, output: S3Uri) -> bool:
+    """True when the listing of prefix would find outputs, or the output holds the prefix."""
+    # The prefix as S3 lists it (literally: "in" also lists "in-out/"); outputs go where the
+    # worker writes them (normalised).
+    written = normalise_prefix(output.key)
+    same = prefix.bucket == output.bucket
+    return same and (written.startswith(prefix.key) or prefix.key.startswith(written))
 
 
 def from_uris(uris: list[str], *, cap: int = DEFAULT_CAP) -> list[S3Uri]:

@@ -192,8 +192,12 @@ def test_overlapping_input_and_output_are_refused() -> None:
             inputs.confine(everywhere, S3Uri.parse(output), None, prefix, None)
     with pytest.raises(InvalidJob, match="inside the output prefix"):
         inputs.confine_found(everywhere, [S3Uri("p", "out/x.jpg")], None, S3Uri("p", "out/"))
+    with pytest.raises(InvalidJob, match="overlap"):  # S3 lists "in" as a plain string prefix
+        inputs.confine(everywhere, S3Uri("p", "in-out/"), None, "s3://p/in", None)
     inputs.confine(everywhere, S3Uri("p", "out/"), None, "s3://p/in/", None)
     inputs.confine(everywhere, S3Uri("p", "in-out/"), None, "s3://p/in/", None)
+    found = [S3Uri("p", ".."), S3Uri("p", "a/../out/x.jpg"), S3Uri("p", "outer.jpg")]
+    inputs.confine_found(everywhere, found, None, S3Uri("p", "out/"))  # literal keys: outside
 
 
 def job(**changes: Any) -> Job:
