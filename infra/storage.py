@@ -7,6 +7,7 @@ as 503 SlowDown, on 5xx answers and on connection errors); what still fails afte
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,11 +15,16 @@ from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from infra.errors import InputMissing, InputTooLarge, InvalidJob, StorageUnavailable
 from infra.settings import Settings
 
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3")
+_INVALID = {"InvalidBucketName"}  # the request can never succeed: permanent, never a retry
 _NOT_FOUND = {"NoSuchKey", "404", "NoSuchBucket", "NotFound"}
 _FORBIDDEN = {"AccessDenied", "403", "AllAccessDisabled", "InvalidObjectState"}
 
@@ -38,10 +44,26 @@ class S3Uri:
         bucket, _, key = uri[len("s3://") :].partition("/")
         if not bucket:
             raise InvalidJob(f"s3 URI without a bucket: {uri!r}")
+        if not bucket_name_is_valid(bucket):
+            raise InvalidJob(
+                f"not a valid S3 bucket name in {uri[:200]!r} (3-63 lowercase letters, digits, "
+                "dots and hyphens, starting and ending with a letter or digit, not an IP address)"
+            )
         return cls(bucket, key)
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
+
+
+def bucket_name_is_valid(name: str) -> bool:
+    """True when name follows S3's bucket naming rules (so S3 could ever answer for it)."""
+    return (
+        _BUCKET.fullmatch(name) is not None
+        and ".." not in name
+        and _IP_ADDRESS.fullmatch(name) is None
+        and not name.startswith(_RESERVED_PREFIXES)
+        and not name.endswith(_RESERVED_SUFFIXES)
+    )
 
 
 @dataclass(frozen=True)
@@ -135,10 +157,14 @@ def _mapped_errors(bucket: str, key: str) -> Iterator[None]:
         yield
     except ClientError as error:
         code = str(error.response.get("Error", {}).get("Code", ""))
+        if code in _INVALID:
+            raise InvalidJob(f"{where}: S3 refuses the request ({code})") from error
         if code in _NOT_FOUND:
             raise InputMissing(f"{where} not found ({code})") from error
         if code in _FORBIDDEN:
             raise InputMissing(f"{where} not readable ({code})") from error
         raise StorageUnavailable(f"{where}: S3 error {code}") from error
+    except ParamValidationError as error:  # botocore's own check of names: retrying cannot help
+        raise InvalidJob(f"{where}: {error}") from error
     except BotoCoreError as error:
         raise StorageUnavailable(f"{where}: {error}") from error

@@ -272,10 +272,10 @@ def test_rediss_urls_work_for_status_and_broker(tls_redis: str) -> None:
 def test_the_producer_accepts_only_s3_inputs(inputs: dict[str, object], tmp_path: Path) -> None:
     if inputs.get("manifest"):
         manifest = tmp_path / "list.txt"
-        manifest.write_text("s3://b/fine.jpg\nhttp://example.invalid/photo.jpg\n")
+        manifest.write_text("s3://bkt/fine.jpg\nhttp://example.invalid/photo.jpg\n")
         inputs = {"manifest": str(manifest)}
     client = Client(Settings(redis_url="redis://127.0.0.1:1/0"))  # refused before any I/O
     with pytest.raises(InvalidJob, match="s3://"):
-        client.submit(output="s3://b/out/", **inputs)  # type: ignore[arg-type]
+        client.submit(output="s3://bkt/out/", **inputs)  # type: ignore[arg-type]
     with pytest.raises(InvalidJob, match="s3://"):
-        client.submit(output="http://example.invalid/out/", uris=["s3://b/a.jpg"])
+        client.submit(output="http://example.invalid/out/", uris=["s3://bkt/a.jpg"])

@@ -32,7 +32,7 @@ COUNT = 2 * CREATE_CHUNK + 7  # three chunks
 
 
 def pairs(count: int = COUNT) -> list[tuple[str, str]]:
-    return [(f"{n:06d}", f"s3://in/{n}.jpg") for n in range(count)]
+    return [(f"{n:06d}", f"s3://inp/{n}.jpg") for n in range(count)]
 
 
 def stopping(after: int) -> Iterator[tuple[str, str]]:

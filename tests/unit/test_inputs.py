@@ -21,10 +21,10 @@ def test_prefix_lists_images_and_skips_the_output_prefix(storage: S3Storage) -> 
 
 def test_manifest_on_disk_and_in_s3(storage: S3Storage, tmp_path: Path) -> None:
     manifest = tmp_path / "list.txt"
-    manifest.write_text("# photos\ns3://b/one.jpg\n\n  s3://b/two.jpg  \n")
+    manifest.write_text("# photos\ns3://bkt/one.jpg\n\n  s3://bkt/two.jpg  \n")
     assert inputs.from_manifest(storage, str(manifest)) == [
-        S3Uri("b", "one.jpg"),
-        S3Uri("b", "two.jpg"),
+        S3Uri("bkt", "one.jpg"),
+        S3Uri("bkt", "two.jpg"),
     ]
     storage.ensure_bucket("manifests")
     storage.put(

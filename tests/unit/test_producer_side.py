@@ -160,7 +160,7 @@ def test_resubmitting_a_batch_id_differently_is_a_conflict(
 
     def submit(output: str = "s3://out/x/", strength: int = 40) -> str:
         params = BlurParams(strength=strength)
-        return client.submit(uris=["s3://in/a.jpg"], output=output, params=params, batch_id="b1")
+        return client.submit(uris=["s3://inp/a.jpg"], output=output, params=params, batch_id="b1")
 
     assert submit() == "b1" and submit() == "b1"  # the same again: the same batch
     with pytest.raises(BatchConflict, match="other parameters"):
@@ -168,6 +168,6 @@ def test_resubmitting_a_batch_id_differently_is_a_conflict(
     with pytest.raises(BatchConflict):
         submit(output="s3://out/y/")
     assert redis_client.llen("interactive") == 1  # one message: nothing sent again
-    argv = ["submit", "s3://in/a.jpg", "--out", "s3://out/x/", "--batch-id", "b1"]
+    argv = ["submit", "s3://inp/a.jpg", "--out", "s3://out/x/", "--batch-id", "b1"]
     result = CliRunner().invoke(main, [*argv, "--redis-url", settings.redis_url])
     assert result.exit_code == 1 and "other parameters" in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from botocore.stub import Stubber
 
 from infra.errors import InputMissing, InputTooLarge, InvalidJob, StorageUnavailable
 from infra.settings import Settings
@@ -52,3 +53,42 @@ def test_uri_parsing() -> None:
     for bad in ("http://x/y", "s3:///key", "/local/file.jpg"):
         with pytest.raises(InvalidJob):
             S3Uri.parse(bad)
+
+
+@pytest.mark.parametrize(
+    "bucket",
+    [
+        "ab",
+        "a" * 64,
+        "Shop-A",
+        "shop_a",
+        "-shop",
+        "shop-",
+        "shop..a",
+        "192.168.0.1",
+        "xn--shop",
+        "shop-s3alias",
+        "shop a",
+        "shop%2fa",
+    ],
+)
+def test_invalid_bucket_names_are_an_invalid_job(bucket: str) -> None:
+    with pytest.raises(InvalidJob, match="not a valid S3 bucket name"):
+        S3Uri.parse(f"s3://{bucket}/photos/a.jpg")
+
+
+def test_valid_bucket_names_parse() -> None:
+    for bucket in ("abc", "a" * 63, "shop-a.photos", "1shop", "192.168.0.1a"):
+        assert S3Uri.parse(f"s3://{bucket}/k").bucket == bucket
+
+
+def test_a_bucket_name_s3_refuses_is_permanent_not_retried(storage: S3Storage) -> None:
+    # Past our parser (a direct call): botocore refusing the name is an InvalidJob...
+    with pytest.raises(InvalidJob):
+        storage.get("bad/bucket", "k")
+    # ...and so is S3's InvalidBucketName (the local S3 server accepts any name: S3's answer
+    # is played by botocore's Stubber).
+    with Stubber(storage.client) as stub:
+        stub.add_client_error("get_object", "InvalidBucketName", http_status_code=400)
+        with pytest.raises(InvalidJob, match="InvalidBucketName"):
+            storage.get("Bad_Bucket", "k")
