@@ -88,7 +88,7 @@ def status(settings: Settings, batch_id: str, failed: bool, tenant: str) -> None
     click.echo(render(client.status(batch_id, tenant=tenant)))
     if failed:
         for image in client.images(batch_id, ImageState.FAILED, tenant=tenant):
-            click.echo(f"{image.input}\t{image.error}")
+            click.echo(f"{printable(image.input)}\t{printable(image.error)}")
 
 
 @click.command()
@@ -111,6 +111,11 @@ def cancel(settings: Settings, batch_id: str, tenant: str) -> None:
     from producer.cli.progress import render
 
     click.echo(render(_client(settings).cancel(batch_id, tenant=tenant)))
+
+
+def printable(text: str) -> str:
+    """text with control characters escaped: S3 keys and errors may hold terminal escapes."""
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
 
 
 def _follow(client: Any, batch_id: str, tenant: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from fastapi import HTTPException, Request, status
 
-from infra.settings import Settings
 from infra.tenants import Principal, Tenants, load
 
 
@@ -31,11 +30,6 @@ def tenants(request: Request) -> Tenants:
     if found is None:
         found = state.tenants = load(state.settings)
     return found
-
-
-def key_is_valid(settings: Settings, key: str) -> bool:
-    """True when key belongs to any tenant (any role); kept for the dashboard's sign-in."""
-    return load(settings).authenticate(key) is not None
 
 
 def principal(request: Request) -> Principal:

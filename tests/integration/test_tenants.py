@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -310,3 +312,16 @@ def final(store: StatusStore, job: Job) -> ImageStatus:
             return image
         assert time.monotonic() < deadline, image
         time.sleep(0.2)
+
+
+def test_the_operator_cli_names_the_tenant(stack: LocalStack, a_batch: dict[str, Any]) -> None:
+    def status(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "producer.cli", "status", "s-01", *args]
+        return subprocess.run(
+            argv, env=stack.environment(), capture_output=True, text=True, timeout=60
+        )
+
+    mine = status("--tenant", "shop-a")
+    assert mine.returncode == 0 and "1/1" in mine.stdout, mine.stderr
+    for other in (status("--tenant", "shop-e"), status()):  # no such batch there
+        assert other.returncode == 1 and "no batch 's-01'" in other.stderr

@@ -187,17 +187,20 @@ def test_manifest_lines_and_depth_maps_are_confined_too() -> None:
 
 def test_overlapping_input_and_output_are_refused() -> None:
     everywhere = load(Settings(api_keys=SUBMIT, tenants_file="")).by_name[DEFAULT_TENANT]
-    for prefix, output in [("s3://p/in/", "s3://p/in/out/"), ("s3://p/in/x/", "s3://p/in/")]:
+    for prefix, output in [
+        ("s3://pics/in/", "s3://pics/in/out/"),
+        ("s3://pics/in/x/", "s3://pics/in/"),
+    ]:
         with pytest.raises(InvalidJob, match="overlap"):
             inputs.confine(everywhere, S3Uri.parse(output), None, prefix, None)
     with pytest.raises(InvalidJob, match="inside the output prefix"):
-        inputs.confine_found(everywhere, [S3Uri("p", "out/x.jpg")], None, S3Uri("p", "out/"))
+        inputs.confine_found(everywhere, [S3Uri("pics", "out/x.jpg")], None, S3Uri("pics", "out/"))
     with pytest.raises(InvalidJob, match="overlap"):  # S3 lists "in" as a plain string prefix
-        inputs.confine(everywhere, S3Uri("p", "in-out/"), None, "s3://p/in", None)
-    inputs.confine(everywhere, S3Uri("p", "out/"), None, "s3://p/in/", None)
-    inputs.confine(everywhere, S3Uri("p", "in-out/"), None, "s3://p/in/", None)
-    found = [S3Uri("p", ".."), S3Uri("p", "a/../out/x.jpg"), S3Uri("p", "outer.jpg")]
-    inputs.confine_found(everywhere, found, None, S3Uri("p", "out/"))  # literal keys: outside
+        inputs.confine(everywhere, S3Uri("pics", "in-out/"), None, "s3://pics/in", None)
+    inputs.confine(everywhere, S3Uri("pics", "out/"), None, "s3://pics/in/", None)
+    inputs.confine(everywhere, S3Uri("pics", "in-out/"), None, "s3://pics/in/", None)
+    found = [S3Uri("pics", ".."), S3Uri("pics", "a/../out/x.jpg"), S3Uri("pics", "outer.jpg")]
+    inputs.confine_found(everywhere, found, None, S3Uri("pics", "out/"))  # literal keys: outside
 
 
 def job(**changes: Any) -> Job:
@@ -249,7 +252,7 @@ def test_the_producer_and_the_worker_agree_on_depth_map_keys(key: str) -> None:
 def test_tenants_add_prints_a_key_once_and_writes_its_hash(tmp_path: Path) -> None:
     path = tmp_path / "conf" / "tenants.json"
     runner = CliRunner()
-    prefixes = ["--input", "s3://a/in/", "--output", "s3://a/out/"]
+    prefixes = ["--input", "s3://aaa/in/", "--output", "s3://aaa/out/"]
     made = runner.invoke(main, ["tenants", "add", "shop-a", *prefixes, "--file", str(path)])
     assert made.exit_code == 0, made.output
     key = made.stdout.strip()
@@ -260,9 +263,9 @@ def test_tenants_add_prints_a_key_once_and_writes_its_hash(tmp_path: Path) -> No
     found, reader = tenants.authenticate(key), tenants.authenticate(view_key)
     assert found is not None and found.tenant.name == "shop-a" and found.may_submit
     assert reader is not None and reader.tenant.name == "shop-a" and not reader.may_submit
-    assert found.tenant.inputs == ("s3://a/in/",) and found.tenant.outputs == ("s3://a/out/",)
+    assert found.tenant.inputs == ("s3://aaa/in/",) and found.tenant.outputs == ("s3://aaa/out/",)
     listed = runner.invoke(main, ["tenants", "list", "--file", str(path)])
-    assert listed.exit_code == 0 and "s3://a/in/" in listed.output and " view " in listed.output
+    assert listed.exit_code == 0 and "s3://aaa/in/" in listed.output and " view " in listed.output
     assert key not in listed.output and key_hash(key)[:12] in listed.output
     assert key_hash(key) not in listed.output  # a prefix of the hash only
 
@@ -271,8 +274,8 @@ def test_tenants_add_prints_a_key_once_and_writes_its_hash(tmp_path: Path) -> No
     ("args", "says"),
     [
         (["shop-b"], "needs --input and --output"),
-        (["shop-b", "--input", "s3://b", "--output", "s3://b/out/"], "end with '/'"),
-        (["Shop/B", "--input", "s3://b/", "--output", "s3://b/out/"], "tenant names"),
+        (["shop-b", "--input", "s3://bbb", "--output", "s3://bbb/out/"], "end with '/'"),
+        (["Shop/B", "--input", "s3://bbb/", "--output", "s3://bbb/out/"], "tenant names"),
     ],
 )
 def test_tenants_add_refuses_what_the_file_may_not_hold(
@@ -281,3 +284,9 @@ def test_tenants_add_refuses_what_the_file_may_not_hold(
     path = tmp_path / "tenants.json"
     result = CliRunner().invoke(main, ["tenants", "add", *args, "--file", str(path)])
     assert result.exit_code != 0 and says in result.output and not path.exists()
+
+
+def test_the_cli_escapes_control_characters_from_s3_keys() -> None:
+    from producer.cli.batches import printable
+
+    assert printable("in/\x1b[2J\x07ünï写真.jpg\tx") == "in/\\x1b[2J\\x07ünï写真.jpg\\tx"
