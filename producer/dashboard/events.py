@@ -12,7 +12,9 @@ summaries, read from their records (counters), never from their images. Events:
     heartbeat  {now, batches: [batch...]}              every HEARTBEAT_S: unfinished batches, so
                                                        rate and ETA stay current when idle
 
-Each batch is shown as the JSON API shows it (``producer.http.schemas.Batch``).
+Each batch is shown as the JSON API shows it (``producer.http.schemas.Batch``: the tenant's own
+id). A connection sees only its principal's tenant: the snapshot reads the tenant's index, and
+stream entries of other tenants' batches are skipped.
 """
 
 from __future__ import annotations
@@ -27,8 +29,15 @@ import redis.asyncio as aioredis
 from starlette.concurrency import run_in_threadpool
 
 from infra.settings import Settings
-from infra.status import BATCHES_KEY, EVENTS_KEY, BatchStatus, ImageState, StatusStore
-from infra.tenants import DEFAULT_TENANT, Principal
+from infra.status import (
+    EVENTS_KEY,
+    BatchStatus,
+    ImageState,
+    StatusStore,
+    tenant_batches_key,
+    tenant_of,
+)
+from infra.tenants import DEFAULT_TENANT, Principal, qualify
 from producer.http.schemas import Batch
 
 MIN_INTERVAL_S = 0.5
@@ -52,7 +61,7 @@ def snapshot(
     store: StatusStore, settings: Settings, limit: int, principal: Principal
 ) -> dict[str, Any]:
     """The recent batches, newest first, with who is signed in and the page's settings."""
-    batches = summaries(store.recent_batches(count=limit))
+    batches = summaries(store.recent_batches(count=limit, tenant=principal.tenant.name))
     # Flower shows and controls every tenant's jobs: only single-tenant submitters get the link.
     operator = principal.tenant.name == DEFAULT_TENANT and principal.may_submit
     return {
@@ -81,7 +90,7 @@ async def stream(
         last_id = newest[0][0] if newest else "0-0"
         first = await run_in_threadpool(snapshot, store, settings, limit, principal)
         yield f"retry: {RETRY_MS}\n" + message("snapshot", first)
-        watch = _Watch(first["batches"])
+        watch = _Watch(principal.tenant.name, first["batches"])
         while True:
             last_id = await _read(client, last_id, watch)
             due = await _due(client, store, watch)
@@ -95,9 +104,10 @@ async def stream(
 class _Watch:
     """What one connection knows: changed batches, unfinished ones, when it last sent."""
 
-    def __init__(self, batches: list[dict[str, Any]]) -> None:
+    def __init__(self, tenant: str, batches: list[dict[str, Any]]) -> None:
+        self.tenant = tenant  # only its batches are watched; ids below are qualified ones
         self.dirty: set[str] = set()
-        self.unfinished = {b["batch_id"] for b in batches if not b["finished"]}
+        self.unfinished = {qualify(tenant, b["batch_id"]) for b in batches if not b["finished"]}
         self.newest = max((b["created_at"] for b in batches), default=0.0)
         self.outputs = False
         self.sent = self.beat = time.monotonic()
@@ -109,6 +119,8 @@ async def _read(client: Any, last_id: str, watch: _Watch) -> str:
     for _, entries in reply or []:
         for entry_id, fields in entries:
             last_id = entry_id
+            if tenant_of(fields["batch"]) != watch.tenant:
+                continue  # another tenant's image: not even that something happened
             watch.dirty.add(fields["batch"])
             watch.outputs |= fields["state"] == ImageState.DONE.value
     return last_id
@@ -120,7 +132,8 @@ async def _due(client: Any, store: StatusStore, watch: _Watch) -> str | None:
     if now - watch.sent < MIN_INTERVAL_S:
         return None
     # A batch has no stream entry until its first image starts: look for new ones by index.
-    created = await client.zrangebyscore(BATCHES_KEY, f"({watch.newest}", "+inf", withscores=True)
+    index = tenant_batches_key(watch.tenant)
+    created = await client.zrangebyscore(index, f"({watch.newest}", "+inf", withscores=True)
     for batch_id, score in created:
         watch.dirty.add(batch_id)
         watch.newest = max(watch.newest, score)

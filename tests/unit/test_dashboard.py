@@ -408,3 +408,68 @@ def test_previews_are_turned_upright_from_exif() -> None:
     Image.new("RGB", (1200, 800), (200, 30, 30)).save(out, "JPEG", exif=exif.tobytes())
     preview = Image.open(io.BytesIO(shrink(out.getvalue(), size=160, max_pixels=10**7)))
     assert preview.size == (107, 160)
+
+
+def two_tenants(path: Path) -> tuple[str, str]:
+    """A tenants file with shop-a and shop-b; their submit keys."""
+    keys = {"shop-a": new_key(), "shop-b": new_key()}
+    path.write_text(
+        json.dumps(
+            {
+                "tenants": [
+                    {
+                        "name": name,
+                        "keys": [{"sha256": key_hash(key), "role": "submit"}],
+                        "inputs": [f"s3://{name}-photos/"],
+                        "outputs": [f"s3://{name}-results/"],
+                    }
+                    for name, key in keys.items()
+                ]
+            }
+        )
+    )
+    return keys["shop-a"], keys["shop-b"]
+
+
+def test_a_tenant_sees_only_its_own_batches_images_and_events(
+    app_settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    key_a, _ = two_tenants(tmp_path / "tenants.json")
+    settings = app_settings.model_copy(
+        update={"api_keys": "", "tenants_file": str(tmp_path / "tenants.json")}
+    )
+    app = create_app(settings)
+    store = store_of(app)
+    create(store, "shop-a/spring-01", 3)
+    create(store, "shop-b/spring-01", 3)  # the same id, another tenant's
+    create(store, "shop-b/secret", 2)
+    move(store, "shop-a/spring-01", "000000", ImageState.FAILED, error="a's failure")
+    move(store, "shop-b/secret", "000000", ImageState.DONE, output="s3://shop-b-results/0.jpg")
+    move(store, "shop-b/spring-01", "000000", ImageState.FAILED, error="b's failure")
+    with serving(app) as url, httpx.Client(base_url=url, headers={"X-API-Key": key_a}) as web:
+        shown = web.get("/dashboard/batches").json()
+        assert [b["batch_id"] for b in shown["batches"]] == ["spring-01"]
+        assert shown["batches"][0]["counts"]["failed"] == 1 and shown["tenant"] == "shop-a"
+        failures = web.get("/dashboard/batches/spring-01/failures").json()["images"]
+        assert [image["error"] for image in failures] == ["a's failure"]
+        assert web.get("/dashboard/batches/secret/failures").status_code == 404
+        assert web.get("/dashboard/recent").json()["images"] == []  # b's output is not a's
+        assert web.get("/dashboard/thumbnails/secret/000000/output").status_code == 404
+        assert web.get("/dashboard/thumbnails/shop-b%2Fsecret/000000/output").status_code in (
+            404,
+            422,
+        )
+        assert web.get("/dashboard/batches/x:images/failures").status_code == 422
+        with web.stream("GET", "/dashboard/events") as response:
+            stream = events(response)
+            name, first = next(stream)
+            assert [b["batch_id"] for b in first["batches"]] == ["spring-01"]
+            move(store, "shop-b/secret", "000001", ImageState.DONE, output="s3://shop-b-results/1")
+            move(store, "shop-a/spring-01", "000001", ImageState.DONE)
+            while True:
+                name, data = next(stream)
+                ids = [b["batch_id"] for b in data["batches"]]
+                assert "secret" not in ids  # b's batch changed first: nothing of it shows
+                if name == "batches":
+                    break
+            assert ids == ["spring-01"] and data["batches"][0]["counts"]["done"] == 1
