@@ -41,24 +41,15 @@ An image's states (``ImageState``) and the store's transitions, each one Lua scr
 ``done``, ``failed`` and ``cancelled`` are final: no transition leaves them. Modules:
 ``records`` (keys, record types, read-only queries), ``store`` (``StatusStore``, the only
 writer), ``transitions`` (loads the scripts in ``lua/``), ``metrics`` (Prometheus totals),
-``progress`` (rate and ETA).
+``progress`` (rate and ETA), ``keys`` (the key names).
 """
 
 from __future__ import annotations
 
-from infra.status.metrics import METRICS_KEY, STAGES, StageHistogram, stage_histograms
-from infra.status.progress import eta_seconds, rate
-from infra.status.records import (
+from infra.status.keys import (
     BATCHES_KEY,
-    CREATE_CHUNK,
     EVENTS_KEY,
     KEY_PREFIX,
-    RATE_BUCKET_S,
-    RATE_WINDOW_S,
-    BatchStatus,
-    ImageState,
-    ImageStatus,
-    RecentWindow,
     batch_key,
     image_key,
     images_key,
@@ -66,6 +57,17 @@ from infra.status.records import (
     tenant_batches_key,
     tenant_key,
     tenant_of,
+)
+from infra.status.metrics import METRICS_KEY, STAGES, StageHistogram, stage_histograms
+from infra.status.progress import eta_seconds, rate
+from infra.status.records import (
+    CREATE_CHUNK,
+    RATE_BUCKET_S,
+    RATE_WINDOW_S,
+    BatchStatus,
+    ImageState,
+    ImageStatus,
+    RecentWindow,
 )
 from infra.status.store import CANCEL_CHUNK, EVENTS_MAXLEN, StatusStore
 

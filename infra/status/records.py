@@ -1,7 +1,7 @@
 """Batch and image records in Redis as read back: keys, states, and the read-only queries.
 
-The keys are drawn in ``infra.status``'s docstring. Only ``infra.status.store.StatusStore``
-writes them; it inherits the queries below.
+The keys are drawn in ``infra.status``'s docstring (named in ``infra.status.keys``). Only
+``infra.status.store.StatusStore`` writes them; it inherits the queries below.
 """
 
 from __future__ import annotations
@@ -17,9 +17,16 @@ from typing import Any
 import redis
 
 from infra.errors import StatusUnavailable
-from infra.tenants import split
+from infra.status.keys import (
+    BATCHES_KEY,
+    batch_key,
+    image_key,
+    images_key,
+    rate_key,
+    tenant_batches_key,
+    tenant_key,
+)
 
-KEY_PREFIX = "blurq:"
 CREATE_CHUNK = 1_000
 """Image records written (and read) per Redis round trip."""
 RATE_BUCKET_S = 10
@@ -36,50 +43,6 @@ class ImageState(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"  # final: its batch was cancelled before the image started
-
-
-def batch_key(batch_id: str) -> str:
-    """The batch record's key."""
-    return f"{KEY_PREFIX}batch:{batch_id}"
-
-
-def images_key(batch_id: str) -> str:
-    """The key of the batch's list of image ids."""
-    return f"{batch_key(batch_id)}:images"
-
-
-def rate_key(batch_id: str) -> str:
-    """The key of the batch's rate buckets (images finished per ``RATE_BUCKET_S``)."""
-    return f"{batch_key(batch_id)}:rate"
-
-
-def image_key(batch_id: str, image_id: str) -> str:
-    """One image record's key."""
-    return f"{KEY_PREFIX}image:{batch_id}:{image_id}"
-
-
-EVENTS_KEY = f"{KEY_PREFIX}events"
-BATCHES_KEY = f"{KEY_PREFIX}batches"
-
-
-def tenant_of(batch_id: str) -> str:
-    """The tenant a qualified batch id belongs to (``infra.tenants.split``)."""
-    return split(batch_id)[0]
-
-
-def tenant_key(tenant: str) -> str:
-    """The key of a tenant's counters (``outstanding``: its images queued or running)."""
-    return f"{KEY_PREFIX}tenant:{tenant}"
-
-
-def tenant_batches_key(tenant: str) -> str:
-    """The key of a tenant's index of batches (batch id -> created time)."""
-    return f"{KEY_PREFIX}batches:{tenant}"
-
-
-def submits_key(tenant: str, minute: int) -> str:
-    """The key counting a tenant's submissions in one minute (unix time // 60)."""
-    return f"{tenant_key(tenant)}:submits:{minute}"
 
 
 def rate_buckets(now: float) -> tuple[list[str], float]:

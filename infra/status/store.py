@@ -27,23 +27,20 @@ import redis
 
 from infra.errors import TransientError
 from infra.status import transitions
-from infra.status.metrics import METRICS_KEY, stage_increments
-from infra.status.records import (
+from infra.status.keys import (
     BATCHES_KEY,
-    CREATE_CHUNK,
     EVENTS_KEY,
-    RATE_BUCKET_S,
-    StatusReader,
     batch_key,
     image_key,
     images_key,
-    mapped_errors,
     rate_key,
     submits_key,
     tenant_batches_key,
     tenant_key,
     tenant_of,
 )
+from infra.status.metrics import METRICS_KEY, stage_increments
+from infra.status.records import CREATE_CHUNK, RATE_BUCKET_S, StatusReader, mapped_errors
 
 EVENTS_MAXLEN = 100_000
 """Entries kept in the events stream; older ones are trimmed (approximately)."""
