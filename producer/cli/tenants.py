@@ -24,6 +24,7 @@ Examples:
       --file tenants.json
   blurq tenants add shop-a --role view --file tenants.json
   blurq tenants list --file tenants.json
+  blurq tenants webhook-secret shop-a       # needs BLURQ_WEBHOOK_SECRET
 """
 HASH_SHOWN = 12
 """Hex digits of a key's hash that ``list`` shows: enough to tell keys apart, never the key."""
@@ -84,6 +85,21 @@ def list_(path: Path | None) -> None:
         click.echo("  limits   " + " ".join(f"{k}={v}" for k, v in vars(tenant.limits).items()))
         for digest, key_role in tenant.keys.items():
             click.echo(f"  key      {key_role.value:<6}  sha256 {digest[:HASH_SHOWN]}...")
+
+
+@tenants.command("webhook-secret")
+@click.argument("name")
+def webhook_secret(name: str) -> None:
+    """Print the secret that signs NAME's webhooks (derived from BLURQ_WEBHOOK_SECRET)."""
+    from infra.tenants import TENANT_NAME
+    from infra.webhooks import secret_for
+
+    master = get_settings().webhook_secret
+    if not master:
+        raise click.ClickException("BLURQ_WEBHOOK_SECRET is not set: there are no webhook secrets")
+    if not TENANT_NAME.match(name):
+        raise click.BadParameter(f"tenant names match {TENANT_NAME.pattern}", param_hint="NAME")
+    click.echo(secret_for(master, name))
 
 
 def _path(path: Path | None) -> Path:

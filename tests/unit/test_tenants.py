@@ -290,3 +290,25 @@ def test_the_cli_escapes_control_characters_from_s3_keys() -> None:
     from producer.cli.batches import printable
 
     assert printable("in/\x1b[2J\x07ünï写真.jpg\tx") == "in/\\x1b[2J\\x07ünï写真.jpg\\tx"
+
+
+def test_tenants_webhook_secret_prints_the_tenants_own_derived_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from infra.settings import get_settings
+    from infra.webhooks import secret_for
+
+    monkeypatch.setenv("BLURQ_WEBHOOK_SECRET", "master-secret-for-the-test")
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        a = runner.invoke(main, ["tenants", "webhook-secret", "shop-a"])
+        b = runner.invoke(main, ["tenants", "webhook-secret", "shop-b"])
+        bad = runner.invoke(main, ["tenants", "webhook-secret", "Shop/A"])
+    finally:
+        get_settings.cache_clear()
+    assert a.exit_code == 0 and a.stdout.strip() == secret_for(
+        "master-secret-for-the-test", "shop-a"
+    )
+    assert b.stdout.strip() not in (a.stdout.strip(), "master-secret-for-the-test")
+    assert bad.exit_code != 0
