@@ -25,7 +25,8 @@ Examples:
   blurq cancel spring-01
   blurq worker --concurrency 1
   BLURQ_FLOWER_BASIC_AUTH=ops:<password, 16+ characters> blurq flower --port 5555
-  BLURQ_API_KEYS=change-me blurq api --port 8000
+  blurq tenants add shop-a --input s3://shop-a-in/ --output s3://shop-a-out/ --file tenants.json
+  BLURQ_TENANTS_FILE=tenants.json blurq api --port 8000
   blurq models fetch
   blurq blur portrait.jpg --out blurred/ --strength 60
   blurq matte portrait.jpg --out mattes/
