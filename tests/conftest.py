@@ -95,7 +95,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """The whole local stack: Redis, S3, two Celery worker processes and Flower.
 
     Its webhooks may reach loopback (the development switch), where the tests' receivers listen;
-    tests/integration/test_webhook_ssrf.py runs a stack without it.
+    tests/integration/test_webhook_targets.py runs a stack without it.
     """
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(ALLOW_PRIVATE_WEBHOOKS, "true")  # the children copy os.environ
