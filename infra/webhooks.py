@@ -148,6 +148,16 @@ def vet(url: str, *, allow_private: bool, timeout: float = RESOLVE_TIMEOUT_S) ->
     return Target(scheme, host, port, path, addresses[0])
 
 
+def check_form(url: str) -> str:
+    """The URL when it is an absolute http(s) URL without credentials; InvalidJob otherwise.
+
+    The form alone, without resolving the host (``check_url`` does that): cheap enough for a
+    request validator running on the event loop.
+    """
+    _parts(url)
+    return url
+
+
 def check_url(url: str, *, allow_private: bool | None = None) -> str:
     """The URL when it is http(s) and its host resolves to public addresses only; else InvalidJob.
 
