@@ -25,7 +25,7 @@ from functools import partial
 from celery import Celery
 
 from infra.celery_app import BLUR_TASK, create_app, send_webhook
-from infra.errors import BatchConflict, InvalidJob
+from infra.errors import InvalidJob
 from infra.jobs import BATCH_ID, QUEUES, BlurParams, Job, normalise_prefix
 from infra.settings import Settings, get_settings
 from infra.status import BatchStatus, ImageState, ImageStatus, StatusStore
@@ -33,6 +33,7 @@ from infra.storage import S3Storage, S3Uri, Storage
 from infra.tenants import DEFAULT_TENANT, Tenant, Tenants, load, qualify, split
 from infra.webhooks import check_url
 from producer import inputs, quotas
+from producer.idempotency import check_same, request_digest
 
 INTERACTIVE_MAX = 8
 """Batches up to this many images go to the interactive queue; larger ones may not use it."""
@@ -93,10 +94,10 @@ class Client:
     ) -> str:
         """Submit one batch; returns its id. Resubmitting a batch id sends nothing twice.
 
-        BatchConflict when the batch id exists with another output or other parameters;
-        Forbidden when an input or the output lies outside the tenant's prefixes; QuotaExceeded
-        when the tenant is over a quota. With webhook_url, a signed POST announces the batch's
-        end (``infra.webhooks``).
+        BatchConflict when the batch id exists for another request (inputs, output, parameters,
+        webhook); Forbidden when an input or the output lies outside the tenant's prefixes;
+        QuotaExceeded when the tenant is over a quota. With webhook_url, a signed POST announces
+        the batch's end (``infra.webhooks``).
         """
         return self.submit_batch(
             output=output,
@@ -135,8 +136,16 @@ class Client:
         own_id = _check_batch_id(batch_id) if batch_id else uuid.uuid4().hex
         qualified = qualify(tenant.name, own_id)
         quotas.count_submit(self.status_store, tenant)
+        digest = request_digest(
+            output=destination,
+            uris=uris,
+            prefix=prefix,
+            manifest=manifest,
+            params=params,
+            webhook_url=webhook_url,
+        )
         if batch_id:
-            existing = self._check_same(qualified, destination, params)
+            existing = check_same(self.status_store.batch(qualified), digest, destination, params)
             if existing is not None and existing.submitted:
                 return Submission(own_id, created=False)
         sources = self._expand(tenant, uris, prefix, manifest, destination)
@@ -147,19 +156,22 @@ class Client:
             _job(qualified, f"{n:06d}", source, destination, params, tenant.name)
             for n, source in enumerate(sources)
         ]
-        created = self._create(qualified, jobs, destination, params, queue, webhook_url)
+        created = self._create(qualified, jobs, (destination, params, digest), queue, webhook_url)
         return Submission(own_id, created)
 
     def _create(
         self,
         batch_id: str,
         jobs: list[Job],
-        output: S3Uri,
-        params: BlurParams,
+        request: tuple[S3Uri, BlurParams, str],
         queue: str,
         webhook: str | None,
     ) -> bool:
-        """Record the batch and send its messages; False when it existed already."""
+        """Record the batch and send its messages; False when it existed already.
+
+        ``request`` is the output, the parameters and the request's digest.
+        """
+        output, params, digest = request
         meta = {"params": json.dumps(asdict(params)), "output": str(output), "queue": queue}
         if webhook:
             meta["webhook_url"] = webhook
@@ -167,10 +179,11 @@ class Client:
             batch_id,
             ((job.image_id, f"s3://{job.input_bucket}/{job.input_key}") for job in jobs),
             meta,
+            digest=digest,
         )
         if not created:
             # Another submission of the same id may have created the batch since the check above.
-            existing = self._check_same(batch_id, output, params)
+            existing = check_same(self.status_store.batch(batch_id), digest, output, params)
             if existing is not None and existing.submitted:
                 return False
             if existing is not None:  # a submission that stopped half-way
@@ -178,17 +191,6 @@ class Client:
         self._send(jobs, queue)
         self.status_store.mark_submitted(batch_id)
         return created
-
-    def _check_same(self, batch_id: str, output: S3Uri, params: BlurParams) -> BatchStatus | None:
-        """The existing batch of this id (or None); BatchConflict if it was asked differently."""
-        existing = self.status_store.batch(batch_id)
-        if existing is not None and (
-            existing.output != str(output) or BlurParams.from_dict(existing.params) != params
-        ):
-            raise BatchConflict(
-                f"batch {split(batch_id)[1]!r} exists with another output or other parameters"
-            )
-        return existing
 
     def _still_queued(self, batch_id: str, jobs: list[Job]) -> list[Job]:
         """The jobs whose image is still queued: those a stopped submission may not have sent."""

@@ -69,11 +69,12 @@ from infra.status.records import (
     ImageStatus,
     RecentWindow,
 )
-from infra.status.store import CANCEL_CHUNK, EVENTS_MAXLEN, StatusStore
+from infra.status.store import CANCEL_CHUNK, CLAIM_TTL_S, EVENTS_MAXLEN, StatusStore
 
 __all__ = [
     "BATCHES_KEY",
     "CANCEL_CHUNK",
+    "CLAIM_TTL_S",
     "CREATE_CHUNK",
     "EVENTS_KEY",
     "EVENTS_MAXLEN",

@@ -105,6 +105,7 @@ class BatchStatus:
     # and at last delivered or failed (workers.webhooks)
     webhook_status: str = ""
     webhook_attempts: int = 0
+    request_digest: str = ""  # of the submission that made it (inputs, output, params, webhook)
     recent: RecentWindow | None = None  # read with the record; None when built by hand
 
     @property
@@ -256,6 +257,7 @@ def _batch(batch_id: str, record: dict[str, str], recent: RecentWindow) -> Batch
         webhook_url=record.get("webhook_url", ""),
         webhook_status=record.get("webhook_status", ""),
         webhook_attempts=int(record.get("webhook_attempts", 0)),
+        request_digest=record.get("digest", ""),
         recent=recent,
     )
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import redis
 
-from infra.errors import TransientError
+from infra.errors import BatchConflict, TransientError
 from infra.status import transitions
 from infra.status.keys import (
     BATCHES_KEY,
@@ -44,6 +44,9 @@ from infra.status.records import CREATE_CHUNK, RATE_BUCKET_S, StatusReader, mapp
 
 EVENTS_MAXLEN = 100_000
 """Entries kept in the events stream; older ones are trimmed (approximately)."""
+CLAIM_TTL_S = 60
+"""Seconds a batch being created stays claimed without progress: a submission that dies
+half-way blocks its batch id (for other requests) no longer than this."""
 CANCEL_CHUNK = 500
 """Image records cancelled per Lua call, so that Redis is never blocked for long."""
 Arg = str | int | float
@@ -87,30 +90,39 @@ class StatusStore(StatusReader):
         return cls(client, ttl=ttl, max_deliveries=max_deliveries, on_complete=on_complete)
 
     def create_batch(
-        self, batch_id: str, images: Iterable[tuple[str, str]], meta: Mapping[str, str]
+        self,
+        batch_id: str,
+        images: Iterable[tuple[str, str]],
+        meta: Mapping[str, str],
+        *,
+        digest: str = "",
     ) -> bool:
         """Record a new batch with its images queued; False when the batch id already exists.
 
-        ``images`` are (image id, input) pairs. A half-written batch (its submission stopped)
-        is written again from the start; TransientError when another submission of the same id
-        takes this one's claim over while it is writing.
+        ``images`` are (image id, input) pairs; ``digest`` names the request (inputs, output,
+        parameters, webhook). BatchConflict when the id exists, or is being created, for a
+        request with another digest; a half-written batch of the same request is written again
+        from the start (TransientError for the submission whose claim is taken over that way).
         """
         token, now = uuid.uuid4().hex, time.time()
         claim = [batch_key(batch_id), images_key(batch_id)]
         with mapped_errors():
-            if not self._run("create_begin", claim, [token, now, self.ttl]):
+            code, known = self._run("create_begin", claim, [token, now, CLAIM_TTL_S, digest])
+            if int(code) != 1:
+                _same_request(batch_id, digest, str(known))
                 return False
             total = 0
             for chunk in _chunks(images, CREATE_CHUNK):
                 keys = claim + [image_key(batch_id, image_id) for image_id, _ in chunk]
-                pairs = [value for pair in chunk for value in pair]
-                self._claimed(batch_id, self._run("create_images", keys, [token, self.ttl, *pairs]))
+                args: list[Arg] = [token, self.ttl, CLAIM_TTL_S]
+                args += [value for pair in chunk for value in pair]
+                self._claimed(batch_id, self._run("create_images", keys, args))
                 total += len(chunk)
             tenant = tenant_of(batch_id)
             keys = [*claim, rate_key(batch_id), BATCHES_KEY]
             keys += [tenant_batches_key(tenant), tenant_key(tenant)]
-            args: list[Arg] = [token, now, self.ttl, batch_id, total, *_flat(meta)]
-            self._claimed(batch_id, self._run("create_end", keys, args))
+            end: list[Arg] = [token, now, self.ttl, batch_id, total, *_flat(meta)]
+            self._claimed(batch_id, self._run("create_end", keys, end))
         return True
 
     @staticmethod
@@ -239,6 +251,15 @@ class StatusStore(StatusReader):
             pipe.expire(key, self.ttl, nx=True)  # an expired batch comes back with the TTL
             attempts, *_ = pipe.execute()
         return int(attempts)
+
+
+def _same_request(batch_id: str, digest: str, known: str) -> None:
+    """BatchConflict when the batch was (or is being) made by a request with another digest."""
+    if digest and known and known != digest:
+        own = batch_id.rpartition("/")[2]
+        raise BatchConflict(
+            f"batch {own!r} exists with other inputs, output, parameters or webhook"
+        )
 
 
 def _chunks(pairs: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:

@@ -138,6 +138,41 @@ def test_resubmitting_the_same_key_sends_nothing_twice(
     assert conflict.json()["error"]["code"] == "idempotency_conflict"
 
 
+def test_racing_submissions_of_one_id_give_one_batch_and_409s(
+    api: httpx.Client, stack: LocalStack
+) -> None:
+    """Ten submissions of one id at once, half for another output: one batch, the rest 200/409."""
+    uris = [f"s3://{BUCKET}/many/{number:03d}.jpg" for number in range(12)]
+    bodies = [
+        {"uris": uris, "output": f"s3://{BUCKET}/race-{'ab'[n % 2]}/", "batch_id": "race-1"}
+        for n in range(10)
+    ]
+    answers: list[tuple[str, httpx.Response]] = []
+    gate = threading.Barrier(len(bodies))
+
+    def submit(body: dict[str, Any]) -> None:
+        gate.wait()
+        answers.append((body["output"], api.post("/v1/batches", json=body)))
+
+    threads = [threading.Thread(target=submit, args=(body,)) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    created = [output for output, answer in answers if answer.status_code == 201]
+    assert len(created) == 1, [(output, answer.text) for output, answer in answers]
+    for output, answer in answers:
+        if output == created[0]:  # the same request: the batch, or "being created, retry"
+            assert answer.status_code in (200, 201, 503), answer.text
+        else:  # the other request: a conflict, also while the winner was still being written
+            assert answer.status_code == 409, answer.text
+            assert answer.json()["error"]["code"] == "idempotency_conflict"
+    batch = api.get("/v1/batches/race-1").raise_for_status().json()
+    assert batch["output"] == created[0] and batch["total"] == len(uris)
+    assert tasks_sent(stack, "race-1", at_least=len(uris)) == len(uris)  # sent once, not 5 times
+    wait_finished(api, "race-1")
+
+
 def test_requests_without_a_valid_key_are_refused(stack: LocalStack) -> None:
     with httpx.Client(base_url=stack.api_url, timeout=30) as anonymous:
         for headers in ({}, {"X-API-Key": "wrong"}, {"Authorization": "Bearer wrong"}):

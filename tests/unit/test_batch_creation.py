@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 import redis
 
-from infra.errors import StatusUnavailable, TransientError
+from infra.errors import BatchConflict, StatusUnavailable, TransientError
 from infra.settings import Settings
 from infra.status import (
     BATCHES_KEY,
+    CLAIM_TTL_S,
     CREATE_CHUNK,
     EVENTS_KEY,
     METRICS_KEY,
@@ -167,3 +168,40 @@ def test_writes_after_a_record_expired_never_leave_a_key_without_ttl(
     lasting = {BATCHES_KEY, tenant_batches_key("default"), tenant_key("default")}
     lasting |= {EVENTS_KEY, METRICS_KEY}
     assert [key for key in without_ttl(redis_client) if key not in lasting] == []
+
+
+def test_a_request_with_another_digest_gets_a_conflict_even_mid_creation(
+    status_store: StatusStore, redis_client: redis.Redis
+) -> None:
+    """Two racing submissions of one id for different requests: one batch, one BatchConflict."""
+    meta = {"output": "s3://out/", "params": "{}"}
+    conflicts: list[str] = []
+
+    def racing() -> Iterator[tuple[str, str]]:
+        yield from pairs()[: CREATE_CHUNK + 1]
+        # Another request for the same id arrives while this one is writing.
+        with pytest.raises(BatchConflict) as raised:
+            status_store.create_batch("b", pairs(), meta, digest="other")
+        conflicts.append(str(raised.value))
+        yield from pairs()[CREATE_CHUNK + 1 :]
+
+    assert status_store.create_batch("b", racing(), meta, digest="first")
+    assert conflicts and "exists with other" in conflicts[0]
+    assert_whole(status_store, redis_client)
+    assert not status_store.create_batch("b", pairs(), meta, digest="first")  # the same: no-op
+    with pytest.raises(BatchConflict):
+        status_store.create_batch("b", pairs(), meta, digest="other")
+    batch = status_store.batch("b")
+    assert batch is not None and batch.request_digest == "first"
+
+
+def test_a_dead_submissions_claim_lapses_soon(
+    status_store: StatusStore, redis_client: redis.Redis
+) -> None:
+    """A submission that died half-way blocks other requests only for the claim's short TTL."""
+    with pytest.raises(KeyboardInterrupt):
+        status_store.create_batch("b", stopping(CREATE_CHUNK + 10), {}, digest="dead")
+    for key in (batch_key("b"), images_key("b")):
+        assert 0 < redis_client.ttl(key) <= CLAIM_TTL_S
+    redis_client.delete(batch_key("b"))  # as when the claim's TTL has run out
+    assert status_store.create_batch("b", pairs(), {"output": "s3://out/"}, digest="other")

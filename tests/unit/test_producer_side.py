@@ -158,16 +158,19 @@ def test_resubmitting_a_batch_id_differently_is_a_conflict(
 ) -> None:
     client = Client(settings, status=status_store)
 
-    def submit(output: str = "s3://out/x/", strength: int = 40) -> str:
+    def submit(output: str = "s3://out/x/", strength: int = 40, key: str = "a.jpg") -> str:
         params = BlurParams(strength=strength)
-        return client.submit(uris=["s3://inp/a.jpg"], output=output, params=params, batch_id="b1")
+        uris = [f"s3://inp/{key}"]
+        return client.submit(uris=uris, output=output, params=params, batch_id="b1")
 
     assert submit() == "b1" and submit() == "b1"  # the same again: the same batch
-    with pytest.raises(BatchConflict, match="other parameters"):
+    with pytest.raises(BatchConflict, match="exists with other inputs, output, parameters"):
         submit(strength=41)
     with pytest.raises(BatchConflict):
         submit(output="s3://out/y/")
+    with pytest.raises(BatchConflict):
+        submit(key="b.jpg")  # other inputs under the same id
     assert redis_client.llen("interactive") == 1  # one message: nothing sent again
     argv = ["submit", "s3://inp/a.jpg", "--out", "s3://out/x/", "--batch-id", "b1"]
     result = CliRunner().invoke(main, [*argv, "--redis-url", settings.redis_url])
-    assert result.exit_code == 1 and "other parameters" in result.output
+    assert result.exit_code == 1 and "exists with other" in result.output
