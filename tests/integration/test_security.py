@@ -269,12 +269,17 @@ def test_rediss_urls_work_for_status_and_broker(tls_redis: str) -> None:
     ],
     ids=["http", "https", "file", "path", "no-bucket", "http-prefix", "manifest-with-url"],
 )
-def test_the_producer_accepts_only_s3_inputs(inputs: dict[str, object], tmp_path: Path) -> None:
+def test_the_producer_accepts_only_s3_inputs(
+    inputs: dict[str, object], tmp_path: Path, settings: Settings
+) -> None:
+    # Refused before any network I/O: no Redis, no S3. A manifest's lines are known only once it
+    # is read, after the submit was counted against the tenant's rate: that case gets a Redis.
+    client = Client(Settings(redis_url="redis://127.0.0.1:1/0"))
     if inputs.get("manifest"):
         manifest = tmp_path / "list.txt"
         manifest.write_text("s3://bkt/fine.jpg\nhttp://example.invalid/photo.jpg\n")
         inputs = {"manifest": str(manifest)}
-    client = Client(Settings(redis_url="redis://127.0.0.1:1/0"))  # refused before any I/O
+        client = Client(settings)
     with pytest.raises(InvalidJob, match="s3://"):
         client.submit(output="s3://bkt/out/", **inputs)  # type: ignore[arg-type]
     with pytest.raises(InvalidJob, match="s3://"):
