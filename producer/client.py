@@ -37,6 +37,8 @@ from producer.idempotency import check_same, request_digest
 
 INTERACTIVE_MAX = 8
 """Batches up to this many images go to the interactive queue; larger ones may not use it."""
+SEND_PROGRESS = 1_000
+"""Messages sent between renewals of the sender's lease (``StatusStore.still_sending``)."""
 
 
 @dataclass(frozen=True)
@@ -184,11 +186,10 @@ class Client:
         if not created:
             # Another submission of the same id may have created the batch since the check above.
             existing = check_same(self.status_store.batch(batch_id), digest, output, params)
-            if existing is not None and existing.submitted:
-                return False
-            if existing is not None:  # a submission that stopped half-way
-                jobs = self._still_queued(batch_id, jobs)
-        self._send(jobs, queue)
+            if existing is None or not self.status_store.claim_sending(batch_id):
+                return False  # all sent, or its sender is still at it
+            jobs = self._still_queued(batch_id, jobs)  # its sender stopped half-way
+        self._send(batch_id, jobs, queue)
         self.status_store.mark_submitted(batch_id)
         return created
 
@@ -218,10 +219,12 @@ class Client:
             raise InvalidJob("the batch has no inputs")
         return found
 
-    def _send(self, jobs: list[Job], queue: str) -> None:
+    def _send(self, batch_id: str, jobs: list[Job], queue: str) -> None:
         with self.app.producer_or_acquire() as producer:
-            for job in jobs:
+            for n, job in enumerate(jobs, 1):
                 self.app.send_task(BLUR_TASK, args=[job.encode()], queue=queue, producer=producer)
+                if n % SEND_PROGRESS == 0:
+                    self.status_store.still_sending(batch_id)  # keeps the lease: not taken over
 
     def status(self, batch_id: str, *, tenant: str = DEFAULT_TENANT) -> BatchStatus:
         """The tenant's batch; InvalidJob when it has no such batch (or it expired)."""

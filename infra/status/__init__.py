@@ -69,7 +69,13 @@ from infra.status.records import (
     ImageStatus,
     RecentWindow,
 )
-from infra.status.store import CANCEL_CHUNK, CLAIM_TTL_S, EVENTS_MAXLEN, StatusStore
+from infra.status.store import (
+    CANCEL_CHUNK,
+    CLAIM_TTL_S,
+    EVENTS_MAXLEN,
+    SEND_LEASE_S,
+    StatusStore,
+)
 
 __all__ = [
     "BATCHES_KEY",
@@ -82,6 +88,7 @@ __all__ = [
     "METRICS_KEY",
     "RATE_BUCKET_S",
     "RATE_WINDOW_S",
+    "SEND_LEASE_S",
     "STAGES",
     "BatchStatus",
     "ImageState",

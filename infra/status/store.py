@@ -47,6 +47,9 @@ EVENTS_MAXLEN = 100_000
 CLAIM_TTL_S = 60
 """Seconds a batch being created stays claimed without progress: a submission that dies
 half-way blocks its batch id (for other requests) no longer than this."""
+SEND_LEASE_S = 60
+"""Seconds a created batch's sender may go without progress before a resubmission of the same
+request takes over sending what is still queued."""
 CANCEL_CHUNK = 500
 """Image records cancelled per Lua call, so that Redis is never blocked for long."""
 Arg = str | int | float
@@ -131,6 +134,18 @@ class StatusStore(StatusReader):
             raise TransientError(
                 f"batch {batch_id!r} is being created by another submission; submit it again"
             )
+
+    def claim_sending(self, batch_id: str) -> bool:
+        """True when the caller should send the batch's queued messages: it was created, not
+        all sent, and its sender has shown no progress for ``SEND_LEASE_S``."""
+        with mapped_errors():
+            return bool(
+                self._run("claim_sending", [batch_key(batch_id)], [time.time(), SEND_LEASE_S])
+            )
+
+    def still_sending(self, batch_id: str) -> None:
+        """Renew the sender's lease (called as messages go out)."""
+        self._hset(batch_key(batch_id), {"sending_at": str(time.time())})
 
     def mark_submitted(self, batch_id: str) -> None:
         """Note that every message of the batch has been sent."""

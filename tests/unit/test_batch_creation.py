@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,6 +18,7 @@ from infra.status import (
     CREATE_CHUNK,
     EVENTS_KEY,
     METRICS_KEY,
+    SEND_LEASE_S,
     StatusStore,
     batch_key,
     image_key,
@@ -127,6 +129,34 @@ def test_a_resubmission_after_redis_dropped_mid_creation_sends_each_image_once(
     assert_whole(status_store, redis_client)
     client.submit(uris=uris, output="s3://out/x/", batch_id="b")  # a third time: sends nothing
     assert len(broker.sent) == COUNT
+
+
+def test_a_sender_that_died_is_taken_over_only_once_its_lease_lapsed(
+    settings: Settings, status_store: StatusStore, redis_client: redis.Redis
+) -> None:
+    """Resubmissions racing a live sender send nothing; one after a dead sender's lease sends."""
+    broker = _Broker()
+    client = Client(settings, status=status_store, app=broker)  # type: ignore[arg-type]
+    uris = [source for _, source in pairs()]
+    send = broker.send_task
+
+    def dying(name: str, **kwargs: Any) -> None:
+        if len(broker.sent) == 1500:
+            raise KeyboardInterrupt  # the submitting process dies mid-send
+        send(name, **kwargs)
+
+    broker.send_task = dying  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        client.submit(uris=uris, output="s3://out/x/", batch_id="b")
+    broker.send_task = send  # type: ignore[method-assign]
+    assert not client.submit_batch(uris=uris, output="s3://out/x/", batch_id="b").created
+    assert len(broker.sent) == 1500  # its lease was renewed at 1,000 messages: still its own
+    lapsed = time.time() - SEND_LEASE_S - 1
+    redis_client.hset(batch_key("b"), "sending_at", str(lapsed))  # as if a minute had passed
+    client.submit(uris=uris, output="s3://out/x/", batch_id="b")
+    assert len(broker.sent) == 1500 + COUNT  # every image still queued, sent again
+    client.submit(uris=uris, output="s3://out/x/", batch_id="b")  # all sent: nothing more
+    assert len(broker.sent) == 1500 + COUNT
 
 
 def test_a_batch_running_longer_than_the_ttl_keeps_its_image_list_and_rate(

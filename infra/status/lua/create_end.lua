@@ -1,5 +1,6 @@
 -- Batch creation, step 3 of 3: the counters and parameters make the batch exist, in one step,
--- and it joins the index of batches (which drops batches past their TTL).
+-- and it joins the index of batches (which drops batches past their TTL). This submission now
+-- holds the lease on sending its messages (claim_sending.lua).
 -- KEYS: batch, its image list, its rate buckets, the batches index, the tenant's batches index,
 -- the tenant's counters (its outstanding images grow by the batch's total).
 -- ARGV: token, now, ttl, batch id, total, then parameter field/value pairs... Returns 0 when the claim was lost.
@@ -7,7 +8,7 @@ if redis.call('HGET', KEYS[1], 'creating') ~= ARGV[1] then return 0 end
 redis.call('HDEL', KEYS[1], 'creating')
 local total = ARGV[5]
 redis.call('HSET', KEYS[1], 'total', total, 'queued', total, 'running', 0, 'done', 0,
-  'failed', 0, 'cancelled', 0)
+  'failed', 0, 'cancelled', 0, 'sending_at', ARGV[2])
 for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 keep_batch(KEYS[1], KEYS[2], KEYS[3], ARGV[3])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[4])
