@@ -1,4 +1,4 @@
-"""S3 storage behind a small interface: get, put, head, list, with errors mapped to our tree.
+"""S3 storage behind a small interface: get, lines, put, head, list, with errors mapped to our tree.
 
 boto3 does the retrying (``standard`` mode: exponential backoff with full jitter on throttling such
 as 503 SlowDown, on 5xx answers and on connection errors); what still fails afterwards becomes a
@@ -7,8 +7,9 @@ as 503 SlowDown, on 5xx answers and on connection errors); what still fails afte
 
 from __future__ import annotations
 
+import codecs
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,6 +28,8 @@ _RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3")
 _INVALID = {"InvalidBucketName"}  # the request can never succeed: permanent, never a retry
 _NOT_FOUND = {"NoSuchKey", "404", "NoSuchBucket", "NotFound"}
 _FORBIDDEN = {"AccessDenied", "403", "AllAccessDisabled", "InvalidObjectState"}
+CHUNK_BYTES = 64 * 1024
+"""How much ``text_lines`` asks for per read: what it holds besides one partial line."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ class Storage(Protocol):
 
     def get(self, bucket: str, key: str, *, max_bytes: int | None = None) -> StoredObject: ...
 
+    def lines(self, bucket: str, key: str, *, max_bytes: int) -> Iterator[str]: ...
+
     def head(self, bucket: str, key: str) -> tuple[int, str] | None: ...
 
     def put(self, bucket: str, key: str, data: bytes, *, content_type: str) -> None: ...
@@ -101,6 +106,20 @@ class S3Storage:
                 response["Body"].close()
                 raise InputTooLarge(f"s3://{bucket}/{key} is {size} bytes, limit {max_bytes}")
             return StoredObject(response["Body"].read(), response["ETag"].strip('"'))
+
+    def lines(self, bucket: str, key: str, *, max_bytes: int) -> Iterator[str]:
+        """An object's UTF-8 text lines, streamed; InputTooLarge past max_bytes read."""
+        with _mapped_errors(bucket, key):
+            response = self.client.get_object(Bucket=bucket, Key=key)
+            body = response["Body"]
+            try:
+                size = int(response.get("ContentLength", 0))
+                if size > max_bytes:  # refused before downloading, as get does
+                    raise InputTooLarge(f"s3://{bucket}/{key} is {size} bytes, limit {max_bytes}")
+                # ContentLength may lie or be absent: the read itself stops at the cap as well.
+                yield from text_lines(body.read, max_bytes=max_bytes, name=f"s3://{bucket}/{key}")
+            finally:
+                body.close()
 
     def head(self, bucket: str, key: str) -> tuple[int, str] | None:
         """Size and ETag of an object, or None when it does not exist."""
@@ -131,6 +150,46 @@ class S3Storage:
         except ClientError:
             with _mapped_errors(bucket, ""):
                 self.client.create_bucket(Bucket=bucket)
+
+
+def text_lines(read: Callable[[int], bytes], *, max_bytes: int, name: str) -> Iterator[str]:
+    """Lines (as str.splitlines cuts them) of UTF-8 bytes from read(n); stops past max_bytes."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    pending: list[str] = []  # the partial last line, in pieces: joined once, when its end arrives
+    total = 0
+    while chunk := read(min(CHUNK_BYTES, max_bytes + 1 - total)):
+        total += len(chunk)
+        if total > max_bytes:
+            raise InputTooLarge(f"{name} is larger than {max_bytes} bytes")
+        text = _decoded(decoder, chunk, name)
+        if text.splitlines() == [text]:  # mid-line: kept in pieces, not rescanned per chunk
+            pending.append(text)
+            continue
+        complete, tail = _split("".join(pending) + text)
+        pending = [tail]
+        yield from complete
+    complete, tail = _split("".join(pending) + _decoded(decoder, b"", name, final=True))
+    yield from complete
+    if tail:
+        yield tail.splitlines()[0]
+
+
+def _split(text: str) -> tuple[list[str], str]:
+    """Complete lines without their ends, and the partial last one (maybe "")."""
+    parts = text.splitlines(keepends=True)
+    # A last part without a line end is partial; so is one ending in "\r", whose "\n" may follow.
+    last = parts[-1] if parts else ""
+    tail = parts.pop() if last.endswith("\r") or last.splitlines() == [last] else ""
+    return [part.splitlines()[0] for part in parts], tail
+
+
+def _decoded(
+    decoder: codecs.IncrementalDecoder, chunk: bytes, name: str, final: bool = False
+) -> str:
+    try:
+        return decoder.decode(chunk, final)
+    except UnicodeDecodeError as error:
+        raise InvalidJob(f"{name} is not UTF-8 text") from error
 
 
 def _client(settings: Settings) -> Any:

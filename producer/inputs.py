@@ -6,8 +6,9 @@ with ``#`` are ignored. A prefix expands to the image files under it (by extensi
 the batch's own output prefix so that results are never fed back in.
 
 Every kind stops at ``cap`` images (the tenant's images per batch): a prefix is listed, and a
-manifest's lines are read, only up to cap + 1, and a manifest larger than
-``MANIFEST_BYTES_PER_IMAGE`` × cap bytes is refused before it is downloaded.
+manifest's lines are read, only up to cap + 1. A manifest is streamed line by line, never held
+whole: one larger than ``MANIFEST_BYTES_PER_IMAGE`` × cap bytes is refused before it is downloaded
+when its size is known, and the read stops past that many bytes whatever size was reported.
 
 Confinement: ``confine`` checks what a request names (URIs, prefix, manifest, output) against
 the tenant's prefixes before any S3 call; ``confine_found`` checks what the expansion found
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from infra.errors import InvalidJob
 from infra.jobs import depth_key, normalise_prefix
-from infra.storage import S3Uri, Storage
+from infra.storage import S3Uri, Storage, text_lines
 from infra.tenants import Limits, Tenant
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
@@ -107,26 +108,24 @@ def _images_under(storage: Storage, root: S3Uri, exclude: S3Uri | None) -> Itera
 
 
 def from_manifest(storage: Storage, manifest: str, *, cap: int = DEFAULT_CAP) -> list[S3Uri]:
-    """The inputs listed in a manifest file, local path or ``s3://`` URI."""
+    """The inputs listed in a manifest file, local path or ``s3://`` URI, read line by line."""
     max_bytes = MANIFEST_BYTES_PER_IMAGE * cap
-    if manifest.startswith("s3://"):
-        where = S3Uri.parse(manifest)
-        data = storage.get(where.bucket, where.key, max_bytes=max_bytes).data
-        bucket: str | None = where.bucket
-    else:
-        path = Path(manifest)
-        if not path.is_file():
-            raise InvalidJob(f"manifest not found: {manifest}")
-        if path.stat().st_size > max_bytes:
-            raise InvalidJob(f"manifest {manifest} is larger than {max_bytes} bytes")
-        data = path.read_bytes()
-        bucket = None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise InvalidJob(f"manifest {manifest} is not UTF-8 text") from error
-    lines = (_manifest_line(line, bucket) for line in _lines(text))
-    return _capped(lines, cap, f"manifest {manifest}")
+    if not manifest.startswith("s3://"):
+        return _from_local_manifest(manifest, max_bytes, cap)
+    where = S3Uri.parse(manifest)
+    lines = storage.lines(where.bucket, where.key, max_bytes=max_bytes)
+    return _capped(_manifest_inputs(lines, where.bucket), cap, f"manifest {manifest}")
+
+
+def _from_local_manifest(manifest: str, max_bytes: int, cap: int) -> list[S3Uri]:
+    path = Path(manifest)
+    if not path.is_file():
+        raise InvalidJob(f"manifest not found: {manifest}")
+    if path.stat().st_size > max_bytes:  # the read stops at the cap too, should the file grow
+        raise InvalidJob(f"manifest {manifest} is larger than {max_bytes} bytes")
+    with path.open("rb") as file:
+        lines = text_lines(file.read, max_bytes=max_bytes, name=f"manifest {manifest}")
+        return _capped(_manifest_inputs(lines, None), cap, f"manifest {manifest}")
 
 
 def _capped(found: Iterable[S3Uri], cap: int, where: str) -> list[S3Uri]:
@@ -139,11 +138,12 @@ def _capped(found: Iterable[S3Uri], cap: int, where: str) -> list[S3Uri]:
     return taken
 
 
-def _lines(text: str) -> Iterator[str]:
-    for line in text.splitlines():
+def _manifest_inputs(lines: Iterable[str], bucket: str | None) -> Iterator[S3Uri]:
+    """Each input line parsed as it is read; blank lines and ``#`` comments skipped."""
+    for line in lines:
         line = line.strip()
         if line and not line.startswith("#"):
-            yield line
+            yield _manifest_line(line, bucket)
 
 
 def _manifest_line(line: str, bucket: str | None) -> S3Uri:
