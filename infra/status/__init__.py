@@ -47,9 +47,11 @@ writer), ``transitions`` (loads the scripts in ``lua/``), ``metrics`` (Prometheu
 from __future__ import annotations
 
 from infra.status.keys import (
+    BATCH_PHASES,
     BATCHES_KEY,
     EVENTS_KEY,
     KEY_PREFIX,
+    PHASE_KEYS,
     batch_key,
     image_key,
     images_key,
@@ -79,6 +81,7 @@ from infra.status.store import (
 
 __all__ = [
     "BATCHES_KEY",
+    "BATCH_PHASES",
     "CANCEL_CHUNK",
     "CLAIM_TTL_S",
     "CREATE_CHUNK",
@@ -86,6 +89,7 @@ __all__ = [
     "EVENTS_MAXLEN",
     "KEY_PREFIX",
     "METRICS_KEY",
+    "PHASE_KEYS",
     "RATE_BUCKET_S",
     "RATE_WINDOW_S",
     "SEND_LEASE_S",

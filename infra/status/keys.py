@@ -32,6 +32,10 @@ def image_key(batch_id: str, image_id: str) -> str:
 
 EVENTS_KEY = f"{KEY_PREFIX}events"
 BATCHES_KEY = f"{KEY_PREFIX}batches"
+BATCH_PHASES = ("queued", "running", "finished", "cancelled")
+"""A batch's phase for the metrics: created, an image started, every image final, cancelled."""
+PHASE_KEYS = tuple(f"{KEY_PREFIX}batches:phase:{phase}" for phase in BATCH_PHASES)
+"""One sorted set per phase (batch id -> created time), kept by the transitions (``common.lua``)."""
 
 
 def tenant_of(batch_id: str) -> str:

@@ -18,7 +18,9 @@ import redis
 
 from infra.errors import StatusUnavailable
 from infra.status.keys import (
+    BATCH_PHASES,
     BATCHES_KEY,
+    PHASE_KEYS,
     batch_key,
     image_key,
     images_key,
@@ -216,25 +218,17 @@ class StatusReader:
         return found, position
 
     def batch_states(self) -> dict[str, int]:
-        """How many batches on record are queued, running, finished or cancelled."""
-        fields = ("total", "done", "failed", "cancelled", "started_at", "cancelled_at")
+        """How many batches on record are queued, running, finished or cancelled.
+
+        Counted from the phase sets the transitions keep (four ZCARDs, whatever the number of
+        batches), trimmed with the index of batches as new ones are created.
+        """
         with mapped_errors():
-            ids = self.redis.zrange(BATCHES_KEY, 0, -1)
-            pipe = self.redis.pipeline()
-            for batch_id in ids:
-                pipe.hmget(batch_key(batch_id), fields)
-            rows = pipe.execute()
-        counts = dict.fromkeys(("queued", "running", "finished", "cancelled"), 0)
-        for total, done, failed, cancelled, started, cancel_flag in rows:
-            if total is None:
-                continue  # expired: still in the index until the next batch trims it
-            if cancel_flag:
-                counts["cancelled"] += 1
-            elif int(done) + int(failed) + int(cancelled or 0) == int(total):
-                counts["finished"] += 1
-            else:
-                counts["running" if started else "queued"] += 1
-        return counts
+            pipe = self.redis.pipeline(transaction=False)
+            for key in PHASE_KEYS:
+                pipe.zcard(key)
+            counts = pipe.execute()
+        return {phase: int(count) for phase, count in zip(BATCH_PHASES, counts, strict=True)}
 
 
 def _batch(batch_id: str, record: dict[str, str], recent: RecentWindow) -> BatchStatus:

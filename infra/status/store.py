@@ -30,6 +30,7 @@ from infra.status import transitions
 from infra.status.keys import (
     BATCHES_KEY,
     EVENTS_KEY,
+    PHASE_KEYS,
     batch_key,
     image_key,
     images_key,
@@ -123,7 +124,7 @@ class StatusStore(StatusReader):
                 total += len(chunk)
             tenant = tenant_of(batch_id)
             keys = [*claim, rate_key(batch_id), BATCHES_KEY]
-            keys += [tenant_batches_key(tenant), tenant_key(tenant)]
+            keys += [tenant_batches_key(tenant), tenant_key(tenant), *PHASE_KEYS]
             end: list[Arg] = [token, now, self.ttl, batch_id, total, *_flat(meta)]
             self._claimed(batch_id, self._run("create_end", keys, end))
         return True
@@ -209,6 +210,7 @@ class StatusStore(StatusReader):
         """Run an image transition with the calling convention of ``lua/common.lua``."""
         keys = [image_key(batch_id, image_id), batch_key(batch_id), images_key(batch_id)]
         keys += [rate_key(batch_id), EVENTS_KEY, METRICS_KEY, tenant_key(tenant_of(batch_id))]
+        keys += PHASE_KEYS
         now = time.time()
         shared: list[Arg] = [now, self.ttl, EVENTS_MAXLEN, batch_id, image_id]
         shared.append(int(now // RATE_BUCKET_S))
@@ -234,7 +236,7 @@ class StatusStore(StatusReader):
             with mapped_errors():
                 ids = self.redis.lrange(images_key(batch_id), start, start + CANCEL_CHUNK - 1)
                 keys = [batch_key(batch_id), images_key(batch_id), rate_key(batch_id)]
-                keys += [EVENTS_KEY, METRICS_KEY, tenant_key(tenant_of(batch_id))]
+                keys += [EVENTS_KEY, METRICS_KEY, tenant_key(tenant_of(batch_id)), *PHASE_KEYS]
                 keys += [image_key(batch_id, image_id) for image_id in ids]
                 args = [time.time(), self.ttl, EVENTS_MAXLEN, batch_id, *ids]
                 count, completed = self._run("cancel", keys, args)

@@ -18,6 +18,7 @@ from infra.status import (
     CREATE_CHUNK,
     EVENTS_KEY,
     METRICS_KEY,
+    PHASE_KEYS,
     SEND_LEASE_S,
     StatusStore,
     batch_key,
@@ -60,6 +61,7 @@ def assert_whole(store: StatusStore, client: redis.Redis, batch_id: str = "b") -
     assert sorted(without_ttl(client)) == [
         "blurq:batches",
         "blurq:batches:default",
+        "blurq:batches:phase:queued",
         "blurq:tenant:default",
     ]
 
@@ -196,7 +198,7 @@ def test_writes_after_a_record_expired_never_leave_a_key_without_ttl(
     store.webhook_attempted("b", "retrying", "timed out")
     # The keys that have no TTL by design: indexes, the tenant's counters, events, metrics.
     lasting = {BATCHES_KEY, tenant_batches_key("default"), tenant_key("default")}
-    lasting |= {EVENTS_KEY, METRICS_KEY}
+    lasting |= {EVENTS_KEY, METRICS_KEY, *PHASE_KEYS}
     assert [key for key in without_ttl(redis_client) if key not in lasting] == []
 
 

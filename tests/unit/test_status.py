@@ -226,3 +226,41 @@ def test_cancel_command_cancels_the_batch_and_reports_it(
     assert batch is not None and batch.cancelled == 3 and batch.running == 1
     missing = runner.invoke(main, ["cancel", "no-such-batch", "--redis-url", settings.redis_url])
     assert missing.exit_code == 1 and "no batch 'no-such-batch'" in missing.output
+
+
+def scanned_states(store: StatusStore) -> dict[str, int]:
+    """Batches by state the slow way, from every record (what /metrics did before phases)."""
+    counts = dict.fromkeys(("queued", "running", "finished", "cancelled"), 0)
+    for batch in store.recent_batches(10_000):
+        if batch.cancel_requested:
+            counts["cancelled"] += 1
+        elif batch.finished:
+            counts["finished"] += 1
+        else:
+            counts["running" if batch.started_at else "queued"] += 1
+    return counts
+
+
+def test_batches_by_state_are_counted_without_reading_any_batch(
+    status_store: StatusStore, redis_client: redis.Redis
+) -> None:
+    """/metrics' batch gauge follows every transition and costs four ZCARDs at any size."""
+    for name in ("queued", "running", "finished", "cancelled", "cancelled-late", "rejected"):
+        create(status_store, name, count=2)
+    status_store.start("running", "000000", "w")
+    for image in ("000000", "000001"):
+        status_store.start("finished", image, "w")
+        status_store.complete("finished", image, timings={}, output="")
+    status_store.cancel("cancelled")  # queued: both images cancelled, so also finished
+    status_store.start("cancelled-late", "000000", "w")
+    status_store.cancel("cancelled-late")  # running: stays cancelled when its last one ends
+    status_store.complete("cancelled-late", "000000", timings={}, output="")
+    status_store.reject("rejected", "000000", "invalid job: schema", worker="w")  # it started
+    expected = {"queued": 1, "running": 2, "finished": 1, "cancelled": 2}
+    assert scanned_states(status_store) == expected
+    before = redis_client.info("commandstats")
+    assert status_store.batch_states() == expected
+    after = redis_client.info("commandstats")
+    reads = ("cmdstat_hgetall", "cmdstat_hmget", "cmdstat_hget", "cmdstat_zrange")
+    assert all(before.get(r, {}).get("calls") == after.get(r, {}).get("calls") for r in reads)
+    assert after["cmdstat_zcard"]["calls"] - before.get("cmdstat_zcard", {}).get("calls", 0) == 4

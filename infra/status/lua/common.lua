@@ -13,12 +13,39 @@ local CANCELLED_REASON = 'cancelled before it started'
 -- A missing counter reads as 0 (HMGET gives false for those).
 local function n(value) return tonumber(value) or 0 end
 
+-- The batch phases' sorted sets (batch id -> created time), one per phase, from KEYS[first] on:
+-- queued, running, finished, cancelled. Counting the batches in a phase is a ZCARD.
+local PHASES = {'queued', 'running', 'finished', 'cancelled'}
+local function phase_keys(first)
+  local keys = {}
+  for i, phase in ipairs(PHASES) do keys[phase] = KEYS[first + i - 1] end
+  return keys
+end
+
+-- Moves a batch into a phase: queued (created), running (an image started), finished (every
+-- image final) or cancelled (a cancel was asked: for good). It keeps its created time as score;
+-- a batch found in no set (recorded before phases were kept) takes it from its record.
+local function set_phase(phases, batch, batch_id, to)
+  if redis.call('ZSCORE', phases.cancelled, batch_id) then return end
+  local created = nil
+  for _, phase in ipairs(PHASES) do
+    local score = redis.call('ZSCORE', phases[phase], batch_id)
+    if score and phase == to then return end
+    if score then
+      created = score
+      redis.call('ZREM', phases[phase], batch_id)
+    end
+  end
+  created = created or redis.call('HGET', batch, 'created_at')
+  if created then redis.call('ZADD', phases[to], created, batch_id) end
+end
+
 -- The image transitions' KEYS and shared ARGV, by name.
 local function image_call()
   return {
     image = KEYS[1], batch = KEYS[2], images = KEYS[3], rate = KEYS[4], events = KEYS[5],
-    metrics = KEYS[6], tenant = KEYS[7], now = ARGV[1], ttl = ARGV[2], maxlen = ARGV[3], batch_id = ARGV[4],
-    image_id = ARGV[5], bucket = ARGV[6],
+    metrics = KEYS[6], tenant = KEYS[7], now = ARGV[1], ttl = ARGV[2], maxlen = ARGV[3],
+    batch_id = ARGV[4], image_id = ARGV[5], bucket = ARGV[6], phases = phase_keys(8),
   }
 end
 
@@ -30,10 +57,11 @@ end
 
 -- Returns 1 when this transition finished the batch (every image final) and the batch has a
 -- webhook: finished_at is set once and the webhook marked pending, so the caller sends it once.
-local function batch_completed(batch, now)
+local function batch_completed(batch, now, phases, batch_id)
   local b = redis.call('HMGET', batch, 'total', 'done', 'failed', 'cancelled')
   if n(b[2]) + n(b[3]) + n(b[4]) ~= n(b[1]) then return 0 end
   if redis.call('HSETNX', batch, 'finished_at', now) == 0 then return 0 end
+  set_phase(phases, batch, batch_id, 'finished')
   if redis.call('HEXISTS', batch, 'webhook_url') == 0 then return 0 end
   redis.call('HSET', batch, 'webhook_status', 'pending')
   return 1
@@ -59,7 +87,7 @@ local function move(c, from, to, fields)
     redis.call('HINCRBY', c.tenant, 'outstanding', -1)
   end
   if to == 'done' or to == 'failed' then redis.call('HINCRBY', c.rate, c.bucket, 1) end
-  local completed = batch_completed(c.batch, c.now)
+  local completed = batch_completed(c.batch, c.now, c.phases, c.batch_id)
   redis.call('EXPIRE', c.image, c.ttl)
   keep_batch(c.batch, c.images, c.rate, c.ttl)
   event(c.events, c.maxlen, c.batch_id, c.image_id, to)

@@ -2,7 +2,8 @@
 -- and it joins the index of batches (which drops batches past their TTL). This submission now
 -- holds the lease on sending its messages (claim_sending.lua).
 -- KEYS: batch, its image list, its rate buckets, the batches index, the tenant's batches index,
--- the tenant's counters (its outstanding images grow by the batch's total).
+-- the tenant's counters (its outstanding images grow by the batch's total), the four phase sets
+-- (the batch starts queued; the sets are trimmed with the index).
 -- ARGV: token, now, ttl, batch id, total, then parameter field/value pairs... Returns 0 when the claim was lost.
 if redis.call('HGET', KEYS[1], 'creating') ~= ARGV[1] then return 0 end
 redis.call('HDEL', KEYS[1], 'creating')
@@ -16,4 +17,9 @@ redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[2]) - tonumber(ARG
 redis.call('ZADD', KEYS[5], ARGV[2], ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
 redis.call('HINCRBY', KEYS[6], 'outstanding', total)
+local phases = phase_keys(7)
+for _, phase in ipairs(PHASES) do
+  redis.call('ZREMRANGEBYSCORE', phases[phase], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
+end
+redis.call('ZADD', phases.queued, ARGV[2], ARGV[4])
 return 1

@@ -14,6 +14,8 @@ if deliveries > tonumber(ARGV[7]) then
   local reason = 'poison: delivered ' .. deliveries .. ' times without finishing'
   return {'poison', deliveries, move(c, state, 'failed', {'error', reason})}
 end
-redis.call('HSETNX', c.batch, 'started_at', c.now)
+if redis.call('HSETNX', c.batch, 'started_at', c.now) == 1 then
+  set_phase(c.phases, c.batch, c.batch_id, 'running')
+end
 local fields = {'started_at', c.now, 'worker', ARGV[8], 'stage', 'queued'}
 return {'running', deliveries, move(c, state, 'running', fields)}
