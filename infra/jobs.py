@@ -24,6 +24,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "BlurParams",
     "Job",
+    "check_batch_id",
     "depth_key",
     "normalise_prefix",
     "output_key",
@@ -36,6 +37,14 @@ QUEUES = ("interactive", "bulk")
 
 BATCH_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """A batch id (the API's idempotency key): 1-64 of letters, digits, '.', '_', '-'."""
+
+
+def check_batch_id(batch_id: str) -> str:
+    """The batch id when it matches BATCH_ID; InvalidJob otherwise."""
+    if not re.match(BATCH_ID, batch_id):
+        raise InvalidJob("batch id must be 1-64 of letters, digits, '.', '_', '-'")
+    return batch_id
+
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

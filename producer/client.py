@@ -15,7 +15,6 @@ Batch ids are the tenant's own; Redis and the job messages hold them qualified b
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from celery import Celery
 
 from infra.celery_app import BLUR_TASK, create_app, send_webhook
 from infra.errors import InvalidJob
-from infra.jobs import BATCH_ID, QUEUES, BlurParams, Job, normalise_prefix
+from infra.jobs import QUEUES, BlurParams, Job, check_batch_id, normalise_prefix
 from infra.settings import Settings, get_settings
 from infra.status import BatchStatus, ImageState, ImageStatus, StatusStore
 from infra.storage import S3Storage, S3Uri, Storage
@@ -135,7 +134,7 @@ class Client:
         if queue is not None and queue not in QUEUES:
             raise InvalidJob(f"queue must be one of {QUEUES}, got {queue!r}")
         params = params or BlurParams()
-        own_id = _check_batch_id(batch_id) if batch_id else uuid.uuid4().hex
+        own_id = check_batch_id(batch_id) if batch_id else uuid.uuid4().hex
         qualified = qualify(tenant.name, own_id)
         quotas.count_submit(self.status_store, tenant)
         digest = request_digest(
@@ -158,7 +157,9 @@ class Client:
             _job(qualified, f"{n:06d}", source, destination, params, tenant.name)
             for n, source in enumerate(sources)
         ]
-        created = self._create(qualified, jobs, (destination, params, digest), queue, webhook_url)
+        request = (destination, params, digest)
+        limit = tenant.limits.outstanding_images
+        created = self._create(qualified, jobs, request, queue, webhook_url, limit)
         return Submission(own_id, created)
 
     def _create(
@@ -168,10 +169,12 @@ class Client:
         request: tuple[S3Uri, BlurParams, str],
         queue: str,
         webhook: str | None,
+        limit: int,
     ) -> bool:
         """Record the batch and send its messages; False when it existed already.
 
-        ``request`` is the output, the parameters and the request's digest.
+        ``request`` is the output, the parameters and the request's digest; ``limit`` the
+        tenant's outstanding images.
         """
         output, params, digest = request
         meta = {"params": json.dumps(asdict(params)), "output": str(output), "queue": queue}
@@ -182,6 +185,7 @@ class Client:
             ((job.image_id, f"s3://{job.input_bucket}/{job.input_key}") for job in jobs),
             meta,
             digest=digest,
+            max_outstanding=limit,
         )
         if not created:
             # Another submission of the same id may have created the batch since the check above.
@@ -269,12 +273,6 @@ class Client:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"batch {batch_id} not finished after {timeout} s")
             time.sleep(poll)
-
-
-def _check_batch_id(batch_id: str) -> str:
-    if not re.match(BATCH_ID, batch_id):
-        raise InvalidJob("batch id must be 1-64 of letters, digits, '.', '_', '-'")
-    return batch_id
 
 
 def _queue(asked: str | None, count: int) -> str:

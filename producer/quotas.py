@@ -2,8 +2,8 @@
 
 Submits per minute count in Redis per tenant per minute; outstanding images (queued or running
 over all the tenant's batches) is a counter the status transitions keep (``infra.status``), so
-both checks are O(1). The images-per-batch cap is applied while inputs are expanded
-(``producer.inputs``).
+both checks are O(1); creating the batch checks the outstanding limit again, atomically. The
+images-per-batch cap is applied while inputs are expanded (``producer.inputs``).
 """
 
 from __future__ import annotations
@@ -11,11 +11,8 @@ from __future__ import annotations
 import time
 
 from infra.errors import QuotaExceeded
-from infra.status import StatusStore
+from infra.status import OUTSTANDING_RETRY_S, StatusStore
 from infra.tenants import Tenant
-
-OUTSTANDING_RETRY_S = 30
-"""Retry-After for a tenant over its outstanding images: some of them will have finished."""
 
 
 def count_submit(store: StatusStore, tenant: Tenant) -> None:
@@ -27,7 +24,11 @@ def count_submit(store: StatusStore, tenant: Tenant) -> None:
 
 
 def check_outstanding(store: StatusStore, tenant: Tenant, count: int) -> None:
-    """QuotaExceeded when count more images would pass the tenant's outstanding images."""
+    """QuotaExceeded when count more images would pass the tenant's outstanding images.
+
+    An early answer before the inputs are written; ``StatusStore.create_batch`` checks again in
+    the step that counts them, so racing submissions cannot both pass.
+    """
     current, limit = store.outstanding(tenant.name), tenant.limits.outstanding_images
     if current + count > limit:
         raise QuotaExceeded(

@@ -75,6 +75,7 @@ from infra.status.store import (
     CANCEL_CHUNK,
     CLAIM_TTL_S,
     EVENTS_MAXLEN,
+    OUTSTANDING_RETRY_S,
     SEND_LEASE_S,
     StatusStore,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "EVENTS_MAXLEN",
     "KEY_PREFIX",
     "METRICS_KEY",
+    "OUTSTANDING_RETRY_S",
     "PHASE_KEYS",
     "RATE_BUCKET_S",
     "RATE_WINDOW_S",

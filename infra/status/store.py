@@ -21,11 +21,12 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import islice
 from typing import Any
 
 import redis
 
-from infra.errors import BatchConflict, TransientError
+from infra.errors import BatchConflict, QuotaExceeded, TransientError
 from infra.status import transitions
 from infra.status.keys import (
     BATCHES_KEY,
@@ -46,11 +47,11 @@ from infra.status.records import CREATE_CHUNK, RATE_BUCKET_S, StatusReader, mapp
 EVENTS_MAXLEN = 100_000
 """Entries kept in the events stream; older ones are trimmed (approximately)."""
 CLAIM_TTL_S = 60
-"""Seconds a batch being created stays claimed without progress: a submission that dies
-half-way blocks its batch id (for other requests) no longer than this."""
+"""Seconds a half-written batch holds its id against other requests once its writer stops."""
 SEND_LEASE_S = 60
-"""Seconds a created batch's sender may go without progress before a resubmission of the same
-request takes over sending what is still queued."""
+"""Seconds a batch's sender may show no progress before a resubmission takes over sending."""
+OUTSTANDING_RETRY_S = 30
+"""Retry-After for a tenant over its outstanding images: some of them will have finished."""
 CANCEL_CHUNK = 500
 """Image records cancelled per Lua call, so that Redis is never blocked for long."""
 Arg = str | int | float
@@ -100,13 +101,16 @@ class StatusStore(StatusReader):
         meta: Mapping[str, str],
         *,
         digest: str = "",
+        max_outstanding: int = 0,
     ) -> bool:
         """Record a new batch with its images queued; False when the batch id already exists.
 
         ``images`` are (image id, input) pairs; ``digest`` names the request (inputs, output,
-        parameters, webhook). BatchConflict when the id exists, or is being created, for a
-        request with another digest; a half-written batch of the same request is written again
-        from the start (TransientError for the submission whose claim is taken over that way).
+        parameters, webhook). BatchConflict when the id exists, or is being created, for another
+        digest; a half-written batch of the same request is written again from the start
+        (TransientError for the submission whose claim is taken over that way). QuotaExceeded
+        when the batch would take its tenant past ``max_outstanding`` images queued or running
+        (0: no limit), checked and counted in one step.
         """
         token, now = uuid.uuid4().hex, time.time()
         claim = [batch_key(batch_id), images_key(batch_id)]
@@ -125,8 +129,14 @@ class StatusStore(StatusReader):
             tenant = tenant_of(batch_id)
             keys = [*claim, rate_key(batch_id), BATCHES_KEY]
             keys += [tenant_batches_key(tenant), tenant_key(tenant), *PHASE_KEYS]
-            end: list[Arg] = [token, now, self.ttl, batch_id, total, *_flat(meta)]
-            self._claimed(batch_id, self._run("create_end", keys, end))
+            end: list[Arg] = [token, now, self.ttl, batch_id, total, max_outstanding]
+            made = int(self._run("create_end", keys, [*end, *_flat(meta)]))
+        if made < 0:
+            raise QuotaExceeded(
+                f"{total} more images would pass the limit of {max_outstanding} queued or running",
+                retry_after=OUTSTANDING_RETRY_S,
+            )
+        self._claimed(batch_id, made)
         return True
 
     @staticmethod
@@ -280,13 +290,8 @@ def _same_request(batch_id: str, digest: str, known: str) -> None:
 
 
 def _chunks(pairs: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
-    chunk: list[tuple[str, str]] = []
-    for pair in pairs:
-        chunk.append(pair)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
+    remaining = iter(pairs)
+    while chunk := list(islice(remaining, size)):
         yield chunk
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from infra.errors import BatchConflict, StatusUnavailable, TransientError
+from infra.errors import BatchConflict, QuotaExceeded, StatusUnavailable, TransientError
 from infra.settings import Settings
 from infra.status import (
     BATCHES_KEY,
@@ -237,3 +237,21 @@ def test_a_dead_submissions_claim_lapses_soon(
         assert 0 < redis_client.ttl(key) <= CLAIM_TTL_S
     redis_client.delete(batch_key("b"))  # as when the claim's TTL has run out
     assert status_store.create_batch("b", pairs(), {"output": "s3://out/"}, digest="other")
+
+
+def test_the_outstanding_limit_is_checked_in_the_step_that_counts(
+    status_store: StatusStore,
+) -> None:
+    """Two submissions racing for a tenant's last outstanding images cannot both pass."""
+    meta = {"output": "s3://out/", "params": "{}"}
+    assert status_store.create_batch("a", pairs(3), meta, max_outstanding=5)
+
+    def racing() -> Iterator[tuple[str, str]]:
+        yield from pairs(2)
+        # Another submission takes the last two places while this one is being written.
+        assert status_store.create_batch("c", pairs(2), meta, max_outstanding=5)
+
+    with pytest.raises(QuotaExceeded) as raised:
+        status_store.create_batch("b", racing(), meta, max_outstanding=5)
+    assert raised.value.retry_after > 0
+    assert status_store.batch("b") is None and status_store.outstanding("default") == 5

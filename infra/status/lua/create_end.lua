@@ -4,13 +4,21 @@
 -- KEYS: batch, its image list, its rate buckets, the batches index, the tenant's batches index,
 -- the tenant's counters (its outstanding images grow by the batch's total), the four phase sets
 -- (the batch starts queued; the sets are trimmed with the index).
--- ARGV: token, now, ttl, batch id, total, then parameter field/value pairs... Returns 0 when the claim was lost.
+-- ARGV: token, now, ttl, batch id, total, the tenant's outstanding-images limit (0: none), then
+-- parameter field/value pairs... Returns 1, 0 when the claim was lost, or -1 when the batch
+-- would take the tenant past its limit: then the half-written batch is dropped (the check and
+-- the count are one step, so racing submissions cannot both pass the limit).
 if redis.call('HGET', KEYS[1], 'creating') ~= ARGV[1] then return 0 end
+local limit = tonumber(ARGV[6])
+if limit > 0 and n(redis.call('HGET', KEYS[6], 'outstanding')) + tonumber(ARGV[5]) > limit then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return -1
+end
 redis.call('HDEL', KEYS[1], 'creating')
 local total = ARGV[5]
 redis.call('HSET', KEYS[1], 'total', total, 'queued', total, 'running', 0, 'done', 0,
   'failed', 0, 'cancelled', 0, 'sending_at', ARGV[2])
-for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 keep_batch(KEYS[1], KEYS[2], KEYS[3], ARGV[3])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
