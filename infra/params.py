@@ -23,6 +23,14 @@ MATTING_MODELS = ("fusion", "isnet", "u2netp")
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 """File extension of each output format."""
 OUTPUT_FORMATS = tuple(EXTENSIONS)
+ALPHA_FORMATS = ("png", "webp")
+"""The output formats that carry an alpha channel (for ``background="transparent"``)."""
+BACKGROUND = r"^(blur|white|transparent|#[0-9a-fA-F]{6})$"
+"""What a batch's ``background`` may be: blurred, white, transparent or a colour #rrggbb."""
+_SINCE_FIRST_OUTPUTS = ("background", "save_matte", "matte_suffix")
+"""Fields added after outputs were first written: left out of the fingerprint at their default,
+so that the output keys of jobs that do not use them (and so the outputs already stored) stay
+the same."""
 
 
 @dataclass(frozen=True)
@@ -100,12 +108,41 @@ class BlurParams:
             example=".depth.png",
         ),
     )
+    background: str = _param(
+        "blur",
+        Limit(
+            "What goes behind the subject: blur (the photo's own background, blurred), white, "
+            "transparent (PNG/WebP only) or a colour #rrggbb.",
+            pattern=BACKGROUND,
+            example="white",
+        ),
+    )
+    save_matte: bool = _param(
+        False,
+        Limit("Also write each output's matte as <output stem>.matte.png (8-bit grey)."),
+    )
+    matte_suffix: str | None = _param(
+        None,
+        Limit(
+            "Each input's matte is <key stem><suffix>, e.g. .matte.png (white = subject, the "
+            "input's size), used instead of a matting model.",
+            pattern=r"^[A-Za-z0-9._-]{1,40}$",
+            example=".matte.png",
+        ),
+    )
 
     def __post_init__(self) -> None:
         for one in fields(self):
             value = getattr(self, one.name)
             if value is not None or one.default is not None:  # None: "not given", when allowed
                 limit(one).check(one.name.replace("_", " "), value)
+        if not isinstance(self.save_matte, bool):
+            raise InvalidJob(f"save matte must be true or false, got {self.save_matte!r}")
+        if self.background == "transparent" and self.format not in ALPHA_FORMATS:
+            raise InvalidJob(
+                f"background transparent needs an output format with alpha {ALPHA_FORMATS}, "
+                f"got {self.format!r}"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BlurParams:
@@ -119,8 +156,16 @@ class BlurParams:
             raise InvalidJob(f"bad parameters: {error}") from error
 
     def fingerprint(self) -> str:
-        """A stable text of the parameters, part of the output key's hash."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        """A stable text of the parameters, part of the output key's hash.
+
+        Fields added since outputs were first written count only when not at their default
+        (``_SINCE_FIRST_OUTPUTS``): a job that does not use them keeps its output key.
+        """
+        data = asdict(self)
+        for name in _SINCE_FIRST_OUTPUTS:
+            if data[name] == BlurParams.__dataclass_fields__[name].default:
+                del data[name]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def limit(param: Field[Any]) -> Limit:
@@ -149,13 +194,16 @@ def cli_option(name: str, *flags: str) -> Callable[[Callable[..., Any]], Callabl
     if spec.none is not None:  # a word stands for None: the callback parses the text
         options.update(default=spec.none, callback=_parse_aperture)
         options["help"] += f" Allowed: {spec.rule()}."
+    elif isinstance(param.default, bool):
+        options.update(is_flag=True, default=False)
     elif spec.choices:
         options["type"] = click.Choice(spec.choices)
     elif isinstance(param.default, float):
         options["type"] = click.FloatRange(spec.low, spec.high)
     elif isinstance(param.default, int):
         options["type"] = click.IntRange(spec.low, spec.high)
-    return click.option(*declared, show_default=options["default"] is not None, **options)
+    shown = options["default"] is not None and not options.get("is_flag")
+    return click.option(*declared, show_default=shown, **options)
 
 
 def cli_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -7,8 +7,9 @@
 
 Every call acts for one tenant (``infra.tenants``; default: ``default``, single-tenant mode).
 A submission is admitted in this order, before anything is queued: confinement (every input,
-the prefix, the manifest, the output, then each manifest line and depth map, each before any S3
-call on it), quotas (submits per minute, images per batch, outstanding images), then the batch.
+the prefix, the manifest, the output, then each manifest line, depth map and matte, each before
+any S3 call on it), quotas (submits per minute, images per batch, outstanding images), then the
+batch.
 Batch ids are the tenant's own; Redis and the job messages hold them qualified by the tenant.
 """
 
@@ -150,7 +151,7 @@ class Client:
             if existing is not None and existing.submitted:
                 return Submission(own_id, created=False)
         sources = self._expand(tenant, uris, prefix, manifest, destination)
-        inputs.confine_found(tenant, sources, params.depth_suffix, destination)
+        inputs.confine_found(tenant, sources, params.depth_suffix, destination, params.matte_suffix)
         queue = _queue(queue, len(sources))
         quotas.check_outstanding(self.status_store, tenant, len(sources))
         jobs = [

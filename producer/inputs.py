@@ -12,8 +12,8 @@ when its size is known, and the read stops past that many bytes whatever size wa
 
 Confinement: ``confine`` checks what a request names (URIs, prefix, manifest, output) against
 the tenant's prefixes before any S3 call; ``confine_found`` checks what the expansion found
-(manifest lines, depth maps) before anything reads them. Both raise ``Forbidden`` with one text
-that says nothing about what is there. An input inside the output prefix, or a prefix that
+(manifest lines, depth maps, mattes) before anything reads them. Both raise ``Forbidden`` with
+one text that says nothing about what is there. An input inside the output prefix, or a prefix that
 overlaps it, is refused: outputs would be fed back in.
 """
 
@@ -56,13 +56,19 @@ def confine(
 
 
 def confine_found(
-    tenant: Tenant, found: Iterable[S3Uri], depth_suffix: str | None, output: S3Uri
+    tenant: Tenant,
+    found: Iterable[S3Uri],
+    depth_suffix: str | None,
+    output: S3Uri,
+    matte_suffix: str | None = None,
 ) -> None:
-    """Forbidden unless every input found, and its depth map, lies under the tenant's prefixes."""
+    """Forbidden unless every input found, its depth map and matte lie in the tenant's prefixes."""
+    beside = ((depth_suffix, "depth map"), (matte_suffix, "matte"))
     for uri in found:
         tenant.check_read(uri)
-        if depth_suffix is not None:
-            tenant.check_read(S3Uri(uri.bucket, depth_key(uri.key, depth_suffix)), "depth map")
+        for suffix, what in beside:
+            if suffix is not None:
+                tenant.check_read(S3Uri(uri.bucket, depth_key(uri.key, suffix)), what)
         if uri.bucket == output.bucket and uri.key.startswith(normalise_prefix(output.key)):
             raise InvalidJob(f"input {uri} lies inside the output prefix {output}")
 

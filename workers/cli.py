@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -148,47 +149,59 @@ def _matte_file(path: Path) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]
 @cli_option("model")
 @cli_option("format", "--format", "fmt")
 @cli_option("quality")
+@cli_option("background")
+@cli_option("save_matte")
 def blur(
     files: tuple[Path, ...],
     out_dir: Path,
-    strength: int,
-    aperture: int | None,
-    rotation: float,
     matte_path: Path | None,
     depth_path: Path | None,
-    model: str,
     fmt: str,
-    quality: int,
+    **options: Any,
 ) -> None:
-    """Blur the background of local photos (no queue)."""
-    from workers.decode import decode
-    from workers.encode import encode, extension
-    from workers.render import render
+    """Blur the background of local photos (no queue), or set them on a plain background.
 
-    params = BlurParams(
-        strength=strength,
-        aperture=aperture,
-        rotation=rotation,
-        model=model,
-        format=fmt,
-        quality=quality,
-    )
-    predict = _matte_file(matte_path) if matte_path else _matting(model)
+    \b
+    Examples:
+      blurq blur shoe.jpg --out out/ --strength 60
+      blurq blur shoe.jpg --out out/ --background white --save-matte
+      blurq blur shoe.jpg --out out/ --background transparent --format png
+    """
+    try:
+        params = BlurParams(format=fmt, **options)
+    except BlurqError as error:
+        raise click.UsageError(str(error)) from error
+    predict = _matte_file(matte_path) if matte_path else _matting(params.model)
     if depth_path and depth_path.is_file() and len(files) > 1:
         raise click.UsageError("--depth FILE goes with one input; give a folder for several")
     out_dir.mkdir(parents=True, exist_ok=True)
+    _each(files, lambda path: _blur_file(path, out_dir, params, predict, depth_path))
 
-    def one(path: Path) -> Path:
-        image = decode(path.read_bytes(), max_pixels=get_settings().max_input_pixels)
-        alpha = predict(image.rgb)
-        depth = _depth_for(path, depth_path, image.rgb.shape[:2]) if depth_path else None
-        result = render(image.rgb, alpha, params, depth)
-        data = encode(result, fmt=fmt, quality=quality, icc_profile=image.icc_profile)
-        target = out_dir / f"{path.stem}.{extension(fmt)}"
-        target.write_bytes(data)
-        return target
 
-    _each(files, one)
+def _blur_file(
+    path: Path,
+    out_dir: Path,
+    params: BlurParams,
+    predict: Callable[[NDArray[np.uint8]], NDArray[np.float32]],
+    depth_path: Path | None,
+) -> Path:
+    """Render one local photo into out_dir (and its matte beside it, when asked); the output."""
+    from workers.backgrounds import matte_bytes
+    from workers.decode import decode
+    from workers.encode import encode, encode_matte, extension
+    from workers.render import render
+
+    image = decode(path.read_bytes(), max_pixels=get_settings().max_input_pixels)
+    alpha = predict(image.rgb)
+    depth = _depth_for(path, depth_path, image.rgb.shape[:2]) if depth_path else None
+    result = render(image.rgb, alpha, params, depth)
+    fmt = params.format
+    data = encode(result, fmt=fmt, quality=params.quality, icc_profile=image.icc_profile)
+    target = out_dir / f"{path.stem}.{extension(fmt)}"
+    target.write_bytes(data)
+    if params.save_matte:
+        (out_dir / f"{path.stem}.matte.png").write_bytes(encode_matte(matte_bytes(alpha)))
+    return target
 
 
 @click.command()

@@ -1,4 +1,4 @@
-"""Encode 8-bit sRGB pixel arrays as JPEG, PNG or WebP bytes.
+"""Encode 8-bit sRGB pixel arrays as JPEG, PNG or WebP bytes (RGBA too for PNG and WebP).
 
 The settings are fixed per format so that the same pixels always give the same bytes: reruns of a
 job overwrite outputs with identical objects, and tests can compare them. The input's ICC profile
@@ -14,8 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from infra.params import EXTENSIONS, OUTPUT_FORMATS
-from workers.arrays import check_photo
+from infra.params import ALPHA_FORMATS, EXTENSIONS, OUTPUT_FORMATS
 
 _ALIASES = {"jpg": "jpeg"}
 _PILLOW_NAMES = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
@@ -33,7 +32,7 @@ def encode(
     quality: int = 92,
     icc_profile: bytes | None = None,
 ) -> bytes:
-    """Encode HxWx3 sRGB pixels as JPEG, PNG or WebP bytes, embedding the ICC profile if given."""
+    """Encode HxWx3 sRGB (HxWx4 RGBA for PNG/WebP) as bytes, embedding the ICC profile if given."""
     name = _normalise(fmt)
     _check_pixels(rgb, name)
     _check_quality(quality)
@@ -69,8 +68,23 @@ def _normalise(fmt: str) -> str:
     return name
 
 
+def encode_matte(matte: NDArray[np.uint8]) -> bytes:
+    """Encode an HxW uint8 matte as a single-channel 8-bit PNG."""
+    if not isinstance(matte, np.ndarray) or matte.dtype != np.uint8 or matte.ndim != 2:
+        raise ValueError("matte must be an H x W uint8 array")
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(matte), mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def _check_pixels(rgb: NDArray[np.uint8], name: str) -> None:
-    height, width = check_photo(rgb, "pixels")
+    channels = 4 if name in ALPHA_FORMATS else 3
+    ok = isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3
+    if not ok or rgb.shape[2] not in (3, channels) or min(rgb.shape[:2]) < 1:
+        got = f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+        kinds = "H x W x 3 or H x W x 4" if channels == 4 else "H x W x 3"
+        raise ValueError(f"pixels must be a non-empty {kinds} uint8 array for {name}, got {got}")
+    height, width = rgb.shape[:2]
     if max(height, width) > _MAX_SIDE[name]:
         raise ValueError(
             f"{width}x{height} is too large for {name.upper()} "

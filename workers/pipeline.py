@@ -2,6 +2,9 @@
 
     confine → S3 get → decode → matting → render (foreground → bokeh) → encode → S3 put
 
+A matte brought with the photo (``matte_suffix``) stands in for the matting model; with
+``save_matte`` the matte is also written beside the output (``matte_key``).
+
 Before any S3 call the job is checked again against its tenant's allowances (the producer
 checked it once; a message that reached the queue another way gets no further). I/O happens
 only at the two ends; each stage in between is arrays in, arrays out, and the middle
@@ -12,6 +15,7 @@ to its status record.
 
 from __future__ import annotations
 
+import posixpath
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,16 +24,18 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from infra.errors import Forbidden
+from infra.errors import Forbidden, InputMissing
 from infra.jobs import Job, depth_key, output_key
 from infra.settings import Settings
 from infra.status import StatusStore
 from infra.storage import S3Uri, Storage, StoredObject
 from infra.tenants import Tenants, split
+from workers.backgrounds import matte_bytes
 from workers.bokeh import decode_depth
 from workers.decode import DecodedImage, decode
-from workers.encode import content_type, encode
+from workers.encode import content_type, encode, encode_matte
 from workers.matting import Matting
+from workers.own_matte import decode_matte
 from workers.render import RENDER_REVISION, render
 
 
@@ -71,22 +77,24 @@ def process(
     stage = Stages(job, status)
     params = job.params
     with stage("get"):
-        source = storage.get(job.input_bucket, job.input_key, max_bytes=settings.max_input_bytes)
-        depth_map = _get_depth(job, storage, settings)
-        model = matting(params.model)
-        key = _output_key(job, model, source, depth_map)
+        found = _get(job, storage, settings)
+        model = None if found.matte is not None else matting(params.model)
+        key = _output_key(job, model, found)
         if storage.head(job.output_bucket, key) is not None:
             return Result(key, stage.timings)
     with stage("decode"):
-        image, depth = _decode(source, depth_map, settings)
+        image, depth = _decode(found, settings)
     with stage("matting"):
-        alpha = model.predict(image.rgb)
+        alpha = _alpha(image, found, model, settings)
     blurred = render(image.rgb, alpha, params, depth, stage=stage)  # stages foreground, bokeh
     with stage("encode"):
         data = encode(
             blurred, fmt=params.format, quality=params.quality, icc_profile=image.icc_profile
         )
     with stage("put"):
+        if params.save_matte:  # first: an output that exists means its matte does too
+            matte = encode_matte(matte_bytes(alpha))
+            storage.put(job.output_bucket, matte_key(key), matte, content_type="image/png")
         storage.put(job.output_bucket, key, data, content_type=content_type(params.format))
     return Result(key, stage.timings)
 
@@ -97,39 +105,76 @@ def confine(job: Job, tenants: Tenants) -> None:
     if tenant is None or split(job.batch_id)[0] != job.tenant:
         raise Forbidden(f"forbidden: no tenant {job.tenant!r} with batch {job.batch_id!r}")
     places = [(S3Uri(job.input_bucket, job.input_key), tenant.may_read)]
-    if job.params.depth_suffix is not None:
-        depth = depth_key(job.input_key, job.params.depth_suffix)
-        places.append((S3Uri(job.input_bucket, depth), tenant.may_read))
+    for suffix in (job.params.depth_suffix, job.params.matte_suffix):
+        if suffix is not None:
+            beside = depth_key(job.input_key, suffix)
+            places.append((S3Uri(job.input_bucket, beside), tenant.may_read))
     places.append((S3Uri(job.output_bucket, job.output_prefix), tenant.may_write))
     for uri, allowed in places:
         if not allowed(uri):
             raise Forbidden(f"forbidden: {uri} is outside tenant {tenant.name}'s allowed prefixes")
 
 
-def _get_depth(job: Job, storage: Storage, settings: Settings) -> StoredObject | None:
-    """The job's depth map object, when its parameters name one."""
-    if job.params.depth_suffix is None:
-        return None
-    key = depth_key(job.input_key, job.params.depth_suffix)
-    return storage.get(job.input_bucket, key, max_bytes=settings.max_input_bytes)
+@dataclass(frozen=True)
+class Found:
+    """The objects one job reads: the photo, and the depth map and matte its parameters name."""
+
+    source: StoredObject
+    depth: StoredObject | None
+    matte: StoredObject | None
 
 
-def _output_key(
-    job: Job, model: Matting, source: StoredObject, depth_map: StoredObject | None
-) -> str:
+def _get(job: Job, storage: Storage, settings: Settings) -> Found:
+    """The photo, and the depth map and matte beside it when the parameters name them."""
+
+    def beside(suffix: str | None, what: str) -> StoredObject | None:
+        if suffix is None:
+            return None
+        key = depth_key(job.input_key, suffix)
+        try:
+            return storage.get(job.input_bucket, key, max_bytes=settings.max_input_bytes)
+        except InputMissing as error:
+            raise InputMissing(f"{what}: {error}") from None
+
+    source = storage.get(job.input_bucket, job.input_key, max_bytes=settings.max_input_bytes)
+    params = job.params
+    return Found(
+        source, beside(params.depth_suffix, "depth map"), beside(params.matte_suffix, "matte")
+    )
+
+
+def _output_key(job: Job, model: Matting | None, found: Found) -> str:
     """The output's key: from the inputs' ETags, the parameters, the model and the renderer."""
-    version = f"{model.version}-render{RENDER_REVISION}"
-    etag = source.etag if depth_map is None else f"{source.etag}+{depth_map.etag}"
+    version = f"{model.version if model else 'own-matte'}-render{RENDER_REVISION}"
+    etag = found.source.etag
+    if found.depth is not None:
+        etag += f"+{found.depth.etag}"
+    if found.matte is not None:  # a marker, so that no depth map's ETag can stand for a matte's
+        etag += f"+matte:{found.matte.etag}"
     return output_key(job, etag=etag, model_version=version)
 
 
-def _decode(
-    source: StoredObject, depth_map: StoredObject | None, settings: Settings
-) -> tuple[DecodedImage, NDArray[np.float32] | None]:
+def matte_key(output: str) -> str:
+    """Where the matte of an output goes: beside it, ``<output key stem>.matte.png``."""
+    return f"{posixpath.splitext(output)[0]}.matte.png"
+
+
+def _decode(found: Found, settings: Settings) -> tuple[DecodedImage, NDArray[np.float32] | None]:
     """The photo's pixels, and the depth map's at the photo's size (both under the pixel limit)."""
     limit = settings.max_input_pixels
-    image = decode(source.data, max_pixels=limit)
-    if depth_map is None:
+    image = decode(found.source.data, max_pixels=limit)
+    if found.depth is None:
         return image, None
     height, width = image.rgb.shape[:2]
-    return image, decode_depth(depth_map.data, (height, width), max_pixels=limit)
+    return image, decode_depth(found.depth.data, (height, width), max_pixels=limit)
+
+
+def _alpha(
+    image: DecodedImage, found: Found, model: Matting | None, settings: Settings
+) -> NDArray[np.float32]:
+    """The subject's matte: the one brought with the photo, or the model's."""
+    if model is not None:
+        return model.predict(image.rgb)
+    assert found.matte is not None  # no model is loaded only when a matte was brought
+    height, width = image.rgb.shape[:2]
+    return decode_matte(found.matte.data, (height, width), max_pixels=settings.max_input_pixels)

@@ -1,6 +1,7 @@
 """The middle of the pipeline, written once: a photo and its matte in, the blurred photo out.
 
     matte → foreground (the subject's own colours at soft edges) → bokeh → rgb
+                                   or, for a plain or transparent background, → cutout → rgb(a)
 
 ``render`` is pure (arrays in, arrays out, no I/O) and is what the worker's pipeline, ``blurq
 blur`` and the gallery script all call, so that one job's parameters give one picture wherever it
@@ -16,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from infra.jobs import BlurParams
+from workers.backgrounds import cutout
 from workers.bokeh import render_bokeh
 from workers.matting import estimate_foreground
 
@@ -44,10 +46,15 @@ def render(
 
     ``rgb`` is H×W×3 uint8 sRGB, ``alpha`` the subject's H×W float32 matte in [0, 1] (the matting
     stage's output), ``depth`` an optional H×W float32 map (0 = the subject's plane, 1 =
-    infinity). Uses ``params.strength``, ``aperture`` and ``rotation``; returns H×W×3 uint8 sRGB.
+    infinity). Uses ``params.strength``, ``aperture`` and ``rotation``; returns H×W×3 uint8 sRGB,
+    or H×W×4 (alpha = the matte) for ``params.background == "transparent"``. A background other
+    than ``blur`` replaces the bokeh stage (and is timed under its name).
     """
     with stage("foreground"):
         foreground = estimate_foreground(rgb, alpha)
+    if params.background != "blur":
+        with stage("bokeh"):
+            return cutout(foreground, alpha, params.background)
     with stage("bokeh"):
         return render_bokeh(
             rgb,

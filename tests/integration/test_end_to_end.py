@@ -242,3 +242,45 @@ def test_depth_maps_travel_with_their_photos(client: Client) -> None:
         np.abs(after[top, :30] - before[top, :30]).mean()
         < np.abs(after[top, -60:] - before[top, -60:]).mean()
     )
+
+
+def test_white_cutouts_with_mattes_and_brought_mattes(client: Client) -> None:
+    """A white-background batch saves its mattes; a brought matte replaces the model's."""
+    sample = next(sample for sample in SAMPLES if sample.name in KNOWN)
+    photo = sample.jpeg(long_side=LONG_SIDE)
+    before = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB"))
+    height, width = before.shape[:2]
+    white = BlurParams(background="white", save_matte=True)
+    uri = f"s3://{BUCKET}/photos/{sample.name}.jpg"
+    cutouts = client.submit(uris=[uri], output=f"s3://{BUCKET}/white/", params=white)
+    assert client.wait(cutouts, timeout=300).done == 1
+    output = client.images(cutouts)[0].output
+    after = decoded(client.storage, output)
+    subject, background = (box(before, where) for where in KNOWN[sample.name])
+    assert (after[background] >= 250).all(axis=-1).mean() > 0.95
+    assert np.abs(after[subject].astype(float) - before[subject]).mean() < 3.0
+    saved = S3Uri.parse(output.rsplit(".", 1)[0] + ".matte.png")
+    assert Image.open(io.BytesIO(client.storage.get(saved.bucket, saved.key).data)).mode == "L"
+
+    matte = np.zeros((height, width), np.uint8)
+    matte[:, width // 2 :] = 255
+    for name, data in [("a.jpg", photo), ("a.matte.png", png(matte)), ("b.jpg", photo),
+                       ("c.jpg", photo), ("c.matte.png", png(matte[::2]))]:  # fmt: skip
+        client.storage.put(BUCKET, f"own/{name}", data, content_type="application/octet-stream")
+    own = BlurParams(strength=80, matte_suffix=".matte.png")
+    uris = [f"s3://{BUCKET}/own/{name}.jpg" for name in "abc"]
+    batch = client.submit(uris=uris, output=f"s3://{BUCKET}/own-out/", params=own)
+    status = client.wait(batch, timeout=300)
+    assert (status.done, status.failed) == (1, 2)
+    failed = {image.input[-5:]: image.error for image in client.images(batch, ImageState.FAILED)}
+    assert "b.matte.png not found" in failed["b.jpg"] and "same size" in failed["c.jpg"]
+    result = decoded(client.storage, client.images(batch, ImageState.DONE)[0].output)
+    right, left = np.s_[:, width // 2 + 4 :], np.s_[:, : width // 2 - 40]
+    assert np.abs(result[right].astype(float) - before[right]).mean() < 3.0
+    assert np.abs(result[left].astype(float) - before[left]).mean() > 5.0
+
+
+def png(pixels: NDArray[np.uint8]) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -185,3 +185,15 @@ def test_encoding_does_not_modify_the_input() -> None:
     for fmt in OUTPUT_FORMATS:
         encode(photo, fmt=fmt)
     assert (photo == before).all()
+
+
+def test_rgba_is_written_exactly_as_png_and_refused_where_no_alpha_fits() -> None:
+    rgba = np.dstack([_astronaut()[:64, :64], np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1))])
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    image = _open(encode(rgba, fmt="png", icc_profile=profile))
+    assert image.mode == "RGBA" and image.info["icc_profile"] == profile
+    assert np.array_equal(np.asarray(image), rgba)
+    with pytest.raises(ValueError, match="H x W x 3 uint8 array for jpeg"):
+        encode(rgba, fmt="jpeg")
+    with pytest.raises(ValueError, match="H x W x 3 or H x W x 4"):
+        encode(np.zeros((4, 4, 5), np.uint8), fmt="png")

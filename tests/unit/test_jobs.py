@@ -119,7 +119,7 @@ def test_each_parameter_is_declared_once_for_validation_clis_and_http(param: Fie
     schema = BatchRequest.model_json_schema()["$defs"]["Params"]["properties"][param.name]
     accepted = next((kind for kind in schema.get("anyOf", []) if kind["type"] != "null"), schema)
     options = [_option(submit, param.name)]
-    if param.name != "depth_suffix":  # blur takes --depth files instead
+    if param.name not in ("depth_suffix", "matte_suffix"):  # blur takes --depth, --matte files
         options.append(_option(blur, "fmt" if param.name == "format" else param.name))
     assert schema.get("default") == param.default
     assert schema["description"].startswith(spec.help)
@@ -130,6 +130,9 @@ def test_each_parameter_is_declared_once_for_validation_clis_and_http(param: Fie
             assert tuple(option.type.choices) == tuple(accepted["enum"]) == spec.choices
         elif spec.none is not None:
             assert option.default == spec.none and option.callback is not None
+        elif isinstance(param.default, bool):
+            assert isinstance(option, click.Option) and option.is_flag
+            assert accepted["type"] == "boolean"
         elif spec.low is not None:
             assert isinstance(option.type, click.IntRange | click.FloatRange)
             assert (option.type.min, option.type.max) == (spec.low, spec.high)
@@ -161,3 +164,28 @@ def test_equal_parameters_compare_equal_after_a_round_trip_through_json() -> Non
     assert BlurParams.from_dict(json.loads(json.dumps(asdict(params)))) == params
     assert BlurParams.from_dict({"rotation": 0}) == BlurParams()
     assert BlurParams(strength=41) != BlurParams(strength=40)
+
+
+def test_new_fields_at_their_default_leave_the_fingerprint_and_output_keys_as_they_were() -> None:
+    """Outputs stored before background, save_matte and matte_suffix existed stay valid."""
+    before = {
+        "aperture": None,
+        "depth_suffix": None,
+        "format": "jpeg",
+        "model": "fusion",
+        "quality": 92,
+        "rotation": 0.0,
+        "strength": 30,
+    }
+    assert BlurParams().fingerprint() == json.dumps(before, separators=(",", ":"))
+    keys = {output_key(make_job(), etag="e", model_version="m")}
+    for changed in (
+        {"background": "white"},
+        {"background": "#ffffff"},
+        {"save_matte": True},
+        {"matte_suffix": ".matte.png"},
+    ):
+        keys.add(output_key(make_job(**changed), etag="e", model_version="m"))
+    assert len(keys) == 5
+    explicit = make_job(background="blur", save_matte=False, matte_suffix=None)
+    assert output_key(explicit, etag="e", model_version="m") in keys

@@ -141,3 +141,24 @@ def test_a_local_stack_has_fresh_secrets_and_dev_up_prints_them() -> None:
     printed = addresses(one)
     assert one.api_key in printed and f"password {one.flower_password}" in printed
     assert "key=" not in printed  # no key in a URL (browser history, access logs)
+
+
+def test_blur_onto_white_with_the_matte_saved_and_transparent_jpeg_refused(
+    photos: list[Path], tmp_path: Path
+) -> None:
+    photo = photos[0]
+    height, width = pixels(photo).shape[:2]
+    matte = np.zeros((height, width), np.uint8)
+    matte[:, width // 2 :] = 255
+    Image.fromarray(matte).save(tmp_path / "matte.png")
+    out = tmp_path / "out"
+    given = ("--matte", tmp_path / "matte.png", "--format", "png")
+    result = blurq("blur", photo, "--out", out, *given, "--background", "white", "--save-matte")
+    assert result.returncode == 0, result.stderr
+    after = pixels(out / f"{photo.stem}.png")
+    assert (after[:, : width // 2] == 255).all()
+    assert np.array_equal(after[:, width // 2 :], pixels(photo)[:, width // 2 :])
+    assert np.array_equal(pixels(out / f"{photo.stem}.matte.png"), matte)
+    refused = blurq("blur", photo, "--out", out, "--matte", tmp_path / "matte.png",
+                    "--background", "transparent")  # fmt: skip
+    assert refused.returncode == 2 and "transparent" in refused.stderr
