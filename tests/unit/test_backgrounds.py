@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from infra.errors import InputTooLarge, InvalidJob, UnsupportedImage
 from infra.jobs import BlurParams, Job
-from infra.storage import StoredObject
+from infra.storage import S3Uri, StoredObject
 from workers.colour import to_srgb
 from workers.encode import encode, encode_matte
 from workers.matting import estimate_foreground
@@ -131,3 +131,41 @@ def test_the_output_key_changes_with_the_mattes_etag() -> None:
     assert one != key(Found(photo, None, StoredObject(b"", "matte-2")))
     assert one != key(Found(photo, StoredObject(b"", "matte-1"), None))
     assert one.startswith("o/a/b.")
+
+
+class Recording:
+    """A tenant that allows everything and records what it was asked to allow."""
+
+    name = "default"
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def check_read(self, uri: S3Uri, what: str = "input") -> None:
+        self.asked.append(f"{what} {uri}")
+
+    def may_read(self, uri: S3Uri) -> bool:
+        self.asked.append(f"read {uri}")
+        return True
+
+    def may_write(self, uri: S3Uri) -> bool:
+        return True
+
+    def get(self, name: str) -> Recording:
+        return self
+
+
+def test_brought_mattes_are_confined_like_depth_maps_on_both_sides() -> None:
+    from producer import inputs
+    from workers.pipeline import confine
+
+    tenant = Recording()
+    output = S3Uri("shop", "out/")
+    inputs.confine_found(tenant, [S3Uri("shop", "a/x.jpg")], None, output, ".m.png")  # type: ignore[arg-type]
+    assert tenant.asked == ["input s3://shop/a/x.jpg", "matte s3://shop/a/x.m.png"]
+    params = BlurParams(matte_suffix=".m.png", depth_suffix=".d.png")
+    worker = Recording()
+    confine(Job("b", "1", "shop", "a/x.jpg", "shop", "out/", params), worker)  # type: ignore[arg-type]
+    assert worker.asked[1:] == ["read s3://shop/a/x.d.png", "read s3://shop/a/x.m.png"]
+    with pytest.raises(InvalidJob, match="matte suffix must look like"):
+        BlurParams(matte_suffix="/../../other/x.png")  # no way out of the input's folder
