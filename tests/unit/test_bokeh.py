@@ -332,6 +332,73 @@ def test_background_hidden_by_a_large_subject_is_filled_from_background() -> Non
     assert np.all(back[:, 2] > 0.8 * blue)  # not black: filled with the background's blue
 
 
+# --- uncertain mattes ----------------------------------------------------------------------------
+
+
+def _dark_square(a: float) -> tuple[U8, F32]:
+    """A dark 600 x 600 square (~35) given a constant matte of a, in a light scene (~205)."""
+    h, w = 800, 1200
+    rng = np.random.default_rng(13)
+    rgb = np.clip(205 + rng.normal(0, 6, (h, w, 3)), 0, 255).astype(np.uint8)
+    rgb[100:700, 300:900] = np.clip(35 + rng.normal(0, 3, (600, 600, 3)), 0, 255).astype(np.uint8)
+    alpha = np.zeros((h, w), np.float32)
+    alpha[100:700, 300:900] = a
+    return rgb, alpha
+
+
+@pytest.mark.parametrize("strength", [5, 30, 100])
+@pytest.mark.parametrize("a", [0.3, 0.6])
+def test_a_wrong_matte_does_not_repaint_what_it_covers(a: float, strength: float) -> None:
+    """What shows beyond F under a partial matte is the background behind it: blurred, it keeps
+    its colour. Only within the blur's reach of the square's edge does the light scene around it
+    mix in, as a lens mixes the edge of any dark area (fill from the scene made it ~164)."""
+    rgb, alpha = _dark_square(a)
+    out = render_bokeh(rgb, alpha, strength=strength)
+    reach = math.ceil(_r_inf(strength, 1200))
+    inner = (slice(100 + reach, 700 - reach), slice(300 + reach, 900 - reach))
+    assert abs(out[inner].mean() - rgb[inner].mean()) <= 4.0
+
+
+# --- highlight boost -----------------------------------------------------------------------------
+
+
+def _wall(level: int, noise: float) -> tuple[U8, F32]:
+    """A plain wall (1200 x 800) behind a dark elliptical subject."""
+    h, w = 800, 1200
+    rng = np.random.default_rng(14)
+    rgb = np.clip(level + rng.normal(0, noise, (h, w, 3)), 0, 255).round().astype(np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    alpha = np.asarray(np.hypot((xx - 600) / 200, (yy - 500) / 300) <= 1, np.float32)
+    rgb[alpha == 1] = 60
+    return rgb, alpha
+
+
+@pytest.mark.parametrize("strength", [5, 30, 60, 100])
+@pytest.mark.parametrize(("level", "noise"), [(205, 18.0), (235, 0.0), (245, 0.0), (250, 0.0)])
+def test_a_light_wall_keeps_its_brightness(level: int, noise: float, strength: float) -> None:
+    """A lens does not brighten an evenly lit wall: only clipped small lights are boosted."""
+    rgb, alpha = _wall(level, noise)
+    out = render_bokeh(rgb, alpha, strength=strength)
+    background = alpha == 0
+    assert abs(out[background].mean() - rgb[background].mean()) <= 2.0
+    if noise:  # texture survives as blur, not as white: no more clipped pixels than before
+        assert out[background].std() > 0
+        assert np.count_nonzero(out == 255) <= np.count_nonzero(rgb == 255)
+
+
+@pytest.mark.parametrize("level", [120, 235])
+def test_a_small_clipped_light_on_a_wall_is_boosted_but_the_wall_is_not(level: int) -> None:
+    """On a mid-grey wall a clipped light keeps most of its boost; on a wall nearly as bright
+    as itself it hid little energy, and keeps about its own."""
+    rgb, alpha = _wall(level, 0.0)
+    rgb[100:105, 100:105] = 255
+    out = _linear(render_bokeh(rgb, alpha, strength=30))
+    wall = _linear(np.array([level]))[0]
+    excess = (out[30:180, 30:180, 1] - wall).sum() / (25 * (1.0 - wall))  # its energy over the wall
+    assert excess > (4.0 if level < 200 else 0.95)
+    assert abs(_srgb(out)[400:700, 900:1150].mean() - level) <= 1.0
+
+
 # --- blur amount ---------------------------------------------------------------------------------
 
 

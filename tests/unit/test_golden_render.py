@@ -61,6 +61,8 @@ ENCODINGS |= {"disc-30.png92": ("png", 92), "disc-30.webp85": ("webp", 85)}
 ENVIRONMENT = {
     5: "numpy 2.4.6, opencv 5.0.0, pillow 13.0.0, cpu SSE SSE2 SSE3 *SSE4.1 *SSE4.2 *AVX *FP16 "
     "*AVX2 *AVX512-SKX",
+    6: "numpy 2.4.6, opencv 5.0.0, pillow 13.0.0, cpu SSE SSE2 SSE3 *SSE4.1 *SSE4.2 *AVX *FP16 "
+    "*AVX2 *AVX512-SKX",
 }
 """Where each revision's hashes were made: exact bytes are checked only in the same one."""
 THUMBNAILS = Path(__file__).with_name("golden")
@@ -83,6 +85,20 @@ GOLDEN: dict[int, dict[str, str]] = {
         "disc-30.jpeg75": "10943a28839df699af2ca6ee9eaf849d3aef55b65af5c5e3544e9c1cb96ec0d6",
         "disc-30.png92": "4f749f7c5a0e416050a3779232541ebaa575a0ba304494bbd74a6963fd3dc9a8",
         "disc-30.webp85": "4544a2180f086b73e4e09f418da2b074166e92d68fc8ae485d9e16663dd2ab09",
+    },
+    6: {
+        "disc-5": "d48163352645b99e9e5cd54897cd2e0354500c63b9f7756896c4145fa7e52424",
+        "disc-30": "72c7fa4dab3f0db653f8e086a34b325e0f2daa8820e8a1eb5bc0b696c8ce2656",
+        "disc-100": "fc758cc4009588b9f7c2336ea227fe783f381613eafcbbabfc1a050f10aa6fc9",
+        "hexagon-30": "248ebd4e25fd7412c12b59cfe95bef4ddf6e037c55a6dbeadd3b8987d98da14e",
+        "depth-30": "558f0df708fa15b49f1efa14fbbf71a7a0d11870bd4bc8eebd469a31f5f8cec8",
+        "depth-pentagon-100": "f1067a31934494228147b5c198435a45a9b570e785c5c204f6ceddd80df1ad65",
+        "lights-apart-5": "1c0e37040b27f3cf1ad08f166a141e98b43b0d3e7f2d9f2bdbfe9d79d7b46153",
+        "lights-apart-depth-5": "4b78c93c7dd2aef3d77c4cda10c5e30b122f760b8f56f823ee80b08a280dd5b0",
+        "disc-30.jpeg92": "7e3341995be5e359bf8d59fd44f17de6dfa25f7be3536c9740063722896393ad",
+        "disc-30.jpeg75": "f9aac4592e4bce66a8721db91e31b81100d941a74342a265adc1d270725e8e12",
+        "disc-30.png92": "cf4e2db8b25847ab9d212b8f33fc11beaaecce7c2b99ef9eff59471281b9abd8",
+        "disc-30.webp85": "92e9559a6fa30ae84446224414b4ba4b0693bfaf58aeaa9f8bd92effbae5950f",
     },
 }
 

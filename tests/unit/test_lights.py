@@ -1,5 +1,5 @@
-"""Tests for workers.bokeh.lights and workers.bokeh.aperture: the point-light path agrees with
-whole-frame OpenCV operations it stands in for."""
+"""Tests for workers.bokeh.lights, .highlights and .aperture: the point-light path agrees with
+whole-frame OpenCV operations it stands in for; only small clipped lights are boosted."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from numpy.typing import NDArray
 
 from workers.bokeh.aperture import aperture_kernel, convolve
+from workers.bokeh.highlights import highlight_gain
 from workers.bokeh.lights import (
     KERNEL_RADIUS,
     Enlarge,
@@ -150,3 +151,15 @@ def test_aperture_kernel_is_normalised_odd_and_has_no_empty_ring(radius: float) 
     assert kernel.shape[0] == kernel.shape[1] and kernel.shape[0] % 2 == 1
     assert kernel.sum() == pytest.approx(1.0, abs=1e-6)
     assert kernel[[0, -1]].any() or kernel[:, [0, -1]].any()
+
+
+def test_only_small_clipped_lights_in_dark_surroundings_are_boosted() -> None:
+    peak = np.full((400, 600), 20, np.uint8)
+    peak[100:103, 100:103] = 255  # a clipped light in the dark
+    peak[300:304, 100:104] = 245  # bright, not clipped
+    peak[:, 400:] = 255  # a clipped area: a sky
+    gain = highlight_gain(peak)
+    assert gain[101, 101] == pytest.approx(6.0, rel=0.01)
+    np.testing.assert_array_equal(gain[300:304, 100:104], 1.0)
+    assert np.abs(gain[:, 450:] - 1.0).max() < 1e-6
+    assert np.all(gain[peak < 250] == 1.0)

@@ -1,10 +1,11 @@
 """The blurred background B: the photo without its subject, blurred by depth, at full size.
 
-In order: weight each pixel by how surely it is background; plan the layers, one per blur radius,
-each on a grid just fine enough for its kernel; area-average the premultiplied, highlight-boosted
-background onto the finest layer's grid; blur each layer with the aperture and blend them by each
-pixel's radius; fill what no background reaches and enlarge; add the point lights blurred apart;
-fade to the sharp photo where the background is nearly in focus. ``workers.bokeh`` tells why.
+In order: estimate the background behind each pixel, and its weight (``behind``); plan the
+layers, one per blur radius, each on a grid just fine enough for its kernel; area-average that
+premultiplied, highlight-boosted background onto the finest layer's grid; blur each layer with the
+aperture and blend them by each pixel's radius; fill what no background reaches and enlarge; add
+the point lights blurred apart; fade to the sharp photo where the background is nearly in focus.
+``workers.bokeh`` tells why.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from numpy.typing import NDArray
 
 from workers.arrays import f32, resize, scaled_size
 from workers.bokeh.aperture import aperture_kernel
+from workers.bokeh.behind import SUBJECT_CUT, background_behind
 from workers.bokeh.depth import depth_range, proxy_depth
+from workers.bokeh.highlights import highlight_gain
 from workers.bokeh.layers import FILL_CONFIDENCE, blend_layers, mix, normalised_blur, push_pull
 from workers.bokeh.lights import (
-    GAIN,
     KERNEL_RADIUS,
     Enlarge,
     Lights,
@@ -35,7 +37,6 @@ from workers.bokeh.lights import (
 _MAX_LAYERS = 4
 _TEXTURE_RADIUS = 4.0  # kernel radius in cells of a layer without lights: blur within 3 % of R
 _LAYER_PIXELS = 1.0e6  # per-layer cap: keeps cost flat; small radii on big photos go under 8 px
-_SUBJECT_CUT = 4.0  # alpha >= 1/4 is subject enough that its colour must not leak into B
 
 Kernel = Callable[[float], NDArray[np.float32]]
 """The normalised aperture kernel of a radius (in the pixels of the grid it is applied on)."""
@@ -54,25 +55,33 @@ class LayerPlan:
 def blurred_background(
     lin: NDArray[np.float32],
     rgb: NDArray[np.uint8],
+    front: NDArray[np.uint8],
     alpha: NDArray[np.float32],
     depth: NDArray[np.float32] | None,
     r_inf: float,
     aperture: int | None,
     rotation_deg: float,
 ) -> NDArray[np.float32]:
-    """Return the full-size linear background B (H×W×3 float32), blurred by depth."""
+    """Return the full-size linear background B (H×W×3 float32), blurred by depth.
+
+    ``front`` is the subject's estimated colour F (H×W×3 sRGB): what the photo shows beyond it,
+    where the matte is partial, is the background behind.
+    """
     h, w = alpha.shape
-    weight = _background_weight(alpha)
+    if not np.any(alpha < 1.0):  # no background anywhere: blur the whole picture, not nothing
+        alpha = np.zeros_like(alpha)
     max_scale = min(1.0, math.sqrt(_LAYER_PIXELS / (h * w)))
     nearest, farthest = depth_range(alpha, depth)
     # radii finer than one cell of the coarsest allowed grid cannot be rendered there
     radii = _layer_radii(nearest * r_inf, farthest * r_inf, max(1.0, 1.0 / max_scale))
     peak = _max_channel(rgb)
-    lights_apart, lights = split_lights(lin, peak, weight, radii, max_scale)
+    gain = highlight_gain(peak)
+    lights_apart, lights = split_lights(lin, peak, gain, alpha == 0, radii, max_scale)
     plan = _plan_layers(radii, lights_apart, max_scale, (w, h))
     kernel: Kernel = partial(aperture_kernel, blades=aperture, rotation_deg=rotation_deg)
     depth_grid = _depth_on_grid(alpha, depth, plan.grid)
-    blended = _blended_layers(lin, peak, weight, lights, plan, depth_grid * r_inf, kernel)
+    prem = _premultiplied_grid(*background_behind(lin, front, alpha, gain), plan.grid)
+    blended = _blended_layers(prem, lights, plan, depth_grid * r_inf, kernel, w)
     background = resize(push_pull(blended), (w, h), cv2.INTER_LINEAR)
     if lights is not None:
         cover = np.maximum(blended[..., 3], FILL_CONFIDENCE)
@@ -81,16 +90,9 @@ def blurred_background(
     if nearest * r_inf < radii[0]:  # some background is nearly in focus: fade to sharp there
         if depth is None:
             depth = resize(depth_grid, (w, h), cv2.INTER_LINEAR)
-        background = _fade_to_sharp(lin, background, depth, weight, r_inf / radii[0])
+        sure = f32(np.clip(1.0 - SUBJECT_CUT * alpha, 0.0, 1.0))  # surely background
+        background = _fade_to_sharp(lin, background, depth, sure, r_inf / radii[0])
     return background
-
-
-def _background_weight(alpha: NDArray[np.float32]) -> NDArray[np.float32]:
-    """How surely each pixel is background, 0 under the subject; all 1 when nothing is."""
-    weight = f32(np.clip(1.0 - _SUBJECT_CUT * alpha, 0.0, 1.0))
-    if not weight.any():  # no background anywhere: blur the whole picture rather than nothing
-        weight = np.ones_like(alpha)
-    return weight
 
 
 def _max_channel(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -133,20 +135,21 @@ def _depth_on_grid(
 
 
 def _blended_layers(
-    lin: NDArray[np.float32],
-    peak: NDArray[np.uint8],
-    weight: NDArray[np.float32],
+    with_lights: NDArray[np.float32],
     lights: Lights | None,
     plan: LayerPlan,
     radius: NDArray[np.float32],
     kernel: Kernel,
+    width: int,
 ) -> NDArray[np.float32]:
-    """Blur every layer and blend them by each cell's radius: premultiplied (B*w, w) on the grid."""
-    with_lights = without_lights = _premultiplied_grid(lin, peak, weight, plan.grid)
+    """Blur every layer and blend them by each cell's radius: premultiplied (B*w, w) on the grid.
+
+    ``with_lights`` is the premultiplied background on the grid, ``width`` the photo's.
+    """
+    without_lights = with_lights
     if lights is not None:  # the layers whose lights are apart start from the rest
         without_lights = with_lights.copy()
         without_lights[..., :3] -= area_grid(lights, plan.grid)
-    width = lin.shape[1]
     layers = [
         normalised_blur(without_lights if apart else with_lights, size, kernel(r * size[0] / width))
         for r, size, apart in zip(plan.radii, plan.sizes, plan.lights_apart, strict=True)
@@ -155,16 +158,10 @@ def _blended_layers(
 
 
 def _premultiplied_grid(
-    lin: NDArray[np.float32],
-    peak: NDArray[np.uint8],
-    weight: NDArray[np.float32],
-    size: tuple[int, int],
+    colour: NDArray[np.float32], weight: NDArray[np.float32], size: tuple[int, int]
 ) -> NDArray[np.float32]:
-    """Return (colour * gain(max channel) * weight, weight) area-averaged to size, 4 channels."""
-    boost = cv2.multiply(cv2.LUT(peak, GAIN), weight)
-    colour = f32(cv2.multiply(lin, cv2.cvtColor(boost, cv2.COLOR_GRAY2RGB)))
-    colour = resize(colour, size, cv2.INTER_AREA)
-    return np.dstack([colour, resize(weight, size, cv2.INTER_AREA)])
+    """Return (colour, weight) area-averaged to size, 4 channels."""
+    return np.dstack([resize(colour, size, cv2.INTER_AREA), resize(weight, size, cv2.INTER_AREA)])
 
 
 def _depth_at_lights(

@@ -1,7 +1,7 @@
 """Point lights: the highlight boost, and lights blurred at full detail on photos of any size.
 
-Blown highlights are boosted in linear light (``GAIN``, by the max channel's byte) so that a light
-carries the energy the sensor clipped and blurs into a bright disc. ``workers.bokeh.background``
+Clipped lights arrive boosted (``workers.bokeh.highlights``) so that they blur into bright discs.
+``workers.bokeh.background``
 blurs the background on grids small enough to keep the cost flat; on a big photo at low strength a
 cell of such a grid is several pixels wide, and so is the edge of every disc. Only point lights
 show that edge: a light smaller than its disc draws the aperture's shape with a rim, while blurred
@@ -26,12 +26,7 @@ from workers.bokeh.layers import position
 
 KERNEL_RADIUS = 8.0  # smallest radius at which a rasterised disc or polygon keeps its shape
 _GROUP = 64  # side of the squares whose lights are blurred together, in cells of the reduced grid
-_HIGHLIGHT_START = 0.9  # sRGB level of the max channel where the highlight boost begins
-_HIGHLIGHT_GAIN = 6.0  # linear gain of a fully clipped pixel: blown lights are ~2.5 stops hotter
-_ramp = np.clip((np.arange(256) / 255.0 - _HIGHLIGHT_START) / (1 - _HIGHLIGHT_START), 0, 1)
-GAIN = (1 + (_HIGHLIGHT_GAIN - 1) * _ramp * _ramp * (3 - 2 * _ramp)).astype(np.float32)
-"""Linear gain of a pixel by its max channel's byte (``cv2.LUT``): 1 up to 229, 6 at 255."""
-_LIGHT = np.uint8(np.argmax(_ramp > 0))  # first byte of the highlights, blurred apart
+_LIGHT = 230  # first max-channel byte of a bright spot whose disc shows a rim
 _LIGHTS_APART_MAX = 0.02  # share of the photo's pixels beyond which lights stay in the layers
 
 
@@ -67,28 +62,28 @@ def point_lights(lit: NDArray[np.uint8], largest: float) -> NDArray[np.uint8]:
 def split_lights(
     lin: NDArray[np.float32],
     peak: NDArray[np.uint8],
-    weight: NDArray[np.float32],
+    gain: NDArray[np.float32],
+    clear: NDArray[np.bool_],
     radii: list[float],
     max_scale: float,
 ) -> tuple[list[bool], Lights | None]:
     """Which layers leave their point lights to ``blur_highlights``, and those lights.
 
-    ``lin`` is the H×W×3 linear photo, ``peak`` its H×W max channel (uint8), ``weight`` how
-    surely each pixel is background, ``radii`` the layers' blur radii and ``max_scale`` the
-    largest scale a layer's grid may have. The layers whose grid is coarser than R/8, while the
-    lights are few: a night sky full of them would make that path the slow one. Lights wider
-    than the widest such disc are areas that draw no disc, and stay in the layers.
+    ``lin`` is the H×W×3 linear photo, ``peak`` its H×W max channel (uint8), ``gain`` its
+    highlight boost, ``clear`` where nothing covers the background (alpha = 0), ``radii`` the
+    layers' blur radii and ``max_scale`` the largest scale a layer's grid may have. The layers
+    whose grid is coarser than R/8, while the lights are few: a night sky full of them would make
+    that path the slow one. Lights wider than the widest such disc are areas that draw no disc,
+    and stay in the layers.
     """
     apart = [max_scale < 1.0 and KERNEL_RADIUS / r > max_scale for r in radii]
     if not any(apart):
         return apart, None
     widest = max(r for r, cut in zip(radii, apart, strict=True) if cut)
-    lit = point_lights(((peak >= _LIGHT) & (weight > 0)).view(np.uint8), 2 * widest)
+    lit = point_lights(((peak >= _LIGHT) & clear).view(np.uint8), 2 * widest)
     if not 0 < np.count_nonzero(lit) <= _LIGHTS_APART_MAX * lit.size:
         return [False] * len(radii), None
-    lights = gather_lights(
-        lit, lambda ys, xs: lin[ys, xs] * (GAIN[peak[ys, xs]] * weight[ys, xs])[:, None]
-    )
+    lights = gather_lights(lit, lambda ys, xs: lin[ys, xs] * gain[ys, xs, None])
     return apart, lights
 
 

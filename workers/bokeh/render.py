@@ -3,9 +3,11 @@
 ``aperture`` N (3..64) draws an N-bladed polygon inscribed in the disc, one corner at
 ``rotation_deg`` counter-clockwise from the right. ``depth`` (0 = the subject's plane, 1 =
 infinity) is read as the fraction of ``R_inf`` a pixel's blur reaches; it only matters where the
-background shows. ``foreground`` replaces ``rgb`` as F in the composite, except that pixels with
-alpha = 1 always keep the bytes of ``rgb``. Bad inputs raise ``ValueError``. The output is
-deterministic: the same inputs give the same bytes.
+background shows. ``foreground`` is the subject's colour F (``workers.matting.estimate_foreground``,
+estimated here when not given): where the matte is partial, what the photo shows beyond F is the
+background behind, which the blur starts from. Given, it replaces ``rgb`` as F in the composite,
+except that pixels with alpha = 1 always keep the bytes of ``rgb``; not given, F there is ``rgb``.
+Bad inputs raise ``ValueError``. The output is deterministic: the same inputs give the same bytes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from workers.arrays import check_array, check_matte, f32
 from workers.bokeh.background import blurred_background
 from workers.bokeh.layers import mix
 from workers.colour import DECODE, to_srgb
+from workers.matting.foreground import estimate_foreground
 
 _R_INF_FRACTION = 0.045  # blur radius at infinity for strength 100, as a fraction of the long side
 _MAX_BLADES = 64  # beyond this a polygon is a disc, and the kernel's cost grows with N
@@ -48,7 +51,9 @@ def render_bokeh(
         foreground = np.ascontiguousarray(foreground)
     r_inf = float(strength) / 100.0 * _R_INF_FRACTION * max(alpha.shape)
     lin = f32(cv2.LUT(rgb, DECODE))
-    background = blurred_background(lin, rgb, alpha, depth, r_inf, aperture, rotation_deg)
+    # what the photo shows beyond F where the matte is partial is the background behind the subject
+    front = estimate_foreground(rgb, alpha) if foreground is None else foreground
+    background = blurred_background(lin, rgb, front, alpha, depth, r_inf, aperture, rotation_deg)
     return _composite(rgb, lin, foreground, background, alpha)
 
 
