@@ -4,21 +4,26 @@
 
 - ``render``: the entry point: input contract, linear light, the final composite.
 - ``background``: the blurred background B, step by step.
+- ``behind``: the background behind each pixel, where the matte is partial too.
+- ``highlights``: the highlight boost of small clipped lights.
 - ``layers``: the blurred layers on their reduced grids: blur, blend by radius, fill.
-- ``lights``: the highlight boost, and point lights blurred apart at full detail.
+- ``lights``: point lights blurred apart at full detail.
 - ``aperture``: the aperture (disc or N blades) as a kernel, and the convolution with it.
 - ``depth``: depth maps given with a photo, and the proxy used without one.
 
 Method, all in linear light:
 
-1. Decode sRGB with the exact transfer curve (``workers.colour``) and boost near-clipped
-   highlights (max channel near 255) so that a blown light carries the energy it really had and
-   blurs into a bright disc.
-2. Weight every pixel by how surely it is background, ``w = clip(1 - 4*alpha, 0, 1)``, and blur
-   the premultiplied pair ``(I*w, w)`` with the aperture (an anti-aliased disc, or a polygon of N
-   blades): ``B = conv(I*w, K) / conv(w, K)`` (normalised convolution). The subject's colour never
-   enters ``B``, so there is no halo; where the kernel sees no background at all (inside a large
-   subject) a push-pull pyramid fills ``B`` from the surrounding background.
+1. Decode sRGB with the exact transfer curve (``workers.colour``) and boost clipped highlights
+   (max channel over 250) in dark surroundings, so that a blown light carries the energy it
+   really had and blurs into a bright disc; a large bright area (a wall, a sky) is not boosted
+   and keeps its brightness.
+2. Estimate the background behind every pixel and blur it with the aperture (an anti-aliased
+   disc, or a polygon of N blades) as a normalised convolution, ``B = conv(B·w, K) / conv(w, K)``.
+   Surely-background pixels count fully, the subject (``alpha >= 1/4``) not at all, so its colour
+   never enters ``B`` and there is no halo; where the kernel sees no background (inside a large
+   subject) a push-pull pyramid fills ``B`` from around it. Where that fill cannot explain the
+   photo under a partial matte (a dark area given alpha = 0.4 in a light scene), the background
+   behind is ``(I − α·F)/(1 − α)`` with weight ``1 − α``, which composites back to the photo.
 3. Blur grows with distance behind the subject. The radius of a pixel is ``depth * R_inf``, where
    ``depth`` is the given map, or else a proxy from the distance to the subject: 0.4 right next to
    it, rising to 1 (infinity) at a quarter of the long side. A few layers of increasing radius are
