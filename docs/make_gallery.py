@@ -5,7 +5,8 @@
 Each row is the original followed by strengths 10, 30, 60 and 100 (the whole pipeline's stages:
 matting, then ``workers.render.render``, the worker's own foreground estimation and bokeh),
 labelled in the picture; the aperture row blurs a synthetic scene of point lights with a disc
-and with six blades.
+and with six blades; the headshots row renders a loose and a tight crop of one portrait at
+strength 60 with the blur sized to the frame and to the subject (``strength_reference``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from infra.jobs import BlurParams
 from infra.models import ModelStore
 from infra.settings import Settings
 from producer.local.samples import SAMPLES
+from workers.bokeh.render import radius_at_infinity
 from workers.matting import Matting
 from workers.render import render
 
@@ -27,6 +29,8 @@ OUT = Path(__file__).resolve().parent / "gallery"
 STRENGTHS = (10, 30, 60, 100)
 SUBJECTS = {"portrait": "grace-hopper", "product": "coffee", "pet": "chelsea"}
 TILE_HEIGHT = 300
+HEADSHOT_CROPS = {"loose": np.s_[:, :], "tight": np.s_[30:330, 120:380]}
+"""Two crops of grace-hopper: the whole 512×600 portrait, and her face at half that size."""
 
 
 def labelled(rgb: NDArray[np.uint8], text: str) -> NDArray[np.uint8]:
@@ -60,6 +64,19 @@ def save(path: Path, tiles: list[NDArray[np.uint8]]) -> None:
     print(path)
 
 
+def headshots(matting: Matting, portrait: NDArray[np.uint8]) -> None:
+    """Loose and tight crops of one portrait, blurred relative to the frame and to the subject."""
+    tiles = []
+    for reference in ("frame", "subject"):
+        for crop, window in HEADSHOT_CROPS.items():
+            rgb = np.ascontiguousarray(portrait[window])
+            alpha = matting.predict(rgb)
+            out = render(rgb, alpha, BlurParams(60, strength_reference=reference))
+            radius = radius_at_infinity(alpha, 60, reference)
+            tiles.append(labelled(out, f"{crop}, {reference}, R {radius:.1f}"))
+    save(OUT / "headshots.jpg", tiles)
+
+
 def main() -> None:
     """Render every row of the gallery."""
     OUT.mkdir(exist_ok=True)
@@ -80,6 +97,7 @@ def main() -> None:
         out = render(lights, no_subject, BlurParams(strength=60, aperture=aperture))
         tiles.append(labelled(out, f"{label}, strength 60"))
     save(OUT / "aperture.jpg", tiles)
+    headshots(matting, np.ascontiguousarray(by_name["grace-hopper"].load()))
 
 
 if __name__ == "__main__":

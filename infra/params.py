@@ -27,7 +27,9 @@ ALPHA_FORMATS = ("png", "webp")
 """The output formats that carry an alpha channel (for ``background="transparent"``)."""
 BACKGROUND = r"^(blur|white|transparent|#[0-9a-fA-F]{6})$"
 """What a batch's ``background`` may be: blurred, white, transparent or a colour #rrggbb."""
-_SINCE_FIRST_OUTPUTS = ("background", "save_matte", "matte_suffix")
+STRENGTH_REFERENCES = ("frame", "subject")
+"""What ``strength`` is a share of: the frame's long side, or the subject's size."""
+_SINCE_FIRST_OUTPUTS = ("strength_reference", "background", "save_matte", "matte_suffix")
 """Fields added after outputs were first written: left out of the fingerprint at their default,
 so that the output keys of jobs that do not use them (and so the outputs already stored) stay
 the same."""
@@ -75,6 +77,14 @@ class BlurParams:
             "Blur strength: the radius at infinity is strength% of 4.5% of the long side.",
             low=1,
             high=100,
+        ),
+    )
+    strength_reference: str = _param(
+        "frame",
+        Limit(
+            "What the blur is sized to: frame (the long side) or subject (its size in the matte, "
+            "so tight and loose crops of one sitter blur alike).",
+            choices=STRENGTH_REFERENCES,
         ),
     )
     aperture: int | None = _param(

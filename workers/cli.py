@@ -131,6 +131,7 @@ def _matte_file(path: Path) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]
 @click.command()
 @_files_and_out("Folder for the results (one per input, named after its stem).")
 @cli_option("strength")
+@cli_option("strength_reference")
 @cli_option("aperture")
 @cli_option("rotation")
 @click.option(

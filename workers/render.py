@@ -46,9 +46,10 @@ def render(
 
     ``rgb`` is H×W×3 uint8 sRGB, ``alpha`` the subject's H×W float32 matte in [0, 1] (the matting
     stage's output), ``depth`` an optional H×W float32 map (0 = the subject's plane, 1 =
-    infinity). Uses ``params.strength``, ``aperture`` and ``rotation``; returns H×W×3 uint8 sRGB,
-    or H×W×4 (alpha = the matte) for ``params.background == "transparent"``. A background other
-    than ``blur`` replaces the bokeh stage (and is timed under its name).
+    infinity). Uses ``params.strength``, ``strength_reference``, ``aperture`` and ``rotation``;
+    returns H×W×3 uint8 sRGB, or H×W×4 (alpha = the matte) for ``params.background ==
+    "transparent"``. A background other than ``blur`` replaces the bokeh stage (and is timed
+    under its name).
     """
     with stage("foreground"):
         foreground = estimate_foreground(rgb, alpha)
@@ -60,6 +61,7 @@ def render(
             rgb,
             alpha,
             strength=params.strength,
+            strength_reference=params.strength_reference,
             aperture=params.aperture,
             rotation_deg=params.rotation,
             foreground=foreground,

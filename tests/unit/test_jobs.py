@@ -143,8 +143,8 @@ def test_each_parameter_is_declared_once_for_validation_clis_and_http(param: Fie
         for value in (spec.low - 1, spec.high + 1):
             with pytest.raises(InvalidJob, match=param.name):
                 BlurParams(**{param.name: value})
-    if spec.choices:
-        with pytest.raises(InvalidJob, match=param.name):
+    if spec.choices:  # errors say the name in words: "strength reference must be one of ..."
+        with pytest.raises(InvalidJob, match=param.name.replace("_", " ")):
             BlurParams(**{param.name: "other"})
     if spec.pattern:
         assert accepted["pattern"] == spec.pattern
@@ -167,7 +167,8 @@ def test_equal_parameters_compare_equal_after_a_round_trip_through_json() -> Non
 
 
 def test_new_fields_at_their_default_leave_the_fingerprint_and_output_keys_as_they_were() -> None:
-    """Outputs stored before background, save_matte and matte_suffix existed stay valid."""
+    """Outputs stored before strength_reference, background, save_matte and matte_suffix existed
+    stay valid."""
     before = {
         "aperture": None,
         "depth_suffix": None,
@@ -180,12 +181,15 @@ def test_new_fields_at_their_default_leave_the_fingerprint_and_output_keys_as_th
     assert BlurParams().fingerprint() == json.dumps(before, separators=(",", ":"))
     keys = {output_key(make_job(), etag="e", model_version="m")}
     for changed in (
+        {"strength_reference": "subject"},
         {"background": "white"},
         {"background": "#ffffff"},
         {"save_matte": True},
         {"matte_suffix": ".matte.png"},
     ):
         keys.add(output_key(make_job(**changed), etag="e", model_version="m"))
-    assert len(keys) == 5
-    explicit = make_job(background="blur", save_matte=False, matte_suffix=None)
+    assert len(keys) == 6
+    explicit = make_job(
+        strength_reference="frame", background="blur", save_matte=False, matte_suffix=None
+    )
     assert output_key(explicit, etag="e", model_version="m") in keys

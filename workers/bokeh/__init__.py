@@ -42,7 +42,9 @@ Method, all in linear light:
    round trip is exact for every byte, so pixels with alpha = 1 come out unchanged.
 
 Strength 1..100 sets the radius of a background at infinity, ``R_inf = strength/100 * 0.045 *
-long_side``, so a batch of mixed resolutions looks alike. On a full-frame camera, 100 is about an
+long_side``, so a batch of mixed resolutions looks alike. With ``strength_reference="subject"`` the
+long side is replaced by √(subject area)/0.7 (``radius_at_infinity``), so differently cropped
+portraits of one sitter look alike. On a full-frame camera, 100 is about an
 85 mm lens at f/1.2 focused at 2 m, 30 about 50 mm at f/1.8, and 10 about 35 mm at f/2.
 """
 

@@ -26,6 +26,11 @@ from workers.colour import DECODE, to_srgb
 from workers.matting.foreground import estimate_foreground
 
 _R_INF_FRACTION = 0.045  # blur radius at infinity for strength 100, as a fraction of the long side
+# sqrt(subject area) / long side in a head-and-shoulders portrait (matplotlib's grace_hopper 0.70,
+# skimage's astronaut 0.74): at that framing "subject" gives the radius "frame" gives
+_SUBJECT_SHARE = 0.7
+_MIN_SUBJECT = 0.01  # a subject under this share of the pixels (or none) is no size: use the frame
+REFERENCES = ("frame", "subject")
 _MAX_BLADES = 64  # beyond this a polygon is a disc, and the kernel's cost grows with N
 _STRIP_ROWS = 64  # rows composited at a time
 
@@ -35,6 +40,7 @@ def render_bokeh(
     alpha: NDArray[np.float32],
     *,
     strength: float,
+    strength_reference: str = "frame",
     aperture: int | None = None,
     rotation_deg: float = 0.0,
     foreground: NDArray[np.uint8] | None = None,
@@ -43,18 +49,39 @@ def render_bokeh(
     """Blur the background of an sRGB photo behind its subject like a wide-open lens.
 
     ``rgb`` and ``foreground`` are H×W×3 uint8, ``alpha`` and ``depth`` H×W float32 in [0, 1];
-    ``strength`` is 1..100. Returns H×W×3 uint8 sRGB.
+    ``strength`` is 1..100, sized by ``strength_reference`` (``radius_at_infinity``). Returns
+    H×W×3 uint8 sRGB.
     """
     _check_inputs(rgb, alpha, strength, aperture, rotation_deg, foreground, depth)
     rgb, alpha = np.ascontiguousarray(rgb), np.ascontiguousarray(alpha)  # cv2 needs plain strides
     if foreground is not None:
         foreground = np.ascontiguousarray(foreground)
-    r_inf = float(strength) / 100.0 * _R_INF_FRACTION * max(alpha.shape)
+    r_inf = radius_at_infinity(alpha, strength, strength_reference)
     lin = f32(cv2.LUT(rgb, DECODE))
     # what the photo shows beyond F where the matte is partial is the background behind the subject
     front = estimate_foreground(rgb, alpha) if foreground is None else foreground
     background = blurred_background(lin, rgb, front, alpha, depth, r_inf, aperture, rotation_deg)
     return _composite(rgb, lin, foreground, background, alpha)
+
+
+def radius_at_infinity(alpha: NDArray[np.float32], strength: float, reference: str) -> float:
+    """The blur radius in pixels of a background at infinity: strength% of 4.5% of a length.
+
+    ``reference`` ``"frame"``: the length is the long side of ``alpha`` (H×W float32);
+    ``"subject"``: it is the square root of the subject's area (alpha >= 0.5) over 0.7, its share
+    of the long side in a head-and-shoulders portrait, so crops of one sitter get one radius
+    (exactly when the subject lies inside the frame; a frame edge that cuts it shrinks its area
+    too). That length is between 1/7 and 10/7 of √(H·W): a subject under 1 % of the pixels, or
+    an empty matte, is no size to go by and falls back to ``"frame"``.
+    """
+    if reference not in REFERENCES:
+        raise ValueError(f"strength_reference must be one of {REFERENCES}, got {reference!r}")
+    length = float(max(alpha.shape))
+    if reference == "subject":
+        area = int(np.count_nonzero(alpha >= 0.5))
+        if area >= _MIN_SUBJECT * alpha.size:
+            length = math.sqrt(area) / _SUBJECT_SHARE
+    return float(strength) / 100.0 * _R_INF_FRACTION * length
 
 
 def _composite(
