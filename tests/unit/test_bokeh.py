@@ -526,3 +526,13 @@ def test_a_clipped_light_blurred_apart_keeps_its_boosted_energy(strength: float,
     flat = np.zeros((h, w), np.float32)
     out = render_bokeh(rgb, flat, strength=strength, depth=np.ones_like(flat))
     assert _linear(out[..., 1]).sum() == pytest.approx(dot * dot * 6.0, rel=0.01)
+
+
+@pytest.mark.parametrize("level", [0.3, 0.5, 0.9])
+def test_a_matte_with_no_sure_background_still_blurs_the_whole_picture(level: float) -> None:
+    """α partial everywhere: no pixel is surely background, so the whole picture is the background
+    (blurred), never black; the mean brightness stays."""
+    rgb = _texture(300, 400, seed=3, cell=40)  # smooth: averaging in linear light moves it little
+    alpha = np.full((300, 400), level, np.float32)
+    out = render_bokeh(rgb, alpha, strength=50)
+    assert abs(float(out.mean()) - float(rgb.mean())) < 3.0

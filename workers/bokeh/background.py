@@ -68,7 +68,7 @@ def blurred_background(
     where the matte is partial, is the background behind.
     """
     h, w = alpha.shape
-    if not np.any(alpha < 1.0):  # no background anywhere: blur the whole picture, not nothing
+    if not np.any(alpha < 1.0 / SUBJECT_CUT):  # no sure background: blur the whole picture
         alpha = np.zeros_like(alpha)
     max_scale = min(1.0, math.sqrt(_LAYER_PIXELS / (h * w)))
     nearest, farthest = depth_range(alpha, depth)
