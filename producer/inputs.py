@@ -100,17 +100,11 @@ def from_prefix(
 
 
 def _images_under(storage: Storage, root: S3Uri, exclude: S3Uri | None) -> Iterator[S3Uri]:
+    # The output prefix as jobs write it ("out" is "out/"), so "outx/..." is not left out.
+    written = normalise_prefix(exclude.key) if exclude and exclude.bucket == root.bucket else ""
     for key in storage.list(root.bucket, root.key):
-        if not key.lower().endswith(IMAGE_EXTENSIONS):
-            continue
-        if (
-            exclude
-            and exclude.bucket == root.bucket
-            and exclude.key
-            and key.startswith(exclude.key)
-        ):
-            continue
-        yield S3Uri(root.bucket, key)
+        if key.lower().endswith(IMAGE_EXTENSIONS) and not (written and key.startswith(written)):
+            yield S3Uri(root.bucket, key)
 
 
 def from_manifest(storage: Storage, manifest: str, *, cap: int = DEFAULT_CAP) -> list[S3Uri]:

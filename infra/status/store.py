@@ -204,12 +204,9 @@ class StatusStore(StatusReader):
         self._hset(image_key(batch_id, image_id), {"stage": stage})
 
     def _hset(self, key: str, fields: dict[str, str]) -> None:
-        """Set fields of a record; one that had expired meanwhile comes back with the TTL."""
+        """Set fields of a record that exists; one that expired meanwhile is not brought back."""
         with mapped_errors():
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hset(key, mapping=fields)
-            pipe.expire(key, self.ttl, nx=True)  # NX: a live record keeps the TTL it has
-            pipe.execute()
+            self._run("update", [key], _flat(fields))
 
     def _move(self, script: str, batch_id: str, image_id: str, *args: Arg) -> str:
         state, completed = self._image(script, batch_id, image_id, *args)

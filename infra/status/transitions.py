@@ -34,6 +34,7 @@ NAMES = (
     "create_begin",  # batch creation 1/3: claim the id (taking over a half-written batch)
     "create_images",  # batch creation 2/3: one chunk of queued image records
     "create_end",  # batch creation 3/3: the counters that make the batch exist
+    "update",  # set fields of a record only while it exists
     "claim_sending",  # who sends a created batch's messages (a lease, taken over when idle)
 )
 """Every script, by the name of its file in ``lua/``."""

@@ -185,7 +185,7 @@ def test_a_batch_running_longer_than_the_ttl_keeps_its_image_list_and_rate(
 def test_writes_after_a_record_expired_never_leave_a_key_without_ttl(
     redis_client: redis.Redis,
 ) -> None:
-    """Submitted marks, stages and webhook outcomes landing on expired records get the TTL."""
+    """Submitted marks and stages skip records that expired; webhook outcomes get the TTL."""
     store = StatusStore(redis_client, ttl=60, max_deliveries=3)
     assert store.create_batch("b", pairs(2), {})
     store.start("b", "000000", "w")
@@ -255,3 +255,14 @@ def test_the_outstanding_limit_is_checked_in_the_step_that_counts(
         status_store.create_batch("b", racing(), meta, max_outstanding=5)
     assert raised.value.retry_after > 0
     assert status_store.batch("b") is None and status_store.outstanding("default") == 5
+
+
+def test_a_stage_written_after_the_image_expired_brings_back_no_fragment(
+    status_store: StatusStore, redis_client: redis.Redis
+) -> None:
+    """A fragment holding only ``stage`` would break every listing of the batch's images."""
+    assert status_store.create_batch("b", pairs(2), {"output": "s3://out/"})
+    redis_client.delete(image_key("b", "000000"))  # expired while its worker was still at it
+    status_store.set_stage("b", "000000", "bokeh")
+    assert not redis_client.exists(image_key("b", "000000"))
+    assert [image.image_id for image in status_store.images("b")] == ["000001"]

@@ -147,3 +147,12 @@ def test_a_local_manifest_over_the_byte_cap_is_refused(tmp_path: Path) -> None:
     local.write_bytes(b"s3://bkt/a.jpg\n" * 100)
     with pytest.raises(InvalidJob, match=re.escape(f"manifest {local} is larger than 300 bytes")):
         inputs.from_manifest(None, str(local), cap=3)  # type: ignore[arg-type]  # no S3 needed
+
+
+def test_an_output_prefix_without_its_slash_leaves_out_only_its_own_folder() -> None:
+    class Listing:
+        def list(self, bucket: str, prefix: str) -> list[str]:
+            return ["outx/a.jpg", "out/b.jpg", "c.jpg"]
+
+    found = inputs.from_prefix(Listing(), "s3://bkt/", exclude=S3Uri("bkt", "out"))  # type: ignore[arg-type]
+    assert [str(uri) for uri in found] == ["s3://bkt/outx/a.jpg", "s3://bkt/c.jpg"]
