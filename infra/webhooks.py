@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from infra.errors import InvalidJob
 from infra.settings import get_settings
 from infra.status import BatchStatus
-from infra.tenants import DEFAULT_TENANT
+from infra.tenants import split
 
 SIGNATURE_HEADER = "X-Blurq-Signature"
 TIMESTAMP_HEADER = "X-Blurq-Timestamp"
@@ -177,7 +177,7 @@ def check_url(url: str, *, allow_private: bool | None = None) -> str:
 def payload(batch: BatchStatus) -> bytes:
     """The JSON body announcing that a batch has finished (its id as the tenant knows it)."""
     body = {
-        "batch_id": batch.batch_id.rpartition("/")[2],
+        "batch_id": split(batch.batch_id)[1],
         "total": batch.total,
         "done": batch.done,
         "failed": batch.failed,
@@ -186,11 +186,6 @@ def payload(batch: BatchStatus) -> bytes:
         "output": batch.output,
     }
     return json.dumps(body, separators=(",", ":")).encode()
-
-
-def tenant_of(batch: BatchStatus) -> str:
-    """The batch's tenant: its record's ``tenant``, else the prefix of a ``<tenant>/<id>`` id."""
-    return str(getattr(batch, "tenant", "") or batch.batch_id.rpartition("/")[0] or DEFAULT_TENANT)
 
 
 def secret_for(master: str, tenant: str) -> str:

@@ -18,6 +18,7 @@ from infra.errors import BatchConflict
 from infra.params import BlurParams
 from infra.status import BatchStatus
 from infra.storage import S3Uri
+from infra.tenants import split
 
 
 def request_digest(
@@ -55,7 +56,7 @@ def check_same(
     else:
         same = existing.output == str(output) and BlurParams.from_dict(existing.params) == params
     if not same:
-        own = existing.batch_id.rpartition("/")[2]
+        own = split(existing.batch_id)[1]
         raise BatchConflict(
             f"batch {own!r} exists with other inputs, output, parameters or webhook"
         )

@@ -29,7 +29,8 @@ from celery import Task
 from infra.celery_app import WEBHOOK_TASK, app
 from infra.errors import InvalidJob
 from infra.settings import Settings, get_settings
-from infra.webhooks import Target, payload, secret_for, signed_headers, tenant_of, vet
+from infra.tenants import split
+from infra.webhooks import Target, payload, secret_for, signed_headers, vet
 from workers.runtime import backoff, status_store
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def send_webhook(self: Task, batch_id: str) -> str:
     if not settings.webhook_secret:
         status.webhook_attempted(batch_id, "failed", "no webhook_secret configured on the workers")
         return "failed"
-    secret = secret_for(settings.webhook_secret, tenant_of(batch))
+    secret = secret_for(settings.webhook_secret, split(batch.batch_id)[0])
     error, retry = _attempt(batch.webhook_url, payload(batch), secret, settings)
     if not error:
         status.webhook_attempted(batch_id, "delivered")

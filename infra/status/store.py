@@ -43,6 +43,7 @@ from infra.status.keys import (
 )
 from infra.status.metrics import METRICS_KEY, stage_increments
 from infra.status.records import CREATE_CHUNK, RATE_BUCKET_S, StatusReader, mapped_errors
+from infra.tenants import split
 
 EVENTS_MAXLEN = 100_000
 """Entries kept in the events stream; older ones are trimmed (approximately)."""
@@ -280,7 +281,7 @@ class StatusStore(StatusReader):
 def _same_request(batch_id: str, digest: str, known: str) -> None:
     """BatchConflict when the batch was (or is being) made by a request with another digest."""
     if digest and known and known != digest:
-        own = batch_id.rpartition("/")[2]
+        own = split(batch_id)[1]
         raise BatchConflict(
             f"batch {own!r} exists with other inputs, output, parameters or webhook"
         )

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from infra.errors import InputTooLarge, PermanentError, UnsupportedImage
+from infra.jobs import depth_key
 from workers.bokeh import depth
-from workers.bokeh.depth import depth_key
 
 LIMIT = 50_000_000
 decode_depth = partial(depth.decode_depth, max_pixels=LIMIT)

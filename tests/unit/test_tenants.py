@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from infra.errors import Forbidden, InvalidJob
-from infra.jobs import BlurParams, Job, depth_key
+from infra.jobs import BlurParams, Job
 from infra.settings import Settings
 from infra.storage import S3Uri
 from infra.tenants import (
@@ -31,7 +31,6 @@ from infra.tenants import (
 from producer import inputs
 from producer.cli import main
 from producer.cli.services import _check_keys
-from workers.bokeh.depth import depth_key as worker_depth_key
 from workers.pipeline import confine
 
 SUBMIT, VIEW, OTHER = new_key(), new_key(), new_key()
@@ -242,11 +241,6 @@ def test_the_worker_checks_the_job_again(changes: dict[str, Any]) -> None:
 def test_workers_read_allowances_without_keys(tmp_path: Path) -> None:
     everywhere = allowances(Settings(api_keys="short", tenants_file=""))
     assert everywhere.by_name[DEFAULT_TENANT].may_write(S3Uri("any", "x/"))
-
-
-@pytest.mark.parametrize("key", ["a/b.jpg", "a.b/c", "noext", "a/b.tar.gz", ".hidden"])
-def test_the_producer_and_the_worker_agree_on_depth_map_keys(key: str) -> None:
-    assert depth_key(key, ".depth.png") == worker_depth_key(key, ".depth.png")
 
 
 def test_tenants_add_prints_a_key_once_and_writes_its_hash(tmp_path: Path) -> None:

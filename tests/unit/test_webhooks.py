@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from infra.errors import InvalidJob
-from infra.status import BatchStatus
+from infra.status import BatchStatus, tenant_of
 from infra.webhooks import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -19,7 +19,6 @@ from infra.webhooks import (
     payload,
     secret_for,
     signed_headers,
-    tenant_of,
     verify,
 )
 
@@ -156,9 +155,12 @@ def test_the_tenant_and_the_batch_id_it_knows() -> None:
         "shop-a/spring-01", 1, 0, 0, 1, 0, 1.0, None, 2.0, submitted=True, output="s3://o/"
     )
     assert json.loads(payload(batch))["batch_id"] == "spring-01"
-    assert tenant_of(batch) == "shop-a"
+    assert tenant_of(batch.batch_id) == "shop-a"
     bare = BatchStatus("spring-01", 1, 0, 0, 1, 0, 1.0, None, 2.0, submitted=True, output="")
-    assert tenant_of(bare) == "default" and json.loads(payload(bare))["batch_id"] == "spring-01"
+    assert (
+        tenant_of(bare.batch_id) == "default"
+        and json.loads(payload(bare))["batch_id"] == "spring-01"
+    )
 
 
 def test_the_webhook_task_imports_no_image_code() -> None:

@@ -50,7 +50,7 @@ portraits of one sitter look alike. On a full-frame camera, 100 is about an
 
 from __future__ import annotations
 
-from workers.bokeh.depth import decode_depth, depth_key
+from workers.bokeh.depth import decode_depth
 from workers.bokeh.render import render_bokeh
 
-__all__ = ["decode_depth", "depth_key", "render_bokeh"]
+__all__ = ["decode_depth", "render_bokeh"]

@@ -60,13 +60,6 @@ def _check_header(data: bytes, max_pixels: int) -> None:
         ) from None
 
 
-def depth_key(input_key: str, suffix: str) -> str:
-    """The key of an input's depth map: the input key without its extension, plus suffix."""
-    stem, dot, extension = input_key.rpartition(".")
-    base = stem if dot and "/" not in extension else input_key
-    return f"{base}{suffix}"
-
-
 def depth_range(
     alpha: NDArray[np.float32], depth: NDArray[np.float32] | None
 ) -> tuple[float, float]:
