@@ -66,11 +66,14 @@ def save(path: Path, tiles: list[NDArray[np.uint8]]) -> None:
 
 def headshots(matting: Matting, portrait: NDArray[np.uint8]) -> None:
     """Loose and tight crops of one portrait, blurred relative to the frame and to the subject."""
+    crops = {
+        name: np.ascontiguousarray(portrait[window]) for name, window in HEADSHOT_CROPS.items()
+    }
+    alphas = {name: matting.predict(rgb) for name, rgb in crops.items()}  # once per crop
     tiles = []
     for reference in ("frame", "subject"):
-        for crop, window in HEADSHOT_CROPS.items():
-            rgb = np.ascontiguousarray(portrait[window])
-            alpha = matting.predict(rgb)
+        for crop, rgb in crops.items():
+            alpha = alphas[crop]
             out = render(rgb, alpha, BlurParams(60, strength_reference=reference))
             radius = radius_at_infinity(alpha, 60, reference)
             tiles.append(labelled(out, f"{crop}, {reference}, R {radius:.1f}"))

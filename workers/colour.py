@@ -7,23 +7,28 @@ a 256-entry table; encoding goes through 16-bit linear codes, which keep the dar
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
+
+FloatT = TypeVar("FloatT", np.float32, np.float64)
 
 
 def _srgb_to_linear(v: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
 
 
-def _linear_to_srgb(v: NDArray[np.float64]) -> NDArray[np.float64]:
+def linear_to_srgb(v: NDArray[FloatT]) -> NDArray[FloatT]:
+    """The sRGB encoding curve, 0..1 in and out (float32 or float64, computed in that type)."""
     return np.where(v <= 0.0031308, v * 12.92, 1.055 * np.power(v, 1 / 2.4) - 0.055)
 
 
 DECODE = _srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
 """Linear light of each sRGB byte value; use with ``cv2.LUT``."""
 _STRIP_SAMPLES = 1 << 18  # samples encoded per step of to_srgb
-_ENCODE = np.round(255 * _linear_to_srgb(np.arange(65536) / 65535.0)).astype(np.uint8)
+_ENCODE = np.round(255 * linear_to_srgb(np.arange(65536) / 65535.0)).astype(np.uint8)
 
 
 def to_srgb(lin: NDArray[np.float32]) -> NDArray[np.uint8]:

@@ -12,6 +12,8 @@ batch's three keys together::
                                                   cancel flag, webhook URL and outcome
     blurq:batch:<batch>:images        list        image ids in submission order
     blurq:batch:<batch>:rate          hash        images done or failed per 10 s bucket
+    blurq:batches:phase:<phase>       sorted set  batch id -> created time, one per phase
+                                                  (queued, running, finished, cancelled)
     blurq:image:<batch>:<image>       hash        state, input, deliveries, stage, timings,
                                                   output, error
     blurq:events                      stream      one entry per transition (for live views)

@@ -70,8 +70,11 @@ def api(host: str, port: int) -> None:
     """Run the HTTP API (/v1, OpenAPI at /openapi.json), dashboard (/) and /metrics."""
     settings = get_settings()
     _check_keys(settings)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        click.echo("note: /metrics needs no key; keep it reachable only by Prometheus", err=True)
+    if host not in ("127.0.0.1", "localhost", "::1") and not settings.metrics_token:
+        click.echo(
+            "note: /metrics needs no key (BLURQ_METRICS_TOKEN unset); keep it for Prometheus",
+            err=True,
+        )
     import uvicorn
 
     from producer.http.app import create_app

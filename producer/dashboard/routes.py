@@ -32,13 +32,18 @@ from infra.errors import (
     UnsupportedImage,
 )
 from infra.jobs import BATCH_ID
-from infra.settings import Settings
 from infra.status import EVENTS_KEY, ImageState, ImageStatus, StatusStore
 from infra.tenants import qualify, split
 from producer.client import Client
 from producer.dashboard import events as live
 from producer.dashboard import signin
-from producer.dashboard.signin import SECURITY_HEADERS, STATIC, Viewer, require_viewer
+from producer.dashboard.signin import (
+    SECURITY_HEADERS,
+    STATIC,
+    Viewer,
+    require_viewer,
+    settings_of,
+)
 from producer.dashboard.thumbnails import Busy, Thumbnails
 
 BATCHES_SHOWN = 100
@@ -46,12 +51,6 @@ BATCHES_SHOWN = 100
 RECENT_SCAN = 2_000
 """Newest event entries searched for recently finished images."""
 ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
-
-
-def settings_of(request: Request) -> Settings:
-    """The app's settings."""
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 BatchPath = Annotated[str, PathParam(pattern=BATCH_ID)]

@@ -4,7 +4,8 @@ Signing in with a key (the page's form) makes a random session id; the browser h
 in an HttpOnly, ``SameSite=Strict`` cookie. Redis holds, under the SHA-256 of the id (a copy of
 Redis gives no usable cookies), the tenant's name, the role and the SHA-256 of the key that signed
 in, for ``Settings.session_ttl`` seconds; never the key. A session ends at sign-out, at its TTL,
-or as soon as its key is removed from the tenants file or its tenant is gone.
+or once its key is removed from the tenants file or its tenant is gone (the tenants file is read
+when the API starts: after a restart).
 
     blurq:session:<sha256 of the id>   JSON {"tenant", "role", "key_sha256"}, TTL session_ttl
 """

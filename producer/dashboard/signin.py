@@ -45,7 +45,7 @@ def sessions_of(request: Request) -> Sessions:
     state = request.app.state
     if getattr(state, "dashboard_sessions", None) is None:
         state.dashboard_sessions = Sessions(
-            state.client.status_store.redis, _settings(request).session_ttl
+            state.client.status_store.redis, settings_of(request).session_ttl
         )
     sessions: Sessions = state.dashboard_sessions
     return sessions
@@ -122,7 +122,7 @@ async def sign_in(request: Request) -> Response:
     response.set_cookie(
         COOKIE,
         session,
-        max_age=_settings(request).session_ttl,
+        max_age=settings_of(request).session_ttl,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
@@ -145,6 +145,7 @@ def _home(request: Request) -> str:
     return str(request.scope.get("root_path", "")) + "/"
 
 
-def _settings(request: Request) -> Settings:
+def settings_of(request: Request) -> Settings:
+    """The app's settings."""
     settings: Settings = request.app.state.settings
     return settings

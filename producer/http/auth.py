@@ -9,15 +9,25 @@ runs open by accident. ``view`` keys may only read.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fastapi import HTTPException, Request, status
 
 from infra.tenants import Principal, Tenants, load
 
+KEY_REFUSED = "missing or invalid API key (send X-API-Key or Authorization: Bearer)"
+"""The answer to a request without a known key (the same from the gate and the routes)."""
+
 
 def request_key(request: Request) -> str:
     """The key a request presents, or an empty string."""
-    key = request.headers.get("x-api-key", "")
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return header_key(request.headers)
+
+
+def header_key(headers: Mapping[str, str]) -> str:
+    """The API key in X-API-Key or Authorization: Bearer, or an empty string."""
+    key = headers.get("x-api-key", "")
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
     if not key and scheme.lower() == "bearer":
         key = credentials.strip()
     return key
@@ -38,7 +48,7 @@ def principal(request: Request) -> Principal:
     if found is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            detail="missing or invalid API key (send X-API-Key or Authorization: Bearer)",
+            detail=KEY_REFUSED,
             headers={"WWW-Authenticate": "Bearer"},
         )
     return found

@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 
 from infra.settings import Settings
 from infra.tenants import Tenants
+from producer.http.auth import KEY_REFUSED, header_key
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -131,7 +132,7 @@ class RequestGate:
         if scope["method"] in BODY_METHODS and scope["path"].startswith("/v1"):
             tenants: Tenants = scope["app"].state.tenants
             if tenants.authenticate(header_key(headers)) is None:
-                message = "missing or invalid API key (send X-API-Key or Authorization: Bearer)"
+                message = KEY_REFUSED
                 return 401, "unauthorized", message, {"www-authenticate": "Bearer"}
         length = headers.get("content-length", "")
         if length and not length.isdigit():
@@ -174,15 +175,6 @@ class RequestGate:
             await send(message)
 
         return capped_receive, watched_send
-
-
-def header_key(headers: dict[str, str]) -> str:
-    """The API key in X-API-Key or Authorization: Bearer, or an empty string."""
-    key = headers.get("x-api-key", "")
-    scheme, _, credentials = headers.get("authorization", "").partition(" ")
-    if not key and scheme.lower() == "bearer":
-        key = credentials.strip()
-    return key
 
 
 async def answer(

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from workers.arrays import f32, resize
 from workers.bokeh.layers import push_pull
 from workers.bokeh.lights import Enlarge
-from workers.colour import DECODE
+from workers.colour import DECODE, linear_to_srgb
 
 SUBJECT_CUT = 4.0  # alpha >= 1/4 is surely subject enough that its colour must stay out of B
 _CHECK_SIDE = 256  # long side of the grid on which the fill's fit is checked ...
@@ -99,5 +99,4 @@ def _unexplained(
 
 def _srgb(lin: NDArray[np.float32]) -> NDArray[np.float32]:
     """Linear light to sRGB levels 0..255, as floats (clipped to [0, 1] first)."""
-    v = np.clip(lin, 0.0, 1.0)
-    return f32(255.0 * np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055))
+    return f32(255.0 * linear_to_srgb(np.clip(lin, 0.0, 1.0)))

@@ -1,15 +1,15 @@
-"""Point lights: the highlight boost, and lights blurred at full detail on photos of any size.
+"""Point lights blurred at full detail on photos of any size.
 
 Clipped lights arrive boosted (``workers.bokeh.highlights``) so that they blur into bright discs.
-``workers.bokeh.background``
-blurs the background on grids small enough to keep the cost flat; on a big photo at low strength a
-cell of such a grid is several pixels wide, and so is the edge of every disc. Only point lights
-show that edge: a light smaller than its disc draws the aperture's shape with a rim, while blurred
-texture or a large bright area (a sky, a white wall, a sunlit sleeve) is only smeared, and a
-coarser grid changes nothing visible there. Point lights are few, so they are blurred apart, a few
-at a time in windows just large enough for their discs, at an integer reduction that keeps the
-aperture's radius at least 8 px there, then added to the rest. Blur is linear, so the sum is the
-same picture with sharp discs, at a cost that follows the lights' area, not the photo's.
+``workers.bokeh.background`` blurs the background on grids small enough to keep the cost flat; on a
+big photo at low strength a cell of such a grid is several pixels wide, and so is the edge of every
+disc. Only point lights show that edge: a light smaller than its disc draws the aperture's shape
+with a rim, while blurred texture or a large bright area (a sky, a white wall, a sunlit sleeve) is
+only smeared, and a coarser grid changes nothing visible there. Point lights are few, so they are
+blurred apart, a few at a time in windows just large enough for their discs, at an integer
+reduction that keeps the aperture's radius at least 8 px there, then added to the rest. Blur is
+linear, so the sum is the same picture with sharp discs, at a cost that follows the lights' area,
+not the photo's.
 """
 
 from __future__ import annotations

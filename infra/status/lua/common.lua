@@ -3,7 +3,8 @@
 --
 -- The image transitions (start, complete, fail, requeue, reject) share one calling convention:
 --   KEYS: image, batch, batch's image list, batch's rate buckets, events stream, metrics hash,
---         the batch's tenant's counters
+--         the batch's tenant's counters, the four batch phase sets (queued, running, finished,
+--         cancelled)
 --   ARGV: now, ttl, events maxlen, batch id, image id, rate bucket, then the script's own
 -- Each returns {state the image has now, completed}; start adds its deliveries count.
 
@@ -38,6 +39,13 @@ local function set_phase(phases, batch, batch_id, to)
   end
   created = created or redis.call('HGET', batch, 'created_at')
   if created then redis.call('ZADD', phases[to], created, batch_id) end
+end
+
+-- Notes the batch's first start (a worker took one of its images): it is running from now on.
+local function batch_started(c)
+  if redis.call('HSETNX', c.batch, 'started_at', c.now) == 1 then
+    set_phase(c.phases, c.batch, c.batch_id, 'running')
+  end
 end
 
 -- The image transitions' KEYS and shared ARGV, by name.

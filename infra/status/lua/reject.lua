@@ -5,8 +5,6 @@ local c = image_call()
 local state, refused = state_in(c, {'queued', 'running'})
 if not state then return refused end
 redis.call('HINCRBY', c.image, 'deliveries', 1)
-if redis.call('HSETNX', c.batch, 'started_at', c.now) == 1 then
-  set_phase(c.phases, c.batch, c.batch_id, 'running')
-end
+batch_started(c)
 local fields = {'stage', 'failed', 'error', ARGV[7], 'worker', ARGV[8], 'started_at', c.now}
 return {'failed', move(c, state, 'failed', fields)}

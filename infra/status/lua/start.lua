@@ -14,8 +14,6 @@ if deliveries > tonumber(ARGV[7]) then
   local reason = 'poison: delivered ' .. deliveries .. ' times without finishing'
   return {'poison', deliveries, move(c, state, 'failed', {'error', reason})}
 end
-if redis.call('HSETNX', c.batch, 'started_at', c.now) == 1 then
-  set_phase(c.phases, c.batch, c.batch_id, 'running')
-end
+batch_started(c)
 local fields = {'started_at', c.now, 'worker', ARGV[8], 'stage', 'queued'}
 return {'running', deliveries, move(c, state, 'running', fields)}
