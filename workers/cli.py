@@ -114,16 +114,13 @@ def _depth_for(path: Path, given: Path, shape: tuple[int, ...]) -> NDArray[np.fl
 
 
 def _matte_file(path: Path) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]]:
-    """A stand-in for matting that returns a given matte PNG, checked against the image's size."""
+    """A stand-in for matting that returns a given matte, read as the pipeline reads brought
+    mattes (8 or 16 bit, the photo's size, the photos' pixel limit)."""
+    from workers.own_matte import decode_matte
 
     def predict(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
-        matte = np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255.0
-        if matte.shape != rgb.shape[:2]:
-            raise ValueError(
-                f"matte {path} is {matte.shape[1]}x{matte.shape[0]}, "
-                f"image is {rgb.shape[1]}x{rgb.shape[0]}"
-            )
-        return matte
+        limit = get_settings().max_input_pixels
+        return decode_matte(path.read_bytes(), (rgb.shape[0], rgb.shape[1]), max_pixels=limit)
 
     return predict
 
