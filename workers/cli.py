@@ -7,10 +7,11 @@ scores a model's mattes against ground truth.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
@@ -22,6 +23,9 @@ from infra.errors import BlurqError
 from infra.models import ModelStore
 from infra.params import BlurParams, cli_option
 from infra.settings import get_settings
+
+if TYPE_CHECKING:
+    from workers.matting import Matting
 
 
 @click.command()
@@ -63,11 +67,14 @@ def worker(concurrency: int, queues: str, name: str, loglevel: str) -> None:
 
 
 def _matting(model: str) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]]:
+    return _model(model).predict
+
+
+def _model(model: str) -> Matting:
     from workers.matting import Matting
 
     settings = get_settings()
-    matting = Matting(model, ModelStore.from_settings(settings), threads=settings.onnx_threads)
-    return matting.predict
+    return Matting(model, ModelStore.from_settings(settings), threads=settings.onnx_threads)
 
 
 def _files_and_out(out_help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -83,15 +90,23 @@ def _files_and_out(out_help: str) -> Callable[[Callable[..., None]], Callable[..
     return decorate
 
 
-def _each(files: tuple[Path, ...], work: Callable[[Path], Path]) -> None:
-    """Run work on every file; report failures one line each and exit 1 if any failed."""
+def _each(
+    files: tuple[Path, ...],
+    work: Callable[[Path], object],
+    failed: Callable[[Path, Exception], str] | None = None,
+) -> None:
+    """Run work on every file and print what it returns; report failures one line each (on
+    stderr, or the line failed gives on stdout) and exit 1 if any failed."""
     failures = 0
     for path in files:
         try:
             click.echo(work(path))
         except (BlurqError, ValueError, OSError) as error:
             failures += 1
-            click.echo(f"{path}: {error}", err=True)
+            if failed is None:
+                click.echo(f"{path}: {error}", err=True)
+            else:
+                click.echo(failed(path, error))
     if failures:
         sys.exit(1)
 
@@ -205,18 +220,48 @@ def _blur_file(
 @click.command()
 @_files_and_out("Folder for the mattes (single-channel PNG, input's size, named after its stem).")
 @cli_option("model")
-def matte(files: tuple[Path, ...], out_dir: Path, model: str) -> None:
-    """Compute subject mattes of local photos (no queue)."""
-    predict = _matting(model)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object per input (input, output, confidence, review, signals) "
+    "instead of the output's path.",
+)
+def matte(files: tuple[Path, ...], out_dir: Path, model: str, as_json: bool) -> None:
+    """Compute subject mattes of local photos (no queue), each with its confidence.
+
+    A matte whose confidence is low is flagged for review: the networks disagreed, a wide part
+    of it is neither subject nor background, it is (nearly) empty, or it covers most of the
+    frame's border.
+
+    \b
+    Examples:
+      blurq matte shoe.jpg --out mattes/
+      blurq matte photos/*.jpg --out mattes/ --json > confidence.jsonl
+    """
+    matting = _model(model)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    def one(path: Path) -> Path:
-        alpha = predict(_read(path))
+    def one(path: Path) -> str:
+        alpha, confidence = matting.predict_with_confidence(_read(path))
         target = out_dir / f"{path.stem}.png"
         Image.fromarray(np.round(alpha * 255).astype(np.uint8)).save(target)
-        return target
+        if not as_json:
+            return str(target)
+        return json.dumps(
+            {
+                "input": str(path),
+                "output": str(target),
+                "confidence": confidence.value,
+                "review": confidence.review,
+                "signals": confidence.signals,
+            }
+        )
 
-    _each(files, one)
+    def failed(path: Path, error: Exception) -> str:
+        return json.dumps({"input": str(path), "output": None, "error": str(error)})
+
+    _each(files, one, failed if as_json else None)
 
 
 @click.group("eval")
@@ -228,11 +273,17 @@ def evaluate() -> None:
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @cli_option("model")
 def evaluate_matting(folder: Path, model: str) -> None:
-    """SAD/1000, MSE and Grad/1000 per image of FOLDER (image/ + alpha/), mean and median."""
+    """SAD/1000, MSE, Grad/1000 and confidence per image of FOLDER (image/ + alpha/), mean and
+    median, and how well low confidence finds the worst mattes (Spearman's rank correlation)."""
     from workers.matting import evaluation
 
-    predict = _matting(model)
-    predict(np.zeros((64, 64, 3), np.uint8))  # load the sessions outside the timings
+    matting = _model(model)
+    matting.predict(np.zeros((64, 64, 3), np.uint8))  # load the sessions outside the timings
+
+    def predict(rgb: NDArray[np.uint8]) -> tuple[NDArray[np.float32], float]:
+        alpha, confidence = matting.predict_with_confidence(rgb)
+        return alpha, confidence.value
+
     try:
         scores = evaluation.evaluate(folder, predict)
     except ValueError as error:

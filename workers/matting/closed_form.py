@@ -62,7 +62,7 @@ def closed_form_refine(
     if alpha.shape != rgb.shape[:2]:
         raise ValueError(f"alpha {alpha.shape} does not match the photo {rgb.shape[:2]}")
     height, width = alpha.shape
-    subject, background = trimap(alpha, _band_width(alpha))
+    subject, background = trimap(alpha, band_width(alpha))
     unknown = ~(subject | background)
     if not unknown.any():
         return subject.astype(np.float32)
@@ -76,17 +76,17 @@ def closed_form_refine(
         guess = np.asarray(cv2.resize(answer, (width, height)), np.float32)
     start = np.where(subject, 1.0, np.where(background, 0.0, guess)).astype(np.float64)
     iterations = _ITERATIONS[1] if coarse else _ITERATIONS[0]
-    weight = prior_weight(alpha, _band_width(alpha))
+    weight = prior_weight(alpha, band_width(alpha))
     return solve(rgb.astype(np.float64) / 255.0, start, unknown, weight, iterations)
 
 
 def unknown_pixels(alpha: NDArray[np.float32]) -> int:
     """How many pixels closed_form_refine would solve for: its time grows with this count."""
-    subject, background = trimap(alpha, _band_width(alpha))
+    subject, background = trimap(alpha, band_width(alpha))
     return int(alpha.size) - int(np.count_nonzero(subject | background))
 
 
-def _band_width(alpha: NDArray[np.float32]) -> int:
+def band_width(alpha: NDArray[np.float32]) -> int:
     """Erosion of the definite regions in pixels: _BAND of the long side."""
     return max(1, round(_BAND * int(max(alpha.shape))))
 

@@ -5,7 +5,8 @@ images stretched to that square, so the aspect ratio is not kept). ``fusion``, t
 ``max(ISNet, core)`` where ``core`` is U²-Net-p's thresholded, eroded and blurred interior: ISNet
 has the best edges but is sometimes under-confident inside large subjects, U²-Net-p's interior is
 robust, and an eroded core cannot reach the edges ISNet draws. ``Matting.predict`` brings the
-model's square alpha to the photo's full resolution with ``refine`` (refine.py).
+model's square alpha to the photo's full resolution with ``refine`` (refine.py);
+``Matting.predict_with_confidence`` also says how far the matte can be trusted (confidence.py).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from numpy.typing import NDArray
 from infra.models import ModelStore
 from infra.params import MATTING_MODELS
 from workers.arrays import check_photo, resize
+from workers.matting.confidence import Confidence, combine, disagreement, matte_signals
 from workers.matting.refine import refine
 from workers.matting.sessions import ModelSession, get_session
 
 # Bumped whenever the stage's output changes for the same input; part of Matting.version.
-_REVISION = 5
+_REVISION = 6
 
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -46,24 +48,44 @@ class Matting:
     @property
     def version(self) -> str:
         """Identifies the weights and the algorithm; equal versions give equal mattes."""
-        names = ("isnet", "u2netp") if self.model == "fusion" else (self.model,)
-        pins = "+".join(self._store.spec(name).sha256[:12] for name in names)
+        pins = "+".join(self._store.spec(name).sha256[:12] for name in self._names())
         return f"{self.model}-{pins}-r{_REVISION}"
 
     def predict(self, rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
         """H×W×3 uint8 RGB → H×W float32 alpha in [0, 1] (1 = subject)."""
         check_photo(rgb)
-        return refine(self.predict_lowres(rgb), rgb)
+        return refine(self._fused(self._networks(rgb)), rgb)
+
+    def predict_with_confidence(
+        self, rgb: NDArray[np.uint8]
+    ) -> tuple[NDArray[np.float32], Confidence]:
+        """predict's alpha and its confidence (for fusion, also from the networks' disagreement)."""
+        check_photo(rgb)
+        networks = self._networks(rgb)
+        alpha = refine(self._fused(networks), rgb)
+        signals = matte_signals(alpha)
+        if len(networks) == 2:
+            signals["disagreement"] = disagreement(*networks)
+        return alpha, combine(signals)
 
     def predict_lowres(self, rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
         """The model's square alpha (1024² for isnet and fusion, 320² for u2netp), in [0, 1]."""
         check_photo(rgb)
-        if self.model == "u2netp":
-            return u2netp_alpha(self._session("u2netp"), rgb)
-        isnet = isnet_alpha(self._session("isnet"), rgb)
-        if self.model == "isnet":
-            return isnet
-        return fuse(isnet, u2netp_alpha(self._session("u2netp"), rgb))
+        return self._fused(self._networks(rgb))
+
+    def _networks(self, rgb: NDArray[np.uint8]) -> list[NDArray[np.float32]]:
+        """The square maps of the networks this model uses: [ISNet, U²-Net-p] for fusion."""
+        runs = {"isnet": isnet_alpha, "u2netp": u2netp_alpha}
+        return [runs[name](self._session(name), rgb) for name in self._names()]
+
+    def _names(self) -> tuple[str, ...]:
+        """The networks this model runs, in the order fuse takes them."""
+        return ("isnet", "u2netp") if self.model == "fusion" else (self.model,)
+
+    @staticmethod
+    def _fused(networks: list[NDArray[np.float32]]) -> NDArray[np.float32]:
+        """The one map of a single network; the fusion of two."""
+        return networks[0] if len(networks) == 1 else fuse(*networks)
 
     def _session(self, name: str) -> ModelSession:
         return get_session(name, self._store, self._threads)

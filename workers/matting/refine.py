@@ -2,8 +2,9 @@
 
 The alpha is upsampled edge-aware (upsample.py) to a working resolution: the photo's own, or a
 long side of ``_WORK_SIDE``, smaller still when its uncertain band would exceed ``_MAX_UNKNOWN``
-pixels. There it is re-solved by closed-form matting (closed_form.py) from the photo's colours, and
-that answer is upsampled the same way to full resolution.
+pixels. There its wide regions of mid alpha, the network's doubt rather than edges, are decided from
+the photo's colours where they clearly can be (doubt.py); then its uncertain band is re-solved by
+closed-form matting (closed_form.py), and that answer is upsampled the same way to full resolution.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from workers.arrays import check_photo, resize, scaled_size
-from workers.matting.closed_form import closed_form_refine, unknown_pixels
+from workers.matting.closed_form import band_width, closed_form_refine, unknown_pixels
+from workers.matting.doubt import resolve_doubt
 from workers.matting.upsample import refine_upsample
 
 # Long side of the closed-form solve, the resolution its figures were measured at; larger photos
@@ -32,6 +34,7 @@ def refine(alpha_lowres: NDArray[np.float32], rgb: NDArray[np.uint8]) -> NDArray
     scale = min(1.0, _WORK_SIDE / max(height, width))
     work = rgb if scale == 1.0 else resize(rgb, scaled_size(width, height, scale))
     alpha = refine_upsample(alpha_lowres, work)
+    alpha = resolve_doubt(alpha, work, band_width(alpha))
     unknown = unknown_pixels(alpha)
     if unknown > _MAX_UNKNOWN:
         # The band's width is relative to the image, so its pixels shrink with the scale squared.
