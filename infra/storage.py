@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import boto3
 from botocore.config import Config
@@ -77,6 +77,14 @@ class StoredObject:
     etag: str
 
 
+class Head(NamedTuple):
+    """What a HEAD request tells of an object: its size, its ETag and its user metadata."""
+
+    size: int
+    etag: str
+    metadata: dict[str, str]
+
+
 class Storage(Protocol):
     """What the pipeline and the producer need from an object store."""
 
@@ -84,9 +92,17 @@ class Storage(Protocol):
 
     def lines(self, bucket: str, key: str, *, max_bytes: int) -> Iterator[str]: ...
 
-    def head(self, bucket: str, key: str) -> tuple[int, str] | None: ...
+    def head(self, bucket: str, key: str) -> Head | None: ...
 
-    def put(self, bucket: str, key: str, data: bytes, *, content_type: str) -> None: ...
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None: ...
 
     def list(self, bucket: str, prefix: str) -> Iterator[str]: ...
 
@@ -121,19 +137,34 @@ class S3Storage:
             finally:
                 body.close()
 
-    def head(self, bucket: str, key: str) -> tuple[int, str] | None:
-        """Size and ETag of an object, or None when it does not exist."""
+    def head(self, bucket: str, key: str) -> Head | None:
+        """Size, ETag and user metadata of an object, or None when it does not exist."""
         try:
             with _mapped_errors(bucket, key):
                 response = self.client.head_object(Bucket=bucket, Key=key)
         except InputMissing:
             return None
-        return int(response["ContentLength"]), response["ETag"].strip('"')
+        etag = response["ETag"].strip('"')
+        return Head(int(response["ContentLength"]), etag, dict(response.get("Metadata", {})))
 
-    def put(self, bucket: str, key: str, data: bytes, *, content_type: str) -> None:
-        """Write an object whole."""
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """Write an object whole, with user metadata (``x-amz-meta-*``: lower-case ASCII)."""
         with _mapped_errors(bucket, key):
-            self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+            self.client.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=data,
+                ContentType=content_type,
+                Metadata=dict(metadata or {}),
+            )
 
     def list(self, bucket: str, prefix: str) -> Iterator[str]:
         """Every key under a prefix, in S3's (lexicographic) order."""

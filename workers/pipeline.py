@@ -35,16 +35,22 @@ from workers.bokeh import decode_depth
 from workers.decode import DecodedImage, decode
 from workers.encode import content_type, encode, encode_matte
 from workers.matting import Matting
+from workers.matting.confidence import Confidence, score_matte
 from workers.own_matte import decode_matte
 from workers.render import RENDER_REVISION, render
+
+# The output's S3 metadata keys (x-amz-meta-...) holding its matte's confidence and review flag.
+_CONFIDENCE, _REVIEW = "blurq-confidence", "blurq-review"
 
 
 @dataclass(frozen=True)
 class Result:
-    """Where the output went and how long each stage took (only "get" when it already existed)."""
+    """Where the output went, how long each stage took (only "get" when it already existed),
+    and the matte's confidence (None for an output rendered before confidences were kept)."""
 
     output_key: str
     timings: dict[str, float]
+    confidence: Confidence | None
 
 
 @dataclass
@@ -80,12 +86,13 @@ def process(
         found = _get(job, storage, settings)
         model = None if found.matte is not None else matting(params.model)
         key = _output_key(job, model, found)
-        if storage.head(job.output_bucket, key) is not None:
-            return Result(key, stage.timings)
+        existing = storage.head(job.output_bucket, key)
+        if existing is not None:
+            return Result(key, stage.timings, read_confidence(existing.metadata))
     with stage("decode"):
         image, depth = _decode(found, settings)
     with stage("matting"):
-        alpha = _alpha(image, found, model, settings)
+        alpha, confidence = _alpha(image, found, model, settings)
     blurred = render(image.rgb, alpha, params, depth, stage=stage)  # stages foreground, bokeh
     with stage("encode"):
         data = encode(
@@ -95,8 +102,29 @@ def process(
         if params.save_matte:  # first: an output that exists means its matte does too
             matte = encode_matte(matte_bytes(alpha))
             storage.put(job.output_bucket, matte_key(key), matte, content_type="image/png")
-        storage.put(job.output_bucket, key, data, content_type=content_type(params.format))
-    return Result(key, stage.timings)
+        storage.put(
+            job.output_bucket,
+            key,
+            data,
+            content_type=content_type(params.format),
+            metadata=confidence_metadata(confidence),
+        )
+    return Result(key, stage.timings, confidence)
+
+
+def confidence_metadata(confidence: Confidence) -> dict[str, str]:
+    """The matte's confidence as an output's S3 metadata, so a re-run that finds the output
+    reports it again."""
+    return {_CONFIDENCE: f"{confidence.value:.3f}", _REVIEW: "1" if confidence.review else "0"}
+
+
+def read_confidence(metadata: dict[str, str]) -> Confidence | None:
+    """The confidence ``confidence_metadata`` wrote, or None (an output of an older worker)."""
+    try:
+        value = float(metadata[_CONFIDENCE])
+    except (KeyError, ValueError):
+        return None
+    return Confidence(value, metadata.get(_REVIEW) == "1", {})
 
 
 def confine(job: Job, tenants: Tenants) -> None:
@@ -171,10 +199,12 @@ def _decode(found: Found, settings: Settings) -> tuple[DecodedImage, NDArray[np.
 
 def _alpha(
     image: DecodedImage, found: Found, model: Matting | None, settings: Settings
-) -> NDArray[np.float32]:
-    """The subject's matte: the one brought with the photo, or the model's."""
+) -> tuple[NDArray[np.float32], Confidence]:
+    """The subject's matte, the one brought with the photo or the model's, and its confidence."""
     if model is not None:
-        return model.predict(image.rgb)
+        return model.predict_with_confidence(image.rgb)
     assert found.matte is not None  # no model is loaded only when a matte was brought
     height, width = image.rgb.shape[:2]
-    return decode_matte(found.matte.data, (height, width), max_pixels=settings.max_input_pixels)
+    limit = settings.max_input_pixels
+    alpha = decode_matte(found.matte.data, (height, width), max_pixels=limit)
+    return alpha, score_matte(alpha)

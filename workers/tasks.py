@@ -110,4 +110,11 @@ def _run(task: Task, job: Job, status: StatusStore, settings: Settings) -> str:
         log.exception("unexpected failure on %s/%s", *ids)
         return status.fail(*ids, f"internal error: {type(error).__name__}: {error}")
     output = f"s3://{job.output_bucket}/{result.output_key}"
-    return status.complete(*ids, timings=result.timings, output=output)
+    score = result.confidence
+    return status.complete(
+        *ids,
+        timings=result.timings,
+        output=output,
+        confidence=None if score is None else score.value,
+        review=score is not None and score.review,
+    )

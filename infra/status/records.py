@@ -81,6 +81,8 @@ class ImageStatus:
     started_at: float | None = None
     finished_at: float | None = None
     retries: int = 0  # transient failures sent back to the queue (each one a new delivery)
+    confidence: float | None = None  # the matte's, 0..1, once done (workers.matting.confidence)
+    review: bool | None = None  # its confidence is low: a person should look (None: no score)
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class BatchStatus:
     # and at last delivered or failed (workers.webhooks)
     webhook_status: str = ""
     webhook_attempts: int = 0
+    review: int = 0  # done images whose matte confidence asks for a person's look
     request_digest: str = ""  # of the submission that made it (inputs, output, params, webhook)
     recent: RecentWindow | None = None  # read with the record; None when built by hand
 
@@ -187,11 +190,15 @@ class StatusReader:
         batch_id: str,
         *,
         state: ImageState | None = None,
+        review: bool | None = None,
         start: int = 0,
         limit: int = 100,
         scan: int = 10_000,
     ) -> tuple[list[ImageStatus], int | None]:
         """Up to limit images (in one state, or all) from list position start, and where to go on.
+
+        ``review`` True keeps only images whose matte was flagged for review, False only those
+        scored and not flagged.
 
         At most ``scan`` records are read per call, so a rare state in a huge batch costs several
         short calls rather than one long one; the next position is None at the end of the list.
@@ -208,7 +215,7 @@ class StatusReader:
                 records = pipe.execute()
             for offset, (image_id, record) in enumerate(zip(ids, records, strict=True)):
                 image = _image(image_id, record) if record else None
-                if image is not None and (state is None or image.state is state):
+                if image is not None and _wanted(image, state, review):
                     found.append(image)
                     if len(found) == limit:
                         return found, position + offset + 1
@@ -251,6 +258,7 @@ def _batch(batch_id: str, record: dict[str, str], recent: RecentWindow) -> Batch
         webhook_url=record.get("webhook_url", ""),
         webhook_status=record.get("webhook_status", ""),
         webhook_attempts=int(record.get("webhook_attempts", 0)),
+        review=int(record.get("review", 0)),
         request_digest=record.get("digest", ""),
         recent=recent,
     )
@@ -269,7 +277,14 @@ def _image(image_id: str, record: dict[str, str]) -> ImageStatus:
         started_at=_float(record.get("started_at")),
         finished_at=_float(record.get("finished_at")),
         retries=int(record.get("retries", 0)),
+        confidence=_float(record.get("confidence")),
+        review=record["review"] == "1" if "review" in record else None,
     )
+
+
+def _wanted(image: ImageStatus, state: ImageState | None, review: bool | None) -> bool:
+    """Whether an image passes a listing's filters (None: any)."""
+    return (state is None or image.state is state) and (review is None or image.review is review)
 
 
 def _float(value: str | None) -> float | None:

@@ -178,15 +178,26 @@ class StatusStore(StatusReader):
         return str(outcome), int(deliveries)
 
     def complete(
-        self, batch_id: str, image_id: str, *, timings: Mapping[str, float], output: str
+        self,
+        batch_id: str,
+        image_id: str,
+        *,
+        timings: Mapping[str, float],
+        output: str,
+        confidence: float | None = None,
+        review: bool = False,
     ) -> str:
         """Move a running image to done with its stage timings and output; its state now.
 
-        The timings also go into the stage histograms (``infra.status.metrics``).
+        ``confidence`` (0..1) is the matte's and ``review`` its low-confidence flag, which also
+        counts the image in its batch's ``review``. The timings also go into the stage
+        histograms (``infra.status.metrics``).
         """
         rounded = json.dumps({name: round(s, 4) for name, s in timings.items()})
         increments = [value for pair in stage_increments(timings) for value in pair]
-        return self._move("complete", batch_id, image_id, rounded, output, *increments)
+        score = "" if confidence is None else f"{confidence:.3f}"
+        flag = "1" if review and confidence is not None else "0"
+        return self._move("complete", batch_id, image_id, rounded, output, score, flag, *increments)
 
     def fail(self, batch_id: str, image_id: str, error: str) -> str:
         """Move a running image to failed with the reason; returns the state it has now."""

@@ -76,10 +76,15 @@ def submit(
 @click.command()
 @click.argument("batch_id")
 @click.option("--failed", is_flag=True, help="Also list the failed images with their reasons.")
+@click.option(
+    "--review",
+    is_flag=True,
+    help="Also list the done images whose matte needs a look: input, confidence, output.",
+)
 @tenant_option
 @connection_options
 @fail_cleanly
-def status(settings: Settings, batch_id: str, failed: bool, tenant: str) -> None:
+def status(settings: Settings, batch_id: str, failed: bool, review: bool, tenant: str) -> None:
     """Show a batch's progress."""
     from infra.status import ImageState
     from producer.cli.progress import render
@@ -89,6 +94,11 @@ def status(settings: Settings, batch_id: str, failed: bool, tenant: str) -> None
     if failed:
         for image in client.images(batch_id, ImageState.FAILED, tenant=tenant):
             click.echo(f"{printable(image.input)}\t{printable(image.error)}")
+    if review:
+        for image in client.images(batch_id, ImageState.DONE, tenant=tenant):
+            if image.review and image.confidence is not None:
+                score = f"{image.confidence:.3f}"
+                click.echo(f"{printable(image.input)}\t{score}\t{printable(image.output)}")
 
 
 @click.command()
@@ -122,6 +132,8 @@ def _follow(client: Any, batch_id: str, tenant: str) -> None:
     from producer.cli.progress import follow
 
     final = follow(lambda: client.status(batch_id, tenant=tenant), sys.stdout)
+    option = "" if tenant == DEFAULT_TENANT else f" --tenant {tenant}"
     if final.failed:
-        option = "" if tenant == DEFAULT_TENANT else f" --tenant {tenant}"
         click.echo(f"{final.failed} failed: blurq status {batch_id}{option} --failed")
+    if final.review:
+        click.echo(f"{final.review} to review: blurq status {batch_id}{option} --review")

@@ -22,6 +22,8 @@ def render(status: BatchStatus, *, now: float | None = None) -> str:
     )
     if status.cancel_requested:
         line += f"  cancelled {status.cancelled}"
+    if status.review:
+        line += f"  review {status.review}"
     elapsed = _elapsed(status, now or time.time())
     # The same figures as the API's (infra.status.progress).
     speed, eta = progress.rate(status, now=now), progress.eta_seconds(status, now=now)

@@ -155,13 +155,16 @@ def images(
     api: Api,
     who: Caller,
     state: ImageState | None = None,
+    review: Annotated[
+        bool | None, Query(description="true: only images whose matte needs a person's look.")
+    ] = None,
     offset: Annotated[int, Query(ge=0, description="Position in the batch's image list.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ImagePage:
-    """A batch's images (optionally in one state) in submission order, with reasons and outputs."""
+    """A batch's images (optionally in one state, or needing review) in submission order."""
     found_batch = _batch(api, who, batch_id)
     found, next_offset = api.status_store.image_page(
-        found_batch.batch_id, state=state, start=offset, limit=limit
+        found_batch.batch_id, state=state, review=review, start=offset, limit=limit
     )
     return ImagePage(images=[Image.of(image) for image in found], next_offset=next_offset)
 

@@ -114,6 +114,7 @@ class Batch(BaseModel):
     counts: Counts
     finished: bool
     cancelled: bool = Field(description="True once a cancel was asked for.")
+    review: int = Field(description="Done images whose matte confidence asks for a look.")
     rate: float = Field(
         description="Images done or failed per second: over the last minute while the batch "
         "runs, its average once finished (infra.status.progress)."
@@ -143,6 +144,7 @@ class Batch(BaseModel):
             ),
             finished=batch.finished,
             cancelled=batch.cancel_requested,
+            review=batch.review,
             rate=round(progress.rate(batch), 4),
             eta_seconds=None if eta is None else round(eta, 1),
             params=batch.params,
@@ -179,6 +181,10 @@ class Image(BaseModel):
     timings: dict[str, float]
     started_at: float | None
     finished_at: float | None
+    confidence: float | None = Field(
+        description="The matte's confidence, 0..1, once done (null: none was scored)."
+    )
+    review: bool | None = Field(description="True when that confidence asks for a person's look.")
 
     @classmethod
     def of(cls, image: ImageStatus) -> Image:
@@ -194,6 +200,8 @@ class Image(BaseModel):
             timings=image.timings,
             started_at=image.started_at,
             finished_at=image.finished_at,
+            confidence=image.confidence,
+            review=image.review,
         )
 
 

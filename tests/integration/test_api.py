@@ -100,6 +100,10 @@ def test_images_by_state_with_reasons_and_outputs(
         assert image["output"].endswith(".png") and image["error"] == ""
         assert {"get", "matting", "bokeh", "put"} <= set(image["timings"])
         assert image["started_at"] <= image["finished_at"]
+        assert 0.0 <= image["confidence"] <= 1.0 and isinstance(image["review"], bool)
+    flagged = api.get("/v1/batches/api-1/images", params={"review": "true"}).json()["images"]
+    assert [image["image_id"] for image in flagged] == [i["image_id"] for i in done if i["review"]]
+    assert finished["review"] == len(flagged)
     page = api.get("/v1/batches/api-1/images", params={"limit": 2}).json()
     rest = api.get("/v1/batches/api-1/images", params={"offset": page["next_offset"]}).json()
     ids = [image["image_id"] for image in page["images"] + rest["images"]]

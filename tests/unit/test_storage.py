@@ -20,9 +20,11 @@ def test_put_get_head_list(storage: S3Storage) -> None:
     storage.put("unit", "a/2.png", b"two!", content_type="image/png")
     got = storage.get("unit", "a/1.jpg")
     assert got.data == b"one" and got.etag
-    assert storage.head("unit", "a/2.png") == (4, storage.get("unit", "a/2.png").etag)
+    assert storage.head("unit", "a/2.png") == (4, storage.get("unit", "a/2.png").etag, {})
     assert storage.head("unit", "a/none") is None
-    assert list(storage.list("unit", "a/")) == ["a/1.jpg", "a/2.png"]
+    storage.put("unit", "a/3.png", b"3", content_type="image/png", metadata={"blurq-x": "0.5"})
+    assert storage.head("unit", "a/3.png").metadata == {"blurq-x": "0.5"}  # type: ignore[union-attr]
+    assert list(storage.list("unit", "a/")) == ["a/1.jpg", "a/2.png", "a/3.png"]
 
 
 def test_missing_key_is_permanent(storage: S3Storage) -> None:
