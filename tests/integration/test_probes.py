@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from producer.local.stack import LocalStack, free_port
 from tests.unit.test_kubernetes import pod, worker_deployments
 

@@ -41,6 +41,7 @@ SECRET_SETTINGS = {
     "webhook_secret",
     "flower_basic_auth",
     "metrics_token",
+    "api_key",
 }
 """Settings that carry a secret: only ever from a Secret, never in the ConfigMap."""
 Object = dict[str, Any]
