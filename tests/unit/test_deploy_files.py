@@ -167,6 +167,11 @@ def test_compose_probes_and_graceful_stop() -> None:
     assert queues == "interactive,bulk"  # webhooks have their own sender
     limit = Settings().task_time_limit
     assert int(services["worker"]["stop_grace_period"].rstrip("s")) > limit
+    rules = yaml.safe_load((ROOT / "docker" / "prometheus.yml").read_text())["rule_files"]
+    volumes = [volume.split(":")[:2] for volume in services["prometheus"]["volumes"]]
+    mounted = {container: host for host, container in volumes}
+    for path in rules:  # the alert rules reach Prometheus from infra/monitoring
+        assert (ROOT / "docker" / mounted[path]).resolve() == ROOT / "infra/monitoring/alerts.yaml"
 
 
 def compose_plugin() -> bool:
