@@ -3,7 +3,8 @@
 Starts redis-server and the local S3 server (no workers, so every message stays queued), submits
 a batch of N image URIs through ``Client.submit`` three times (Redis flushed before each) and
 prints the growth of Redis' ``used_memory`` per image: the messages and the status records
-together. Keys look like a catalogue's (``s3://shop/products/sku-0000042.jpg``).
+together, then the records alone (what a finished image keeps for ``BLURQ_STATUS_TTL``). Keys
+look like a catalogue's (``s3://shop/products/sku-0000042.jpg``).
 
     .venv/bin/python benchmarks/queue_memory.py --images 5000
 """
@@ -20,13 +21,21 @@ from producer.client import Client
 from producer.local.stack import LocalStack
 
 
-def per_image(client: Client, connection: redis.Redis, images: int, run: int) -> float:
-    """Bytes of Redis memory that one submission of images adds, per image."""
+def per_image(
+    client: Client, connection: redis.Redis, images: int, run: int
+) -> tuple[float, float]:
+    """Bytes of Redis memory one submission adds per image: in all, and in the records alone.
+
+    The records' share is what stays once the queue's messages are taken away (as workers do).
+    """
     connection.flushall()
     before = int(connection.info("memory")["used_memory"])
     uris = [f"s3://shop/products/sku-{number:07d}.jpg" for number in range(images)]
     client.submit(uris=uris, output="s3://shop/blurred/", batch_id=f"memory-{run}")
-    return (int(connection.info("memory")["used_memory"]) - before) / images
+    queued = int(connection.info("memory")["used_memory"])
+    connection.delete("bulk")
+    records = int(connection.info("memory")["used_memory"])
+    return (queued - before) / images, (records - before) / images
 
 
 def main() -> None:
@@ -38,10 +47,12 @@ def main() -> None:
         connection = redis.Redis.from_url(settings.redis_url)
         client = Client(settings)
         runs = [per_image(client, connection, images, run) for run in range(3)]
-        queued = connection.llen("bulk")
-    print(f"{images} images queued ({queued} messages in bulk), 3 runs")
-    median = statistics.median(runs)
-    print(f"bytes per queued image: {[round(run) for run in runs]}, median {median:.0f}")
+    for what, figures in (
+        ("queued image", [r[0] for r in runs]),
+        ("image's records", [r[1] for r in runs]),
+    ):
+        median = statistics.median(figures)
+        print(f"bytes per {what}: {[round(f) for f in figures]}, median {median:.0f}")
 
 
 if __name__ == "__main__":
