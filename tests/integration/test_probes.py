@@ -8,7 +8,6 @@ its broker does not answer, fresh again once it does.
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import httpx
 import pytest
 
 from producer.local.stack import LocalStack, free_port
-from tests.unit.test_kubernetes import pod, worker_deployments
+from tests.unit.test_kubernetes import heartbeat_probe_passes as probe
 
 pytestmark = pytest.mark.integration
 
@@ -61,14 +60,6 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def probe(heartbeat: Path) -> bool:
-    """The workers' liveness probe as infra/k8s renders it, run on this file."""
-    (worker, *_) = worker_deployments("gpu")
-    command = pod(worker)["containers"][0]["livenessProbe"]["exec"]["command"][-1]
-    done = subprocess.run(["sh", "-c", command.replace("/tmp/blurq/heartbeat", str(heartbeat))])
-    return done.returncode == 0
 
 
 def age(heartbeat: Path) -> float:

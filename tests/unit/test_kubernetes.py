@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 from jsonschema import Draft202012Validator
 
 from infra.settings import Settings
@@ -32,17 +34,8 @@ OVERLAY_IDS = [f"overlays-{name}" for name in OVERLAYS]
 """Test ids: a bare ``gpu`` would read as the gpu marker (tests/conftest.py deselects those)."""
 KUBERNETES_VERSION = "1.30.0"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
-SECRET_SETTINGS = {
-    "redis_url",
-    "broker_url",
-    "s3_access_key_id",
-    "s3_secret_access_key",
-    "api_keys",
-    "webhook_secret",
-    "flower_basic_auth",
-    "metrics_token",
-    "api_key",
-}
+SECRET_SETTINGS = {"redis_url", "broker_url", "s3_access_key_id", "s3_secret_access_key"}
+SECRET_SETTINGS |= {"api_keys", "api_key", "webhook_secret", "flower_basic_auth", "metrics_token"}
 """Settings that carry a secret: only ever from a Secret, never in the ConfigMap."""
 Object = dict[str, Any]
 
@@ -50,8 +43,6 @@ Object = dict[str, Any]
 @cache
 def render(overlay: str) -> tuple[Object, ...]:
     """Every object of overlays/<overlay>, as ``kubectl kustomize`` renders it."""
-    import yaml
-
     kubectl = shutil.which("kubectl")
     assert kubectl, "kubectl is needed to render infra/k8s (it bundles kustomize)"
     done = subprocess.run(
@@ -81,8 +72,8 @@ def of_kind(items: tuple[Object, ...], kind: str) -> list[Object]:
     return [item for item in items if item["kind"] == kind]
 
 
-def named(items: tuple[Object, ...], kind: str, prefix: str) -> Object:
-    (found,) = [item for item in of_kind(items, kind) if item["metadata"]["name"] == prefix]
+def named(items: tuple[Object, ...], kind: str, name: str) -> Object:
+    (found,) = [item for item in of_kind(items, kind) if item["metadata"]["name"] == name]
     return found
 
 
@@ -111,12 +102,13 @@ def test_every_object_follows_its_schema(overlay: str) -> None:
 
 def test_the_schemas_catch_misspelt_fields_and_wrong_types() -> None:
     items = render("gpu")
-    scaler = copy.deepcopy(of_kind(items, "ScaledObject")[0])
-    scaler["spec"]["minReplicasCount"] = 1
-    assert schema_errors(scaler)
-    scaler = copy.deepcopy(of_kind(items, "ScaledObject")[0])
-    scaler["spec"]["triggers"][0]["metadata"]["listLength"] = 20  # KEDA wants strings
-    assert schema_errors(scaler)
+    for spoil in (
+        lambda spec: spec.update(minReplicasCount=1),
+        lambda spec: spec["triggers"][0]["metadata"].update(listLength=20),  # KEDA wants strings
+    ):
+        scaler = copy.deepcopy(of_kind(items, "ScaledObject")[0])
+        spoil(scaler["spec"])
+        assert schema_errors(scaler)
     deployment = copy.deepcopy(blurq_deployments(items)[0])
     pod(deployment)["containers"][0]["livenesProbe"] = {}
     assert schema_errors(deployment)
@@ -189,23 +181,21 @@ def test_workers_finish_the_image_in_hand_and_prove_they_consume(overlay: str) -
         assert "QUEUE" not in " ".join(container["args"])
 
 
-def probe_passes(command: str, heartbeat: Path) -> bool:
+def heartbeat_probe_passes(heartbeat: Path) -> bool:
+    """The workers' liveness probe as overlays/gpu renders it, run on this file instead."""
+    (worker, *_) = worker_deployments("gpu")
+    command = pod(worker)["containers"][0]["livenessProbe"]["exec"]["command"][-1]
     done = subprocess.run(["sh", "-c", command.replace("/tmp/blurq/heartbeat", str(heartbeat))])
     return done.returncode == 0
 
 
 def test_the_heartbeat_probe_fails_on_a_stale_or_missing_file(tmp_path: Path) -> None:
-    (worker, *_) = worker_deployments("gpu")
-    command = pod(worker)["containers"][0]["livenessProbe"]["exec"]["command"][-1]
     heartbeat = tmp_path / "heartbeat"
-    assert not probe_passes(command, heartbeat)
+    assert not heartbeat_probe_passes(heartbeat)
     heartbeat.touch()
-    assert probe_passes(command, heartbeat)
-    stale = time.time() - 61
-    import os
-
-    os.utime(heartbeat, (stale, stale))
-    assert not probe_passes(command, heartbeat)
+    assert heartbeat_probe_passes(heartbeat)
+    os.utime(heartbeat, (time.time() - 61,) * 2)
+    assert not heartbeat_probe_passes(heartbeat)
 
 
 def test_gpu_workers_ask_for_a_gpu_and_cpu_workers_do_not() -> None:
