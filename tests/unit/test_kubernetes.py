@@ -143,6 +143,7 @@ def test_settings_come_from_the_config_map_and_secrets_only_from_secrets(overlay
     for deployment in blurq_deployments(items):
         for container in pod(deployment)["containers"]:
             for variable in container.get("env", []):
+                assert variable["name"] in known | {"POD_NAME", "HOME"}, variable  # no typo
                 if variable["name"] in secret | {"REDIS_PASSWORD"}:
                     assert "value" not in variable, variable
                     reference = variable["valueFrom"]["secretKeyRef"]
