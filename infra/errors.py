@@ -12,10 +12,15 @@ to the two outcomes an image can have after a failed attempt::
     │   ├── InputMissing
     │   ├── InputTooLarge
     │   ├── UnsupportedImage
-    │   └── ModelUnavailable
+    │   ├── ModelUnavailable
+    │   └── ApiRefused
     └── TransientError          retried with backoff, then failed when retries run out
         ├── StorageUnavailable
-        └── StatusUnavailable
+        ├── StatusUnavailable
+        └── ApiUnavailable
+
+``ApiRefused`` and ``ApiUnavailable`` are what the HTTP API's client (``producer.remote``) raises
+for the API's error answers: permanent ones, and those a later attempt may get past.
 """
 
 from __future__ import annotations
@@ -75,3 +80,22 @@ class StorageUnavailable(TransientError):
 
 class StatusUnavailable(TransientError):
     """Raised when the Redis status store cannot be reached."""
+
+
+class ApiRefused(PermanentError):
+    """Raised when the HTTP API answers with an error that the same request would get again."""
+
+    def __init__(self, message: str, *, status: int, code: str) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status, e.g. 404
+        self.code = code  # the API's error code, e.g. "batch_not_found"
+
+
+class ApiUnavailable(TransientError):
+    """Raised when the HTTP API cannot be reached, or still answers 429 or 503 after retries."""
+
+    def __init__(self, message: str, *, status: int, code: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.status = status  # 0 when no answer came at all
+        self.code = code
+        self.retry_after = retry_after  # seconds the API asked to wait, when it said

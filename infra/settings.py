@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     thumbnail_max_pixels: int = Field(50_000_000, ge=1, description="Largest image previewed.")
     thumbnail_concurrency: int = Field(2, ge=1, description="Previews rendered at once (503).")
     metrics_token: str = Field("", description="Bearer token /metrics requires when set.")
+    api_url: str = Field(
+        "", description="The CLI's remote mode: the HTTP API it talks to (as --api URL)."
+    )
+    api_key: str = Field("", description="The CLI's remote mode: the key it sends to the API.")
 
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:

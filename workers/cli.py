@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from infra.celery_app import WORKER_QUEUES
+from infra.celery_app import WEBHOOK_QUEUE, WORKER_QUEUES
 from infra.errors import BlurqError
 from infra.models import ModelStore
 from infra.params import BlurParams, cli_option
@@ -46,12 +46,28 @@ if TYPE_CHECKING:
 )
 @click.option("--name", "-n", default="blurq@%h", show_default=True, help="Worker node name.")
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
-def worker(concurrency: int, queues: str, name: str, loglevel: str) -> None:
-    """Run a Celery worker (prefork; settings from BLURQ_* variables)."""
-    import workers.tasks
-    import workers.webhooks  # noqa: F401  (these register the tasks on the app)
+@click.option(
+    "--heartbeat-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Touch this file at every heartbeat (every 2 s while consuming), for liveness probes.",
+)
+def worker(
+    concurrency: int, queues: str, name: str, loglevel: str, heartbeat_file: Path | None
+) -> None:
+    """Run a Celery worker (prefork; settings from BLURQ_* variables).
+
+    A worker of the webhooks queue alone loads no image code (nor onnxruntime), so the webhook
+    sender runs from the producer's image.
+    """
+    import workers.webhooks  # registers the webhook task on the app
     from infra.celery_app import app
 
+    if set(queues.split(",")) != {WEBHOOK_QUEUE}:
+        import workers.tasks  # noqa: F401  (registers the image task: loads onnxruntime)
+    if heartbeat_file is not None:
+        from workers import heartbeat
+
+        heartbeat.install(heartbeat_file)
     app.worker_main(
         [
             "worker",

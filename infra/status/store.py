@@ -285,6 +285,7 @@ class StatusStore(StatusReader):
             pipe.hincrby(key, "webhook_attempts", 1)
             pipe.hset(key, mapping={"webhook_status": outcome, "webhook_error": error[:500]})
             pipe.expire(key, self.ttl, nx=True)  # an expired batch comes back with the TTL
+            pipe.hincrby(METRICS_KEY, f"webhooks:{outcome}", 1)  # blurq_webhook_attempts_total
             attempts, *_ = pipe.execute()
         return int(attempts)
 

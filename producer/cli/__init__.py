@@ -1,6 +1,7 @@
 """The ``blurq`` command: one group, one small function per subcommand.
 
-The commands live by topic: ``batches`` (submit, status, watch, cancel), ``services`` (flower,
+The commands live by topic: ``batches`` (submit, status, watch, cancel, retry, images; directly
+on Redis or through the HTTP API, ``modes``), ``services`` (flower,
 api, models) and ``local`` (dev up, demo); ``options`` holds the options they share. Worker-side
 subcommands (``worker``, ``blur``, ``matte``, ``eval``) are found through the ``blurq.commands``
 entry points and imported only when run, so submitting never loads the worker code or onnxruntime.
@@ -23,6 +24,8 @@ Examples:
   blurq status spring-01 --failed
   blurq watch spring-01
   blurq cancel spring-01
+  blurq images spring-01 --state failed
+  BLURQ_API_KEY=<key> blurq status spring-01 --api https://blurq.example.com
   blurq worker --concurrency 1
   BLURQ_FLOWER_BASIC_AUTH=ops:<password, 16+ characters> blurq flower --port 5555
   blurq tenants add shop-a --input s3://shop-a-in/ --output s3://shop-a-out/ --file tenants.json
@@ -63,6 +66,8 @@ for command in (
     batches.status,
     batches.watch,
     batches.cancel,
+    batches.retry,
+    batches.images,
     services.flower,
     services.api,
     services.models,

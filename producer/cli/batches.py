@@ -1,8 +1,9 @@
-"""Batch commands: ``submit``, ``status``, ``watch`` and ``cancel``.
+"""Batch commands: ``submit``, ``status``, ``watch``, ``cancel``, ``retry`` and ``images``.
 
-They talk to Redis and the broker directly, as the operator, for one tenant (``--tenant``,
-default ``default``: single-tenant mode); a submission is confined to that tenant's prefixes
-and quotas exactly as through the API.
+Each works in both modes (``producer.cli.modes``): directly on Redis and the broker as the
+operator, for one tenant (``--tenant``, default ``default``: single-tenant mode), or through the
+HTTP API with a key (``--api URL``, key in ``BLURQ_API_KEY``). A submission is confined to its
+tenant's prefixes and quotas either way; the lines printed and the exit codes are the same.
 """
 
 from __future__ import annotations
@@ -14,22 +15,12 @@ import click
 
 from infra.jobs import QUEUES
 from infra.params import BlurParams, cli_options
-from infra.settings import Settings
-from infra.tenants import DEFAULT_TENANT
-from producer.cli.options import connection_options, fail_cleanly
+from infra.status import ImageState
+from producer.cli.modes import Mode, reach
+from producer.cli.options import fail_cleanly
+from producer.cli.progress import follow, render
 
-tenant_option = click.option(
-    "--tenant",
-    default=DEFAULT_TENANT,
-    show_default=True,
-    help="The tenant whose batch this is (BLURQ_TENANTS_FILE; default: single-tenant mode).",
-)
-
-
-def _client(settings: Settings) -> Any:
-    from producer.client import Client
-
-    return Client(settings)
+STATES = [state.value for state in ImageState]
 
 
 @click.command()
@@ -40,12 +31,11 @@ def _client(settings: Settings) -> Any:
 @click.option("--batch-id", help="Your id for the batch; resubmitting it sends nothing twice.")
 @click.option("--queue", type=click.Choice(QUEUES), help="Default: interactive for <= 8 images.")
 @click.option("--watch", is_flag=True, help="Show a live progress bar until the batch ends.")
-@tenant_option
 @cli_options
-@connection_options
+@reach
 @fail_cleanly
 def submit(
-    settings: Settings,
+    mode: Mode,
     uris: tuple[str, ...],
     prefix: str | None,
     manifest: str | None,
@@ -53,24 +43,21 @@ def submit(
     batch_id: str | None,
     queue: str | None,
     watch: bool,
-    tenant: str,
-    **render: Any,
+    **render_options: Any,
 ) -> None:
     """Submit a batch: s3:// URIs, a --prefix or a --manifest."""
-    client = _client(settings)
-    batch = client.submit(
-        tenant=client.tenant(tenant),
+    batch = mode.submit(
         uris=list(uris) or None,
         prefix=prefix,
         manifest=manifest,
         output=output,
-        params=BlurParams(**render),
+        params=BlurParams(**render_options),
         batch_id=batch_id,
         queue=queue,
     )
     click.echo(batch)
     if watch:
-        _follow(client, batch, tenant)
+        _follow(mode, batch)
 
 
 @click.command()
@@ -81,21 +68,17 @@ def submit(
     is_flag=True,
     help="Also list the done images whose matte needs a look: input, confidence, output.",
 )
-@tenant_option
-@connection_options
+@reach
 @fail_cleanly
-def status(settings: Settings, batch_id: str, failed: bool, review: bool, tenant: str) -> None:
+def status(mode: Mode, batch_id: str, failed: bool, review: bool) -> None:
     """Show a batch's progress."""
-    from infra.status import ImageState
-    from producer.cli.progress import render
-
-    client = _client(settings)
-    click.echo(render(client.status(batch_id, tenant=tenant)))
+    batch, pace = mode.status(batch_id)
+    click.echo(render(batch, pace=pace))
     if failed:
-        for image in client.images(batch_id, ImageState.FAILED, tenant=tenant):
+        for image in mode.images(batch_id, ImageState.FAILED):
             click.echo(f"{printable(image.input)}\t{printable(image.error)}")
     if review:
-        for image in client.images(batch_id, ImageState.DONE, tenant=tenant):
+        for image in mode.images(batch_id, ImageState.DONE):
             if image.review and image.confidence is not None:
                 score = f"{image.confidence:.3f}"
                 click.echo(f"{printable(image.input)}\t{score}\t{printable(image.output)}")
@@ -103,24 +86,45 @@ def status(settings: Settings, batch_id: str, failed: bool, review: bool, tenant
 
 @click.command()
 @click.argument("batch_id")
-@tenant_option
-@connection_options
+@reach
 @fail_cleanly
-def watch(settings: Settings, batch_id: str, tenant: str) -> None:
+def watch(mode: Mode, batch_id: str) -> None:
     """Follow a batch with a live progress bar until it ends."""
-    _follow(_client(settings), batch_id, tenant)
+    _follow(mode, batch_id)
 
 
 @click.command()
 @click.argument("batch_id")
-@tenant_option
-@connection_options
+@reach
 @fail_cleanly
-def cancel(settings: Settings, batch_id: str, tenant: str) -> None:
+def cancel(mode: Mode, batch_id: str) -> None:
     """Cancel a batch: its queued images end cancelled, running ones finish."""
-    from producer.cli.progress import render
+    batch, pace = mode.cancel(batch_id)
+    click.echo(render(batch, pace=pace))
 
-    click.echo(render(_client(settings).cancel(batch_id, tenant=tenant)))
+
+@click.command()
+@click.argument("batch_id")
+@reach
+@fail_cleanly
+def retry(mode: Mode, batch_id: str) -> None:
+    """Send a batch's failed images again (through the HTTP API)."""
+    batch, pace = mode.retry(batch_id)
+    click.echo(render(batch, pace=pace))
+
+
+@click.command()
+@click.argument("batch_id")
+@click.option("--state", type=click.Choice(STATES), help="Only the images in this state.")
+@reach
+@fail_cleanly
+def images(mode: Mode, batch_id: str, state: str | None) -> None:
+    """List a batch's images: id, state, input, and its output or the reason it failed."""
+    for image in mode.images(batch_id, None if state is None else ImageState(state)):
+        outcome = image.error if image.state == ImageState.FAILED.value else image.output
+        click.echo(
+            f"{image.image_id}\t{image.state}\t{printable(image.input)}\t{printable(outcome)}"
+        )
 
 
 def printable(text: str) -> str:
@@ -128,12 +132,9 @@ def printable(text: str) -> str:
     return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
 
 
-def _follow(client: Any, batch_id: str, tenant: str) -> None:
-    from producer.cli.progress import follow
-
-    final = follow(lambda: client.status(batch_id, tenant=tenant), sys.stdout)
-    option = "" if tenant == DEFAULT_TENANT else f" --tenant {tenant}"
+def _follow(mode: Mode, batch_id: str) -> None:
+    final = follow(lambda: mode.status(batch_id), sys.stdout)
     if final.failed:
-        click.echo(f"{final.failed} failed: blurq status {batch_id}{option} --failed")
+        click.echo(f"{final.failed} failed: blurq status {batch_id}{mode.hint} --failed")
     if final.review:
-        click.echo(f"{final.review} to review: blurq status {batch_id}{option} --review")
+        click.echo(f"{final.review} to review: blurq status {batch_id}{mode.hint} --review")

@@ -1,9 +1,14 @@
-"""A one-line live progress bar for a batch, redrawn in place until the batch ends."""
+"""A one-line live progress bar for a batch, redrawn in place until the batch ends.
+
+The same line in both modes of the CLI: from the batch record (direct) or from the HTTP API's
+answer (``--api``), whose rate and ETA are the server's (``Pace``), computed the same way.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TextIO
 
 from infra.status import BatchStatus, progress
@@ -11,8 +16,30 @@ from infra.status import BatchStatus, progress
 WIDTH = 30
 
 
-def render(status: BatchStatus, *, now: float | None = None) -> str:
-    """One line: bar, counts per state, throughput and ETA."""
+@dataclass(frozen=True)
+class Pace:
+    """Images processed per second and seconds left (None: finished or not known yet)."""
+
+    rate: float
+    eta: float | None
+
+    @classmethod
+    def of(cls, status: BatchStatus, *, now: float | None = None) -> Pace:
+        """The pace of a batch record (``infra.status.progress``, as the API computes it)."""
+        return cls(progress.rate(status, now=now), progress.eta_seconds(status, now=now))
+
+
+Shown = tuple[BatchStatus, Pace]
+"""What the bar shows: a batch's counts and its pace."""
+
+
+def shown(status: BatchStatus) -> Shown:
+    """A batch record with its pace computed here (the direct mode)."""
+    return status, Pace.of(status)
+
+
+def render(status: BatchStatus, *, now: float | None = None, pace: Pace | None = None) -> str:
+    """One line: bar, counts per state, throughput and ETA (pace: computed from status)."""
     finished = status.done + status.failed + status.cancelled
     filled = int(WIDTH * finished / status.total) if status.total else WIDTH
     bar = "#" * filled + "-" * (WIDTH - filled)
@@ -25,19 +52,18 @@ def render(status: BatchStatus, *, now: float | None = None) -> str:
     if status.review:
         line += f"  review {status.review}"
     elapsed = _elapsed(status, now or time.time())
-    # The same figures as the API's (infra.status.progress).
-    speed, eta = progress.rate(status, now=now), progress.eta_seconds(status, now=now)
-    if speed > 0:
-        line += f"  {speed:.2f} img/s"
-    if eta is not None:
-        line += f"  ETA {_duration(eta)}"
+    pace = pace or Pace.of(status, now=now)
+    if pace.rate > 0:
+        line += f"  {pace.rate:.2f} img/s"
+    if pace.eta is not None:
+        line += f"  ETA {_duration(pace.eta)}"
     if status.finished and elapsed is not None:
         line += f"  in {_duration(elapsed)}"
     return line
 
 
 def follow(
-    read: Callable[[], BatchStatus], out: TextIO, *, poll: float = 0.5, timeout: float | None = None
+    read: Callable[[], Shown], out: TextIO, *, poll: float = 0.5, timeout: float | None = None
 ) -> BatchStatus:
     """Redraw the bar until the batch ends (or timeout); returns the last status.
 
@@ -48,12 +74,12 @@ def follow(
     live = out.isatty()
     last = None
     while True:
-        status = read()
+        status, pace = read()
         counts = (status.queued, status.running, status.done, status.failed)
         if live:
-            out.write("\r" + render(status) + "\033[K")
+            out.write("\r" + render(status, pace=pace) + "\033[K")
         elif counts != last:
-            out.write(render(status) + "\n")
+            out.write(render(status, pace=pace) + "\n")
         last = counts
         out.flush()
         if status.finished or (deadline is not None and time.monotonic() > deadline):

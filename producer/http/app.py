@@ -1,7 +1,8 @@
 """The HTTP API and the dashboard in one ASGI app: ``create_app(settings)``.
 
 Run it with ``blurq api``. The JSON API lives under ``/v1`` (OpenAPI at ``/openapi.json``), the
-dashboard at ``/``, Prometheus metrics at ``/metrics`` (behind ``Authorization: Bearer
+dashboard at ``/``, probes at ``/livez`` and ``/healthz`` (``producer.http.health``),
+Prometheus metrics at ``/metrics`` (behind ``Authorization: Bearer
 <BLURQ_METRICS_TOKEN>`` when that is set; otherwise open: bind the app to loopback or a private
 network that only Prometheus reaches). In front of it all, ``producer.http.limits.RequestGate``
 checks keys and body sizes before any body is read and throttles addresses that keep failing.
@@ -22,7 +23,7 @@ from infra.errors import StatusUnavailable
 from infra.settings import Settings, get_settings
 from producer.client import Client
 from producer.dashboard import routes as dashboard
-from producer.http import metrics, routes
+from producer.http import health, metrics, routes
 from producer.http.limits import RequestGate
 
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.client = Client(settings)
     app.include_router(dashboard.router)
     routes.install(app)
+    health.install(app, settings)
     app.add_middleware(RequestGate, settings=settings)
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(found, NoQueryStrings) for found in access.filters):

@@ -8,10 +8,15 @@ figures.
     blurq_images_total{state}           images that ended done, failed or cancelled
     blurq_stage_seconds{stage}          histogram of seconds per pipeline stage (done images)
     blurq_batches{state}                batches on record: queued, running, finished, cancelled
+    blurq_oldest_queued_batch_seconds   age of the oldest batch none of whose images has started
+                                        (0 when there is none): how long work has been waiting
+    blurq_webhook_attempts_total{outcome}  completion webhook attempts: delivered, failed (the
+                                        last attempt failed), retrying (another one is due)
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,11 +30,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from infra.celery_app import WORKER_QUEUES
-from infra.status import METRICS_KEY, StatusStore, stage_histograms
+from infra.status import BATCH_PHASES, METRICS_KEY, PHASE_KEYS, StatusStore, stage_histograms
 
 PRIORITY_SEPARATOR = "\x06\x16"
 """How kombu's Redis transport names a queue's priority lists: ``<queue>\\x06\\x16<step>``."""
 PRIORITY_STEPS = (0, 3, 6, 9)
+WEBHOOK_OUTCOMES = ("delivered", "failed", "retrying")
 
 
 class RedisCollector(Collector):
@@ -62,6 +68,24 @@ class RedisCollector(Collector):
         for state, count in self.status.batch_states().items():
             batches.add_metric([state], count)
         yield batches
+        yield self._oldest_queued()
+        webhooks = CounterMetricFamily(
+            "blurq_webhook_attempts", "Completion webhook attempts by outcome.", labels=["outcome"]
+        )
+        for outcome in WEBHOOK_OUTCOMES:
+            webhooks.add_metric([outcome], float(raw.get(f"webhooks:{outcome}", 0)))
+        yield webhooks
+
+    def _oldest_queued(self) -> GaugeMetricFamily:
+        # The queued phase's sorted set is scored by creation time: its first member is oldest.
+        queued = PHASE_KEYS[BATCH_PHASES.index("queued")]
+        oldest = self.status.redis.zrange(queued, 0, 0, withscores=True)
+        age = max(0.0, time.time() - oldest[0][1]) if oldest else 0.0
+        return GaugeMetricFamily(
+            "blurq_oldest_queued_batch_seconds",
+            "Age of the oldest batch none of whose images has started (0: none waits).",
+            value=age,
+        )
 
     def _queue_depth(self) -> GaugeMetricFamily:
         depth = GaugeMetricFamily(

@@ -114,7 +114,7 @@ class Batch(BaseModel):
     counts: Counts
     finished: bool
     cancelled: bool = Field(description="True once a cancel was asked for.")
-    review: int = Field(description="Done images whose matte confidence asks for a look.")
+    review: int = Field(0, description="Done images whose matte confidence asks for a look.")
     rate: float = Field(
         description="Images done or failed per second: over the last minute while the batch "
         "runs, its average once finished (infra.status.progress)."
@@ -182,9 +182,11 @@ class Image(BaseModel):
     started_at: float | None
     finished_at: float | None
     confidence: float | None = Field(
-        description="The matte's confidence, 0..1, once done (null: none was scored)."
+        None, description="The matte's confidence, 0..1, once done (null: none was scored)."
     )
-    review: bool | None = Field(description="True when that confidence asks for a person's look.")
+    review: bool | None = Field(
+        None, description="True when that confidence asks for a person's look."
+    )
 
     @classmethod
     def of(cls, image: ImageStatus) -> Image:

@@ -20,7 +20,7 @@ from infra.jobs import BlurParams
 from infra.status import ImageState
 from infra.storage import S3Storage, S3Uri
 from producer.cli.local import addresses
-from producer.cli.progress import follow
+from producer.cli.progress import follow, shown
 from producer.client import Client
 from producer.local.samples import SAMPLES
 from producer.local.stack import LocalStack
@@ -52,7 +52,7 @@ def run_demo(out_dir: str, *, workers: int, hold: Callable[[], None] | None) -> 
             batch_id="demo",
         )
         click.echo(f"submitted batch {batch}")
-        final = follow(lambda: client.status(batch), sys.stdout)
+        final = follow(lambda: shown(client.status(batch)), sys.stdout)
         saved = _download(client, storage, batch, Path(out_dir))
         click.echo(f"{final.done} done, {final.failed} failed in {time.monotonic() - begin:.0f} s")
         for path in saved:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import re
 import shutil
 import subprocess
+from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from jsonschema import Draft202012Validator
 
 from infra.settings import Settings
 
@@ -126,6 +131,49 @@ def test_compose_publishes_on_loopback_unless_told_otherwise() -> None:
     assert all(port.startswith("0.0.0.0:") for port in published({"BLURQ_BIND": "0.0.0.0"}))
 
 
+def compose_validator() -> Draft202012Validator:
+    """The Compose specification's JSON schema, as check-jsonschema vendors it (no network)."""
+    text = files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json")
+    schema = json.loads(text.read_text())
+    assert schema["title"] == "Compose Specification"
+    return Draft202012Validator(schema)
+
+
+def schema_errors(document: dict[str, Any]) -> list[str]:
+    return [error.message for error in compose_validator().iter_errors(document)]
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    for bind in ({}, {"BLURQ_BIND": "0.0.0.0"}):
+        rendered = yaml.safe_load(interpolate(COMPOSE.read_text(), {**SECRETS, **bind}))
+        assert schema_errors(rendered) == []
+    # The schema has teeth: a misspelt key and a wrongly typed value are both reported.
+    broken = copy.deepcopy(rendered)
+    broken["services"]["api"]["healthchek"] = broken["services"]["api"].pop("healthcheck")
+    broken["services"]["worker"]["stop_grace_period"] = {"seconds": 330}
+    errors = " | ".join(schema_errors(broken))
+    assert "'healthchek' was unexpected" in errors and "{'seconds': 330}" in errors, errors
+
+
+def test_compose_probes_and_graceful_stop() -> None:
+    services = yaml.safe_load(interpolate(COMPOSE.read_text(), SECRETS))["services"]
+    api_probe = " ".join(services["api"]["healthcheck"]["test"])
+    assert "/healthz" in api_probe
+    for name in ("worker", "webhooks"):
+        command = services[name]["command"]
+        heartbeat = command[command.index("--heartbeat-file") + 1]
+        assert heartbeat in services[name]["healthcheck"]["test"][1]
+    queues = services["worker"]["command"][services["worker"]["command"].index("--queues") + 1]
+    assert queues == "interactive,bulk"  # webhooks have their own sender
+    limit = Settings().task_time_limit
+    assert int(services["worker"]["stop_grace_period"].rstrip("s")) > limit
+    rules = yaml.safe_load((ROOT / "docker" / "prometheus.yml").read_text())["rule_files"]
+    volumes = [volume.split(":")[:2] for volume in services["prometheus"]["volumes"]]
+    mounted = {container: host for host, container in volumes}
+    for path in rules:  # the alert rules reach Prometheus from infra/monitoring
+        assert (ROOT / "docker" / mounted[path]).resolve() == ROOT / "infra/monitoring/alerts.yaml"
+
+
 def compose_plugin() -> bool:
     docker = shutil.which("docker")
     if docker is None:
@@ -160,22 +208,3 @@ def test_dockerfiles_copy_what_exists() -> None:
                     assert (ROOT / source).exists(), f"{dockerfile.name}: {source}"
     worker = (ROOT / "docker" / "worker.Dockerfile").read_text()
     assert ".[gpu]" in worker and "blurq models fetch" in worker
-
-
-def test_kubernetes_manifests_parse_and_use_known_settings() -> None:
-    documents = list(yaml.safe_load_all((ROOT / "infra" / "k8s" / "blurq.yaml").read_text()))
-    kinds = {document["kind"] for document in documents}
-    assert {"ConfigMap", "Deployment", "ScaledObject", "Service"} <= kinds
-    config = next(d for d in documents if d["kind"] == "ConfigMap")["data"]
-    assert blurq_variables(config) <= known_variables()
-    scaler = next(d for d in documents if d["kind"] == "ScaledObject")
-    lists = {trigger["metadata"]["listName"] for trigger in scaler["spec"]["triggers"]}
-    assert lists == {"bulk", "interactive"}
-    for trigger in scaler["spec"]["triggers"]:
-        assert re.fullmatch(r"[A-Z_]+", trigger["metadata"]["addressFromEnv"])
-        assert trigger["metadata"]["addressFromEnv"] in config
-    flower = next(d for d in documents if d["metadata"]["name"] == "blurq-flower")
-    container = flower["spec"]["template"]["spec"]["containers"][0]
-    assert not any("auth" in arg for arg in container["args"])  # never in argv (ps)
-    (auth,) = [e for e in container["env"] if e["name"] == "BLURQ_FLOWER_BASIC_AUTH"]
-    assert auth["valueFrom"]["secretKeyRef"]["key"] == "BLURQ_FLOWER_BASIC_AUTH"

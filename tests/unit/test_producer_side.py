@@ -121,7 +121,7 @@ def test_progress_line_counts_and_eta() -> None:
 def test_follow_writes_a_line_per_change_when_not_a_terminal() -> None:
     import io
 
-    from producer.cli.progress import follow
+    from producer.cli.progress import follow, shown
 
     def snapshot(done: int) -> BatchStatus:
         return BatchStatus(
@@ -140,7 +140,7 @@ def test_follow_writes_a_line_per_change_when_not_a_terminal() -> None:
 
     states = iter([snapshot(0), snapshot(0), snapshot(1), snapshot(1), snapshot(2)])
     out = io.StringIO()
-    final = follow(lambda: next(states), out, poll=0)
+    final = follow(lambda: shown(next(states)), out, poll=0)
     lines = out.getvalue().splitlines()
     assert final.done == 2 and len(lines) == 3 and "\r" not in out.getvalue()
     assert lines[-1].startswith("[" + "#" * 30 + "] 2/2")
