@@ -21,7 +21,7 @@ from workers.backgrounds import cutout
 from workers.bokeh import render_bokeh
 from workers.matting import estimate_foreground
 
-RENDER_REVISION = 6
+RENDER_REVISION = 7
 """Bumped whenever ``render`` (foreground, bokeh) or encode change their output for the same
 input, so that output keys change with it and a resubmission never reuses a result rendered the
 old way. ``tests/unit/test_golden_render.py`` holds the output's hashes for each revision."""

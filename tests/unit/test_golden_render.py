@@ -44,7 +44,8 @@ U8 = NDArray[np.uint8]
 F32 = NDArray[np.float32]
 
 # name: (height, width, strength, aperture, rotation, with the depth map); 1200 x 900 is over
-# the 1 MP layer cap, so at strength 5 the point lights are blurred apart (workers.bokeh.lights)
+# the 1 MP layer cap, so at strength 5 the layers' grids are coarse while the point lights are
+# drawn at full resolution (workers.bokeh.discs); at 60 their discs are wide, on many canvases
 CASES: dict[str, tuple[int, int, int, int | None, float, bool]] = {
     "disc-5": (120, 160, 5, None, 0.0, False),
     "disc-30": (120, 160, 30, None, 0.0, False),
@@ -54,6 +55,7 @@ CASES: dict[str, tuple[int, int, int, int | None, float, bool]] = {
     "depth-pentagon-100": (120, 160, 100, 5, -40.0, True),
     "lights-apart-5": (900, 1200, 5, None, 0.0, False),
     "lights-apart-depth-5": (900, 1200, 5, 7, 10.0, True),
+    "lights-hexagon-60": (900, 1200, 60, 6, 30.0, True),
 }
 ENCODINGS = {"disc-30.jpeg92": ("jpeg", 92), "disc-30.jpeg75": ("jpeg", 75)}
 ENCODINGS |= {"disc-30.png92": ("png", 92), "disc-30.webp85": ("webp", 85)}
@@ -62,6 +64,8 @@ ENVIRONMENT = {
     5: "numpy 2.4.6, opencv 5.0.0, pillow 13.0.0, cpu SSE SSE2 SSE3 *SSE4.1 *SSE4.2 *AVX *FP16 "
     "*AVX2 *AVX512-SKX",
     6: "numpy 2.4.6, opencv 5.0.0, pillow 13.0.0, cpu SSE SSE2 SSE3 *SSE4.1 *SSE4.2 *AVX *FP16 "
+    "*AVX2 *AVX512-SKX",
+    7: "numpy 2.4.6, opencv 5.0.0, pillow 13.0.0, cpu SSE SSE2 SSE3 *SSE4.1 *SSE4.2 *AVX *FP16 "
     "*AVX2 *AVX512-SKX",
 }
 """Where each revision's hashes were made: exact bytes are checked only in the same one."""
@@ -95,6 +99,21 @@ GOLDEN: dict[int, dict[str, str]] = {
         "depth-pentagon-100": "f1067a31934494228147b5c198435a45a9b570e785c5c204f6ceddd80df1ad65",
         "lights-apart-5": "1c0e37040b27f3cf1ad08f166a141e98b43b0d3e7f2d9f2bdbfe9d79d7b46153",
         "lights-apart-depth-5": "4b78c93c7dd2aef3d77c4cda10c5e30b122f760b8f56f823ee80b08a280dd5b0",
+        "disc-30.jpeg92": "7e3341995be5e359bf8d59fd44f17de6dfa25f7be3536c9740063722896393ad",
+        "disc-30.jpeg75": "f9aac4592e4bce66a8721db91e31b81100d941a74342a265adc1d270725e8e12",
+        "disc-30.png92": "cf4e2db8b25847ab9d212b8f33fc11beaaecce7c2b99ef9eff59471281b9abd8",
+        "disc-30.webp85": "92e9559a6fa30ae84446224414b4ba4b0693bfaf58aeaa9f8bd92effbae5950f",
+    },
+    7: {
+        "disc-5": "d48163352645b99e9e5cd54897cd2e0354500c63b9f7756896c4145fa7e52424",
+        "disc-30": "72c7fa4dab3f0db653f8e086a34b325e0f2daa8820e8a1eb5bc0b696c8ce2656",
+        "disc-100": "959624ee300651d7313b27c7e42fe0937258f2811be6c5ec582b9ad20c00262d",
+        "hexagon-30": "248ebd4e25fd7412c12b59cfe95bef4ddf6e037c55a6dbeadd3b8987d98da14e",
+        "depth-30": "558f0df708fa15b49f1efa14fbbf71a7a0d11870bd4bc8eebd469a31f5f8cec8",
+        "depth-pentagon-100": "09bb444c45c680aa96bde95e6631585dad3cf5d95ee496ea70ec67be6699551a",
+        "lights-apart-5": "61a1bf022a348caabde32424485b598ae2713b77269c061da3aa24130d77c8ba",
+        "lights-apart-depth-5": "8d148903817aa4d58dcbc77b0d6e53fcc9a189f02e57be566b96aca7a7283c1c",
+        "lights-hexagon-60": "2ae9fc80ea36669277a46b3f601b65e3b937f50fa54a9e7650c659ebc25481f8",
         "disc-30.jpeg92": "7e3341995be5e359bf8d59fd44f17de6dfa25f7be3536c9740063722896393ad",
         "disc-30.jpeg75": "f9aac4592e4bce66a8721db91e31b81100d941a74342a265adc1d270725e8e12",
         "disc-30.png92": "cf4e2db8b25847ab9d212b8f33fc11beaaecce7c2b99ef9eff59471281b9abd8",

@@ -7,7 +7,9 @@
 - ``behind``: the background behind each pixel, where the matte is partial too.
 - ``highlights``: the highlight boost of small clipped lights.
 - ``layers``: the blurred layers on their reduced grids: blur, blend by radius, fill.
-- ``lights``: point lights blurred apart at full detail.
+- ``lights``: the point lights, found and taken out of the layers.
+- ``discs``: each point light drawn once, as the aperture's shape at its own radius.
+- ``enlarge``: reduced grids read at full size, only where needed.
 - ``aperture``: the aperture (disc or N blades) as a kernel, and the convolution with it.
 - ``depth``: depth maps given with a photo, and the proxy used without one.
 
@@ -28,16 +30,20 @@ Method, all in linear light:
    ``depth`` is the given map, or else a proxy from the distance to the subject: 0.4 right next to
    it, rising to 1 (infinity) at a quarter of the long side. A few layers of increasing radius are
    rendered and blended per pixel by linear interpolation on the radius.
-4. Each layer is rendered at reduced resolution so that its kernel radius there is 8 px, then
-   upsampled, so the cost stays flat as the blur grows. A layer never exceeds 1 MP, so on big
-   photos at low strength its cells are wider than R/8 and a disc's edge would be as wide as a
-   cell. Only point lights show that edge: bright spots (max channel >= 230) smaller than their
-   disc. Those layers therefore leave their point lights to ``lights``, which blurs them apart, a
-   few at a time, with the radius at least 8 px; each light spreads by its own depth. Holding
-   texture only, such a layer is rendered with a kernel radius of 4 cells, on a grid up to four
-   times smaller. Only while the point lights are few (at most 2 % of the pixels); larger bright
-   areas (a sky, a white wall) stay in the layers, where a soft edge does not show. Background at
-   a radius the layer grid cannot resolve fades to the sharp image.
+4. Each layer is rendered at reduced resolution so that its kernel radius there is 8 px (never
+   over 1 MP), then upsampled, so the cost stays flat as the blur grows. A cell of such a grid
+   spans R/8 px or more, and a pixel between two layer radii mixes two blurs: texture shows
+   neither, but point lights would, bright spots (max channel >= 230) no wider than the widest
+   disc's radius, which a lens draws as one disc with a crisp rim at the light's own radius. So
+   they are taken out of every layer (``lights``) and each is drawn once, at the radius of its own
+   depth, at full resolution (``discs``; a light 8 px wide or more on cells of about a quarter of
+   its width, since its own width blurs its rim anyway), and added to the blurred background as
+   it is, not normalised: the subject and the frame cut its disc. The layers, then holding texture
+   only, are rendered with a kernel radius of 4 cells, on grids up to four times smaller. This
+   while the point lights are few: at most 2 % of the pixels, their discs covering at most twice
+   the photo added up (the smallest lights first); larger bright areas (a sky, a white wall) stay
+   in the layers, where a soft edge does not show. Background at a radius the layer grid cannot
+   resolve fades to the sharp image.
 5. Composite ``alpha*F + (1-alpha)*B`` and encode to sRGB with a 16-bit LUT; the decode/encode
    round trip is exact for every byte, so pixels with alpha = 1 come out unchanged.
 

@@ -1,10 +1,11 @@
 """The blurred background B: the photo without its subject, blurred by depth, at full size.
 
-In order: estimate the background behind each pixel, and its weight (``behind``); plan the
-layers, one per blur radius, each on a grid just fine enough for its kernel; area-average that
-premultiplied, highlight-boosted background onto the finest layer's grid; blur each layer with the
-aperture and blend them by each pixel's radius; fill what no background reaches and enlarge; add
-the point lights blurred apart; fade to the sharp photo where the background is nearly in focus.
+In order: estimate the background behind each pixel, and its weight (``behind``); find the point
+lights (``lights``); plan the layers, one per blur radius, each on a grid just fine enough for its
+kernel; area-average that premultiplied, highlight-boosted background onto the finest layer's
+grid; blur each layer with the aperture, without the point lights, and blend them by each pixel's
+radius; fill what no background reaches and enlarge; draw each point light's disc at its own
+radius (``discs``); fade to the sharp photo where the background is nearly in focus.
 ``workers.bokeh`` tells why.
 """
 
@@ -20,22 +21,23 @@ import numpy as np
 from numpy.typing import NDArray
 
 from workers.arrays import f32, resize, scaled_size
-from workers.bokeh.aperture import aperture_kernel
+from workers.bokeh.aperture import aperture_corners, aperture_kernel
 from workers.bokeh.behind import SUBJECT_CUT, background_behind
 from workers.bokeh.depth import depth_range, proxy_depth
+from workers.bokeh.discs import draw_lights
+from workers.bokeh.enlarge import Enlarge
 from workers.bokeh.highlights import highlight_gain
-from workers.bokeh.layers import FILL_CONFIDENCE, blend_layers, mix, normalised_blur, push_pull
-from workers.bokeh.lights import (
+from workers.bokeh.layers import (
     KERNEL_RADIUS,
-    Enlarge,
-    Lights,
-    area_grid,
-    blur_highlights,
-    split_lights,
+    blend_layers,
+    mix,
+    normalised_blur,
+    push_pull,
 )
+from workers.bokeh.lights import Lights, area_grid, find_lights, light_radii
 
 _MAX_LAYERS = 4
-_TEXTURE_RADIUS = 4.0  # kernel radius in cells of a layer without lights: blur within 3 % of R
+_TEXTURE_RADIUS = 4.0  # kernel radius in cells of layers without lights: blur within 3 % of R
 _LAYER_PIXELS = 1.0e6  # per-layer cap: keeps cost flat; small radii on big photos go under 8 px
 
 Kernel = Callable[[float], NDArray[np.float32]]
@@ -44,11 +46,10 @@ Kernel = Callable[[float], NDArray[np.float32]]
 
 @dataclass(frozen=True)
 class LayerPlan:
-    """The blurred layers: each one's radius in photo pixels, grid size, and point lights' path."""
+    """The blurred layers: each one's radius in photo pixels and grid size."""
 
     radii: list[float]
     sizes: list[tuple[int, int]]  # (width, height) of each layer's grid
-    lights_apart: list[bool]  # its point lights are left to workers.bokeh.lights: texture only
     grid: tuple[int, int]  # the finest layer's grid; the others are resampled onto it
 
 
@@ -76,17 +77,17 @@ def blurred_background(
     radii = _layer_radii(nearest * r_inf, farthest * r_inf, max(1.0, 1.0 / max_scale))
     peak = _max_channel(rgb)
     gain = highlight_gain(peak)
-    lights_apart, lights = split_lights(lin, peak, gain, alpha == 0, radii, max_scale)
-    plan = _plan_layers(radii, lights_apart, max_scale, (w, h))
+    lights = find_lights(lin, peak, gain, alpha == 0, radii[-1])
+    plan = _plan_layers(radii, lights is not None, max_scale, (w, h))
     kernel: Kernel = partial(aperture_kernel, blades=aperture, rotation_deg=rotation_deg)
     depth_grid = _depth_on_grid(alpha, depth, plan.grid)
     prem = _premultiplied_grid(*background_behind(lin, front, alpha, gain), plan.grid)
     blended = _blended_layers(prem, lights, plan, depth_grid * r_inf, kernel, w)
     background = resize(push_pull(blended), (w, h), cv2.INTER_LINEAR)
     if lights is not None:
-        cover = np.maximum(blended[..., 3], FILL_CONFIDENCE)
-        radius = _depth_at_lights(lights, depth, depth_grid) * np.float32(r_inf)
-        _add_lights(background, cover, lights, radius, plan, kernel)
+        radius = light_radii(lights, _depth_at_lights(lights, depth, depth_grid) * r_inf)
+        corners = partial(aperture_corners, blades=aperture, rotation_deg=rotation_deg)
+        draw_lights(background, lights, radius, corners)
     if nearest * r_inf < radii[0]:  # some background is nearly in focus: fade to sharp there
         if depth is None:
             depth = resize(depth_grid, (w, h), cv2.INTER_LINEAR)
@@ -110,18 +111,16 @@ def _layer_radii(r_lo: float, r_hi: float, floor: float) -> list[float]:
 
 
 def _plan_layers(
-    radii: list[float], lights_apart: list[bool], max_scale: float, size: tuple[int, int]
+    radii: list[float], lights_apart: bool, max_scale: float, size: tuple[int, int]
 ) -> LayerPlan:
     """Each layer's grid: its kernel KERNEL_RADIUS cells wide, never over _LAYER_PIXELS.
 
-    A layer whose lights are apart holds texture only, which shows no disc edge: it is rendered
-    with a kernel of _TEXTURE_RADIUS cells, on a grid up to four times smaller.
+    Layers whose lights are drawn apart hold texture only, which shows no disc edge: they are
+    rendered with a kernel of _TEXTURE_RADIUS cells, on grids up to four times smaller.
     """
-    sizes = [
-        scaled_size(*size, min(1.0, (_TEXTURE_RADIUS if apart else KERNEL_RADIUS) / r, max_scale))
-        for r, apart in zip(radii, lights_apart, strict=True)
-    ]
-    return LayerPlan(radii, sizes, lights_apart, max(sizes))
+    cells = _TEXTURE_RADIUS if lights_apart else KERNEL_RADIUS
+    sizes = [scaled_size(*size, min(1.0, cells / r, max_scale)) for r in radii]
+    return LayerPlan(radii, sizes, max(sizes))
 
 
 def _depth_on_grid(
@@ -146,13 +145,13 @@ def _blended_layers(
 
     ``with_lights`` is the premultiplied background on the grid, ``width`` the photo's.
     """
-    without_lights = with_lights
-    if lights is not None:  # the layers whose lights are apart start from the rest
-        without_lights = with_lights.copy()
-        without_lights[..., :3] -= area_grid(lights, plan.grid)
+    prem = with_lights
+    if lights is not None:  # the lights are drawn apart: the layers start from the rest
+        prem = with_lights.copy()
+        prem[..., :3] -= area_grid(lights, plan.grid)
     layers = [
-        normalised_blur(without_lights if apart else with_lights, size, kernel(r * size[0] / width))
-        for r, size, apart in zip(plan.radii, plan.sizes, plan.lights_apart, strict=True)
+        normalised_blur(prem, size, kernel(r * size[0] / width))
+        for r, size in zip(plan.radii, plan.sizes, strict=True)
     ]
     return blend_layers(layers, radius, plan.radii)
 
@@ -171,19 +170,6 @@ def _depth_at_lights(
     if depth is not None:
         return depth[lights.ys, lights.xs]
     return Enlarge(depth_grid.shape, lights.shape).at(depth_grid, lights.ys, lights.xs)
-
-
-def _add_lights(
-    background: NDArray[np.float32],
-    cover: NDArray[np.float32],
-    lights: Lights,
-    radius: NDArray[np.float32],
-    plan: LayerPlan,
-    kernel: Kernel,
-) -> None:
-    """Add the lights' share of conv(I*w, K), divided by the same conv(w, K) (``cover``)."""
-    layers = [k for k, apart in enumerate(plan.lights_apart) if apart]
-    blur_highlights(background, cover, lights, radius, plan.radii, layers, kernel)
 
 
 def _fade_to_sharp(

@@ -24,8 +24,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from workers.arrays import f32, resize
+from workers.bokeh.enlarge import Enlarge
 from workers.bokeh.layers import push_pull
-from workers.bokeh.lights import Enlarge
 from workers.colour import DECODE, linear_to_srgb
 
 SUBJECT_CUT = 4.0  # alpha >= 1/4 is surely subject enough that its colour must stay out of B

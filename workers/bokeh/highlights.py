@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from workers.arrays import f32, resize, scaled_size
-from workers.bokeh.lights import Enlarge
+from workers.bokeh.enlarge import Enlarge
 from workers.colour import DECODE
 
 _CLIP_START = 250  # max-channel byte above which a pixel counts as clipped (JPEG scatters 255)

@@ -14,6 +14,7 @@ from workers.arrays import f32, resize
 from workers.bokeh.aperture import convolve
 
 FILL_CONFIDENCE = 0.02  # background share of the kernel below which the pyramid fill takes over
+KERNEL_RADIUS = 8.0  # smallest radius at which a rasterised disc or polygon keeps its shape
 
 
 def normalised_blur(
