@@ -24,9 +24,10 @@ F64 = NDArray[np.float64]
 GAIN = 6.0  # the boost of a clipped light in dark surroundings (workers.bokeh.highlights)
 
 
-def _lights(lit: NDArray[np.uint8], colour: F32) -> Lights:
-    """All blobs of ``lit`` as lights, coloured from the H×W×3 ``colour``."""
-    labels, sides = point_lights(lit, math.inf, math.inf)
+def _lights(lit: NDArray[np.uint8], colour: F32, widest: float) -> Lights:
+    """The blobs of ``lit`` that are point lights for discs up to ``widest``, coloured from the
+    H×W×3 ``colour``."""
+    labels, sides = point_lights(lit, widest)
     return gather_lights(lit, labels, sides, lambda ys, xs: colour[ys, xs])
 
 
@@ -35,7 +36,7 @@ def _random_lights(shape: tuple[int, int], share: float, seed: int) -> tuple[Lig
     rng = np.random.default_rng(seed)
     lit = (rng.random(shape) < share).astype(np.uint8)
     colour = rng.random((*shape, 3)).astype(np.float32)
-    lights = _lights(lit, colour)
+    lights = _lights(lit, colour, 2.0)
     dense = np.zeros_like(colour)
     dense[lights.ys, lights.xs] = lights.colour
     return lights, dense
@@ -267,7 +268,8 @@ def test_drawn_discs_equal_the_whole_frame_blur(
     for y, x in [(0, 1), (150, 200), (300 - size, 400 - size), (60, 330), (60, 333 + size)]:
         lit[y : y + size, x : x + size] = 1
     colour = rng.random((*shape, 3)).astype(np.float32)
-    lights = _lights(lit, colour)
+    lights = _lights(lit, colour, radius)
+    assert lights.sizes.size == 5
     into = np.zeros((*shape, 3), np.float32)
     radii = np.full(lights.sizes.size, radius)
     draw_lights(into, lights, radii, lambda r: aperture_corners(r, blades, 25.0))
@@ -307,7 +309,7 @@ def test_a_light_takes_one_radius_weighted_by_its_pixels_energy() -> None:
     colour = np.zeros((40, 40, 3), np.float32)
     colour[10, 10:13] = [[3, 3, 3], [1, 1, 1], [0, 0, 0.0]]
     colour[30, 30] = 1
-    lights = _lights(lit, colour)
+    lights = _lights(lit, colour, 4.0)
     radius = np.zeros(lights.ys.size, np.float32)
     radius[lights.ys == 10] = [10.0, 20.0, 99.0]
     radius[lights.ys == 30] = 7.0
@@ -321,24 +323,31 @@ def test_point_lights_keeps_small_lights_and_drops_areas_and_long_lines() -> Non
     lit[50, 150:390] = 1  # a long thin line
     lit[380:390, 380:386] = 1  # a small blob, 10 px tall
     kept = lit.copy()
-    labels, sides = point_lights(kept, 10, math.inf)
+    labels, sides = point_lights(kept, 10)
     assert kept[10:14, 10:14].all() and kept[380:390, 380:386].all()
     assert not kept[100:300, 100:300].any() and not kept[50].any()
     assert kept.sum() == 16 + 60
     assert labels[5, 5] != labels[190, 190] and sides[labels[5, 5]] == 4
 
 
-def test_point_lights_keep_the_smallest_discs_within_the_area() -> None:
-    """Discs of R = 10: the 4 px light's square is 24 px wide, the 10 px one's 30 px."""
-    lit = np.zeros((100, 100), np.uint8)
-    lit[10:14, 10:14] = 1
-    lit[50:60, 50:60] = 1
+def test_point_lights_keep_the_smallest_while_their_discs_are_affordable() -> None:
+    """Many lights with large discs on a small photo: the smallest are kept, the larger go back
+    to the layers, never a larger one kept while a smaller one goes; on a large photo all stay."""
+    lit = np.zeros((300, 400), np.uint8)
+    for k in range(150):  # 24 px apart, 2 to 18 px wide, on even pixels
+        side, y, x = 2 + 2 * (k % 9), 24 * (k // 16), 24 * (k % 16)
+        lit[y : y + side, x : x + side] = 1
     kept = lit.copy()
-    point_lights(kept, 10, 24**2 + 30**2 - 1)
-    assert kept.sum() == 16
-    kept = lit.copy()
-    point_lights(kept, 10, 24**2 + 30**2)
-    assert kept.sum() == 116
+    labels, sides = point_lights(kept, 40)
+    blobs = np.unique(labels[lit[::2, ::2] == 1])  # lights on even pixels, with even sides
+    kept_blobs = np.unique(labels[kept[::2, ::2] == 1])
+    dropped = np.setdiff1d(blobs, kept_blobs)
+    assert kept_blobs.size > 0 and dropped.size > 0
+    assert sides[kept_blobs].max() < sides[dropped].min()
+    big = np.zeros((3000, 4000), np.uint8)
+    big[:300, :400] = lit
+    point_lights(big, 40)
+    np.testing.assert_array_equal(big[:300, :400], lit)
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,9 @@ A light b pixels wide has a rim about b pixels wide however it is drawn (its own
 it), so lights 8 px wide or more are drawn on cells of about b / 4 pixels (a power of two, never
 over R / KERNEL_RADIUS, so that the shape stays drawn) and enlarged bilinearly, which widens
 their rim by a fraction of its width; lights up to 7 px wide, the ones whose rim is crisp, are
-drawn at full resolution. Lights of one cell size near each other share a canvas: they are
-grouped by squares, of the side (one to sixteen reaches) that gives the smallest canvases in all.
+drawn at full resolution (``workers.bokeh.lights.cell_sizes``). Lights of one cell size near
+each other share a canvas: they are grouped by squares, of the side (one to sixteen reaches)
+that gives the smallest canvases in all.
 """
 
 from __future__ import annotations
@@ -31,10 +32,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from workers.bokeh.aperture import Corners
-from workers.bokeh.layers import KERNEL_RADIUS
-from workers.bokeh.lights import Lights
+from workers.bokeh.lights import Lights, cell_sizes
 
-_PIXELS_PER_CELL = 4  # a light's width per cell of the grid it is drawn on
 _SQUARES = (1, 2, 4, 8, 16)  # sides of the squares lights are grouped by, in reaches
 _RADIUS_STEP = 8  # radii are rounded to 1/8 px, so lights at nearly one depth share a kernel
 
@@ -51,7 +50,7 @@ def draw_lights(
     (in the cells it is drawn on) as second differences.
     """
     radius = np.round(radius * _RADIUS_STEP) / _RADIUS_STEP
-    cells = _cell_sizes(lights.sizes, radius)
+    cells = cell_sizes(lights.sizes, radius)
     # how far a light's canvas reaches around it: its kernel and a cell of bilinear tail
     reach = (np.ceil(radius / cells + 0.5).astype(np.intp) + 2) * cells
     group = _grouped(lights, cells, reach)
@@ -59,15 +58,6 @@ def draw_lights(
         step = int(cells[lights.light[members[0]]])
         canvas, rows, cols = _canvas(lights, members, radius[lights.light[members]], step, corners)
         cv2.add(into[rows, cols], canvas, dst=into[rows, cols])
-
-
-def _cell_sizes(sizes: NDArray[np.intp], radius: NDArray[np.float64]) -> NDArray[np.intp]:
-    """Each light's cell: 1 px up to 7 px wide, else the power of two nearest a quarter of its
-    width, at most R / KERNEL_RADIUS. Powers of two: few cell sizes, so more lights share a canvas.
-    """
-    near = np.round(np.log2(np.maximum(sizes / _PIXELS_PER_CELL, 1.0)))
-    most = np.floor(np.log2(np.maximum(radius / KERNEL_RADIUS, 1.0)))
-    return np.where(sizes < 2 * _PIXELS_PER_CELL, 1, 2 ** np.minimum(near, most)).astype(np.intp)
 
 
 def _grouped(lights: Lights, cells: NDArray[np.intp], reach: NDArray[np.intp]) -> NDArray[np.intp]:
@@ -126,16 +116,17 @@ def _canvas(
     height, width = int(ys.max()) - top + margin + 1, int(xs.max()) - left + margin + 1
     at = (ys - top) * width + (xs - left)
     colour = lights.colour[group].astype(np.float64) / (step * step)
-    flat = np.zeros((height * width, 3), np.float32)
+    index, weight = [], []
     for r, kernel in kernels.items():
         mine = radius == r
         cells, which = np.unique(at[mine], return_inverse=True)
-        index = (cells[:, None] + (kernel.rows * width + kernel.cols)).ravel()
-        for c in range(3):
-            summed = np.bincount(which, colour[mine, c], cells.size)
-            flat[:, c] += np.bincount(
-                index, (summed[:, None] * kernel.values).ravel(), flat.shape[0]
-            )
+        summed = [np.bincount(which, channel, cells.size) for channel in colour[mine].T]
+        index.append((cells[:, None] + (kernel.rows * width + kernel.cols)).ravel())
+        weight.append([(c[:, None] * kernel.values).ravel() for c in summed])
+    flat = np.empty((height * width, 3), np.float32)
+    everywhere = np.concatenate(index)
+    for c in range(3):  # one scatter per channel for all radii: each costs the canvas's area
+        flat[:, c] = np.bincount(everywhere, np.concatenate([w[c] for w in weight]), flat.shape[0])
     canvas = cv2.integral(flat.reshape(height, width, 3), sdepth=cv2.CV_32F)
     canvas = canvas[1:, 1:]
     if step > 1:

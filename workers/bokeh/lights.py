@@ -20,11 +20,17 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from workers.bokeh.layers import KERNEL_RADIUS
+
 _LIGHT = 230  # first max-channel byte of a bright spot whose disc shows a rim
 _LIGHTS_APART_MAX = 0.02  # share of the photo's pixels beyond which lights stay in the layers
-# the point lights' discs may cover this many photos, added up (each disc a square 2R + b wide):
-# their cost follows that area, and many large discs overlap, where drawing them adds little
-_DISC_AREA_MAX = 2.0
+_PIXELS_PER_CELL = 4  # a light's width per cell of the grid its disc is drawn on
+# drawing the discs costs per corner scattered (about 14 R of them per light cell) and per pixel
+# of canvas; lights are drawn apart, the smallest first, while both stay under these many photos
+_CORNERS_PER_RADIUS = 14.0
+_CORNERS_MAX = 2.0
+_CANVAS_MAX = 2.5
+_MERGED_MAX = 1.25  # canvases of one cell size merge where they overlap: about the photo at most
 
 
 class Lights(NamedTuple):
@@ -54,17 +60,17 @@ def find_lights(
     lights), which would make this path the slow one; they stay in the layers.
     """
     lit = ((peak >= _LIGHT) & clear).view(np.uint8)
-    labels, sides = point_lights(lit, widest, _DISC_AREA_MAX * lit.size)
+    labels, sides = point_lights(lit, widest)
     if not 0 < np.count_nonzero(lit) <= _LIGHTS_APART_MAX * lit.size:
         return None
     return gather_lights(lit, labels, sides, lambda ys, xs: lin[ys, xs] * gain[ys, xs, None])
 
 
 def point_lights(
-    lit: NDArray[np.uint8], widest: float, area: float
+    lit: NDArray[np.uint8], widest: float
 ) -> tuple[NDArray[np.int32], NDArray[np.intp]]:
     """Keep the lit blobs (8-connected) at most ``widest`` pixels wide, the smallest first, while
-    their discs (squares of 2 x widest + their width) cover ``area`` pixels at most, added up.
+    drawing their discs of radius ``widest`` costs what the photo's size allows.
 
     ``lit`` (0 or 1) is changed in place. Blobs are found on the mask halved (a 2 x 2 block is
     lit if any of its pixels is), four times fewer pixels to label; blobs that nearly touch count
@@ -74,24 +80,45 @@ def point_lights(
     halved = np.ascontiguousarray(
         cv2.dilate(lit, np.ones((2, 2), np.uint8), anchor=(0, 0))[::2, ::2]
     )
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(halved, connectivity=8)
+    _, labels, found, _ = cv2.connectedComponentsWithStats(halved, connectivity=8)
+    stats = np.asarray(found, np.intp)
     sides = 2 * np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
-    largest = _largest_affordable(sides[1:], widest, area)  # label 0 is the unlit rest
-    for i in np.nonzero(sides[1:] > largest)[0] + 1:
+    largest = _largest_affordable(sides[1:], 4 * stats[1:, cv2.CC_STAT_AREA], widest, lit.size)
+    for i in np.nonzero(sides[1:] > largest)[0] + 1:  # label 0 is the unlit rest
         x, y, w, h = (int(v) for v in stats[i, :4])
         blob = (labels[y : y + h, x : x + w] == i).repeat(2, axis=0).repeat(2, axis=1)
         box = lit[2 * y : 2 * (y + h), 2 * x : 2 * (x + w)]
         box[blob[: box.shape[0], : box.shape[1]]] = 0
-    return np.asarray(labels, np.int32), sides.astype(np.intp)
+    return np.asarray(labels, np.int32), sides
 
 
-def _largest_affordable(sides: NDArray[np.int32], widest: float, area: float) -> float:
-    """The widest blob to keep: all blobs up to it are at most widest wide, and their discs
-    cover at most ``area`` pixels, added up."""
-    widths, counts = np.unique(sides[sides <= widest], return_counts=True)
-    covered = np.cumsum(counts * (widths + 2.0 * widest) ** 2)
-    fits = widths[covered <= area]
-    return float(fits[-1]) if fits.size else -1.0
+def _largest_affordable(
+    sides: NDArray[np.intp], pixels: NDArray[np.intp], widest: float, photo: int
+) -> float:
+    """The widest blob to keep: blobs up to it are at most ``widest`` wide, and drawing their discs
+    (of radius ``widest``, at most) scatters at most _CORNERS_MAX photos of corners and fills at
+    most _CANVAS_MAX photos of canvas. ``sides`` and ``pixels`` are each blob's width and size."""
+    order = np.argsort(sides, kind="stable")
+    sides, pixels = sides[order], pixels[order]
+    cell = cell_sizes(sides, np.full(sides.size, widest))
+    corners = np.cumsum(pixels / cell**2 * (_CORNERS_PER_RADIUS * widest / cell))
+    squares = (sides + 2.0 * widest + 4.0 * cell) ** 2
+    canvas = sum(
+        np.minimum(np.cumsum(np.where(cell == size, squares, 0.0)), _MERGED_MAX * photo)
+        for size in np.unique(cell)
+    )
+    fits = (sides <= widest) & (corners <= _CORNERS_MAX * photo) & (canvas <= _CANVAS_MAX * photo)
+    first_miss = int(np.argmin(fits)) if not fits.all() else sides.size
+    return float(sides[first_miss] - 1) if first_miss < sides.size else float(widest)
+
+
+def cell_sizes(sizes: NDArray[np.intp], radius: NDArray[np.float64]) -> NDArray[np.intp]:
+    """The cell each light's disc is drawn on (``workers.bokeh.discs``): 1 px up to 7 px wide,
+    else the power of two nearest a quarter of its width, at most R / KERNEL_RADIUS. Powers of
+    two: few cell sizes, so that more lights share a canvas."""
+    near = np.round(np.log2(np.maximum(sizes / _PIXELS_PER_CELL, 1.0)))
+    most = np.floor(np.log2(np.maximum(radius / KERNEL_RADIUS, 1.0)))
+    return np.where(sizes < 2 * _PIXELS_PER_CELL, 1, 2 ** np.minimum(near, most)).astype(np.intp)
 
 
 def gather_lights(
