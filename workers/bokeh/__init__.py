@@ -40,10 +40,10 @@ Method, all in linear light:
    its width, since its own width blurs its rim anyway), and added to the blurred background as
    it is, not normalised: the subject and the frame cut its disc. The layers, then holding texture
    only, are rendered with a kernel radius of 4 cells, on grids up to four times smaller. This
-   while the point lights are few: at most 2 % of the pixels, their discs covering at most twice
-   the photo added up (the smallest lights first); larger bright areas (a sky, a white wall) stay
-   in the layers, where a soft edge does not show. Background at a radius the layer grid cannot
-   resolve fades to the sharp image.
+   while the point lights are few: at most 2 % of the pixels, and no more (the smallest first)
+   than drawing costs in proportion to the photo's size; the rest, and larger bright areas (a
+   sky, a white wall), stay in the layers, where a soft edge does not show. Background at a
+   radius the layer grid cannot resolve fades to the sharp image.
 5. Composite ``alpha*F + (1-alpha)*B`` and encode to sRGB with a 16-bit LUT; the decode/encode
    round trip is exact for every byte, so pixels with alpha = 1 come out unchanged.
 
