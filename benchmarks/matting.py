@@ -1,9 +1,14 @@
 """Matting time on 12 MP and 24 MP photos, beside ISNet's bare inference at 1024² (the baseline).
 
 Two 12 MP photos: the astronaut (short edges) and the cat from skimage (fur all round, about a
-quarter of the working image in the closed-form solve's unknown band: the costly case).
+quarter of the working image in the closed-form solve's unknown band: the costly case). "doubt"
+is the astronaut's alpha with her suit (a box in the lower left, where α > 0.5) set to 0.4: a wide
+region of mid alpha that the refinement decides from colour (doubt.py) before its solve.
 
     .venv/bin/python benchmarks/matting.py --repeats 3
+
+The same script measures an older checkout when run with that checkout on PYTHONPATH (from a
+folder outside this repository, so that its modules are the ones imported).
 
 Prints the median seconds of each and the ratio to the baseline, all measured in one run,
 in interleaved rounds.
@@ -67,6 +72,11 @@ def main() -> None:
     works["fusion predict, 12 MP fur"] = lambda: fusion.predict(fur)
     fur_lowres = fusion.predict_lowres(fur)
     works["fusion refinement only, 12 MP fur"] = lambda: refine(fur_lowres, fur)
+    doubt = fusion.predict_lowres(photo)
+    side = doubt.shape[0]
+    suit = doubt[int(0.6 * side) : int(0.95 * side), int(0.05 * side) : int(0.45 * side)]
+    suit[suit > 0.5] = 0.4
+    works["fusion refinement only, 12 MP doubt"] = lambda: refine(doubt, photo)
     works["fusion predict, 24 MP"] = lambda: fusion.predict(large)
     seconds = median_seconds(works, args.repeats)
     baseline = seconds["isnet inference only (baseline)"]

@@ -8,7 +8,7 @@ from numpy.typing import NDArray
 
 from workers.matting.closed_form import band_width
 from workers.matting.doubt import resolve_doubt, wide_regions
-from workers.matting.refine import refine
+from workers.matting.refine import refine_with_decided
 
 HEIGHT, WIDTH = 300, 400
 LIGHT, DARK, RED, BLUE = (205, 200, 190), (40, 38, 45), (200, 30, 30), (30, 40, 190)
@@ -41,8 +41,11 @@ def test_a_dark_region_at_04_inside_a_subject_of_its_colour_goes_to_the_subject(
     resolved = _resolve(alpha, rgb)
     assert resolved[100:220, 140:260].min() == 1.0
     assert np.array_equal(resolved[:, :90], alpha[:, :90])  # the background is untouched
-    # Through the whole refinement (and its closed-form solve), the region stays subject.
-    assert refine(alpha, rgb)[110:210, 150:250].mean() > 0.97
+    # Through the whole refinement (and its closed-form solve), the region stays subject, and
+    # the refinement says how much of the subject it decided: 0.6 of 120² out of about 200².
+    refined, decided = refine_with_decided(alpha, rgb)
+    assert refined[110:210, 150:250].mean() > 0.97
+    assert 0.15 < decided < 0.3
 
 
 def test_a_region_at_04_of_the_background_colour_goes_to_the_background() -> None:
@@ -61,6 +64,7 @@ def test_a_thin_band_of_hair_at_mid_alpha_is_kept() -> None:
     alpha[56:60, 100:300] = 0.5  # a strip of hair along the top, a few pixels wide
     assert wide_regions(alpha, band_width(alpha))[1] == 0
     assert np.array_equal(_resolve(alpha, rgb), alpha)
+    assert refine_with_decided(alpha, rgb)[1] == 0.0
 
 
 def test_a_uniform_veil_whose_colour_is_a_mix_is_kept() -> None:

@@ -94,6 +94,11 @@ def test_the_networks_disagreement() -> None:
     assert agreed.value == 1.0 and disputed.value < REVIEW_BELOW and disputed.review
 
 
+def test_a_matte_mostly_decided_by_colour_needs_review() -> None:
+    values = [combine({"decided": share}).value for share in (0.0, 0.05, 0.2, 0.5)]
+    assert values[0] == values[1] == 1.0 > values[2] > REVIEW_BELOW > values[3]
+
+
 def test_the_confidence_is_rounded_and_keeps_its_signals() -> None:
     confidence = combine({"doubt": 0.1234567, "area": 0.3})
     assert confidence.value == round(confidence.value, 3) and 0.0 < confidence.value < 1.0
@@ -124,6 +129,7 @@ def test_models_give_the_same_alpha_with_a_confidence(model: str) -> None:
     assert isinstance(confidence, Confidence) and 0.0 <= confidence.value <= 1.0
     assert not confidence.review  # a clear portrait
     assert ("disagreement" in confidence.signals) == (model == "fusion")
+    assert confidence.signals["decided"] < 0.05  # little of a clear portrait is left to colour
 
 
 @pytest.mark.services  # the model weights
@@ -141,5 +147,5 @@ def test_matte_json_prints_one_object_per_input(tmp_path: Path) -> None:
     first, second, third = objects
     assert Path(first["output"]).is_file() and first["review"] is False
     assert second["review"] is True and second["confidence"] < first["confidence"]
-    assert set(first["signals"]) == {"doubt", "area", "border"}
+    assert set(first["signals"]) == {"doubt", "area", "border", "decided"}
     assert third["output"] is None and third["error"]

@@ -7,6 +7,8 @@ The signals, each in 0..1:
 - ``area``: the subject's share of the frame (mean α); an empty or near-empty matte found nothing.
 - ``border``: the share of the frame's outermost pixels the subject covers (α ≥ 0.5); a subject
   along most of the border is usually the background taken for the subject.
+- ``decided`` (models only): the share of the subject whose alpha was decided from colour
+  (doubt.py): the network did not know, and a colour model is a guess, if a good one.
 - ``disagreement`` (``fusion`` only): 1 − IoU of ISNet's and U²-Net-p's subjects (α ≥ 0.5).
 
 Each signal becomes a factor in 0..1 on a linear ramp, from 1 where the signal is harmless down to
@@ -40,6 +42,7 @@ _SUBJECT = 0.5
 # the signal has its levels in decreasing order.
 _RAMPS = (
     ("doubt", 0.02, 0.20, 0.2),
+    ("decided", 0.05, 0.35, 0.3),
     ("disagreement", 0.20, 0.80, 0.3),
     ("border", 0.40, 1.00, 0.2),
     ("area", 0.80, 1.00, 0.3),  # the whole frame taken as subject
@@ -87,7 +90,7 @@ def disagreement(first: NDArray[np.float32], second: NDArray[np.float32]) -> flo
     union = np.count_nonzero(masks[0] | masks[1])
     if union == 0:
         return 0.0  # both found nothing: they agree, and the area signal says the rest
-    return 1.0 - np.count_nonzero(masks[0] & masks[1]) / union
+    return 1.0 - float(np.count_nonzero(masks[0] & masks[1])) / union
 
 
 def combine(signals: dict[str, float]) -> Confidence:
@@ -97,7 +100,7 @@ def combine(signals: dict[str, float]) -> Confidence:
         if name in signals:
             value *= _ramp(signals[name], harmless, suspect, floor)
     rounded = round(value, 3)
-    kept = {name: round(level, 4) for name, level in signals.items()}
+    kept = {name: round(float(level), 4) for name, level in signals.items()}
     return Confidence(value=rounded, review=rounded < REVIEW_BELOW, signals=kept)
 
 

@@ -31,7 +31,7 @@ _REACH = 0.15
 # With fewer confident pixels than this on a side nothing is decided: no palette to trust.
 _MIN_SAMPLES = 200
 # Palette: k-means clusters of at most _SAMPLES colours (CIELAB), _ROUNDS Lloyd rounds.
-_CLUSTERS = 12
+_CLUSTERS = 16
 _SAMPLES = 4000
 _ROUNDS = 6
 # A side explains a colour when its palette is within this CIELAB distance (ΔE) of it ...
@@ -40,8 +40,10 @@ _EXPLAINED = 10.0
 _MARGIN = 3.0
 # A mix explains a colour at t·F + (1 − t)·B with t within this of the pixel's alpha.
 _MIX_SPREAD = 0.15
-# A region goes to a side when more than this share of its pixels is explained by that side.
-_MAJORITY = 0.7
+# A region goes to a side when more than this share of its pixels is explained by that side
+# and the other side explains fewer than 1/_CONTESTED as many.
+_MAJORITY = 0.5
+_CONTESTED = 4.0
 
 # From OpenCV's 8-bit CIELAB to L 0..100 and signed a, b.
 _LAB_OFFSET = np.array([0.0, 128.0, 128.0], np.float32)
@@ -71,7 +73,7 @@ def resolve_doubt(
     explained = np.full(alpha.shape, _NEITHER, np.uint8)
     palettes = _palette(_samples(rgb, subject)), _palette(_samples(rgb, background))
     explained[doubt] = _explain(_lab(rgb[doubt]), alpha[doubt], *palettes)
-    to_subject, to_background = _by_region(regions, count, doubt, explained)
+    to_subject, to_background = _by_region(regions, count, doubt, explained, alpha)
     out = alpha.copy()
     out[_attached(to_subject, alpha)] = 1.0
     out[to_background] = 0.0
@@ -136,11 +138,16 @@ def _lab(colours: NDArray[np.uint8]) -> NDArray[np.float32]:
 
 def _palette(samples: NDArray[np.float32]) -> NDArray[np.float32]:
     """Up to _CLUSTERS k-means centres of N×3 colours, the same for the same colours."""
-    # Seeds evenly spaced in lightness order rather than random: spread out, and deterministic.
-    ordered = samples[np.argsort(samples[:, 0], kind="stable")]
-    seeds = np.linspace(0, len(ordered) - 1, min(_CLUSTERS, len(ordered))).round().astype(int)
-    centres = ordered[seeds].copy()
     planes = np.ascontiguousarray(samples.T)
+    # Farthest-point seeds rather than random ones: deterministic, and a colour that is rare
+    # but far from the rest (an orange suit among skin and black) gets a centre of its own.
+    first = int(np.argmin(_length(planes - planes.mean(axis=1, keepdims=True))))
+    seeds = [first]
+    gap = _length(planes - planes[:, first : first + 1])
+    for _ in range(min(_CLUSTERS, len(samples)) - 1):
+        seeds.append(int(np.argmax(gap)))
+        gap = np.minimum(gap, _length(planes - planes[:, seeds[-1] : seeds[-1] + 1]))
+    centres = samples[seeds].copy()
     for _ in range(_ROUNDS):
         nearest, _ = _nearest(planes, centres)
         for k in range(len(centres)):
@@ -212,23 +219,37 @@ def _length(planes: NDArray[np.float32]) -> NDArray[np.float32]:
 
 
 def _by_region(
-    regions: NDArray[np.int32], count: int, doubt: NDArray[np.bool_], explained: NDArray[np.uint8]
+    regions: NDArray[np.int32],
+    count: int,
+    doubt: NDArray[np.bool_],
+    explained: NDArray[np.uint8],
+    alpha: NDArray[np.float32],
 ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
     """The doubt pixels to give to the subject and to the background, region by region."""
-    # A region is one object the network was unsure of: its majority decides, so that a few
-    # pixels whose colour happens to match the other side do not split it.
+    # A region is one object the network was unsure of: a clear, uncontested majority decides,
+    # so that a few pixels whose colour happens to match the other side do not split it.
     in_doubt = regions[doubt]
-    size = np.bincount(in_doubt, minlength=count + 1).astype(np.float64)
-    shares = [
-        np.bincount(in_doubt[explained[doubt] == side], minlength=count + 1) / np.maximum(size, 1)
+    size = np.maximum(np.bincount(in_doubt, minlength=count + 1), 1)
+    background, subject = (
+        np.bincount(in_doubt[explained[doubt] == side], minlength=count + 1) / size
         for side in (_BACKGROUND, _SUBJECT)
-    ]
-    background_regions = shares[0] > _MAJORITY
-    subject_regions = shares[1] > _MAJORITY
-    background_regions[0] = subject_regions[0] = False  # 0 is outside every region
-    to_subject = doubt & subject_regions[regions] & (explained != _BACKGROUND)
-    to_background = doubt & background_regions[regions] & (explained != _SUBJECT)
-    return to_subject, to_background
+    )
+    to_background = (background > _MAJORITY) & (subject < background / _CONTESTED)
+    to_subject = (subject > _MAJORITY) & (background < subject / _CONTESTED)
+    to_background[0] = to_subject[0] = False  # 0 is outside every region
+    # Deciding refines the subject the network found: never take away most of it, nor add
+    # more than there was (a palette can be fooled where subject and background share colours).
+    mass = np.bincount(regions.ravel(), weights=alpha.ravel(), minlength=count + 1)
+    area = np.bincount(regions.ravel(), minlength=count + 1)
+    total = float(alpha.sum())
+    if mass[to_background].sum() > total / 2:
+        to_background[:] = False
+    if (area - mass)[to_subject].sum() > total:
+        to_subject[:] = False
+    return (
+        doubt & to_subject[regions] & (explained != _BACKGROUND),
+        doubt & to_background[regions] & (explained != _SUBJECT),
+    )
 
 
 def _attached(candidates: NDArray[np.bool_], alpha: NDArray[np.float32]) -> NDArray[np.bool_]:

@@ -19,7 +19,7 @@ from infra.models import ModelStore
 from infra.params import MATTING_MODELS
 from workers.arrays import check_photo, resize
 from workers.matting.confidence import Confidence, combine, disagreement, matte_signals
-from workers.matting.refine import refine
+from workers.matting.refine import refine, refine_with_decided
 from workers.matting.sessions import ModelSession, get_session
 
 # Bumped whenever the stage's output changes for the same input; part of Matting.version.
@@ -59,11 +59,13 @@ class Matting:
     def predict_with_confidence(
         self, rgb: NDArray[np.uint8]
     ) -> tuple[NDArray[np.float32], Confidence]:
-        """predict's alpha and its confidence (for fusion, also from the networks' disagreement)."""
+        """predict's alpha and its confidence: the matte's own signals, the share of it decided
+        by colour, and for fusion the networks' disagreement."""
         check_photo(rgb)
         networks = self._networks(rgb)
-        alpha = refine(self._fused(networks), rgb)
+        alpha, decided = refine_with_decided(self._fused(networks), rgb)
         signals = matte_signals(alpha)
+        signals["decided"] = decided
         if len(networks) == 2:
             signals["disagreement"] = disagreement(*networks)
         return alpha, combine(signals)

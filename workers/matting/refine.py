@@ -29,12 +29,21 @@ _MAX_UNKNOWN = 150_000
 
 def refine(alpha_lowres: NDArray[np.float32], rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
     """A model's low-resolution alpha → rgb's H×W float32, re-solved by closed-form matting."""
+    return refine_with_decided(alpha_lowres, rgb)[0]
+
+
+def refine_with_decided(
+    alpha_lowres: NDArray[np.float32], rgb: NDArray[np.uint8]
+) -> tuple[NDArray[np.float32], float]:
+    """refine's alpha, and the share of the subject (Σα) whose alpha doubt.py decided by colour."""
     check_photo(rgb)
     height, width = rgb.shape[:2]
     scale = min(1.0, _WORK_SIDE / max(height, width))
     work = rgb if scale == 1.0 else resize(rgb, scaled_size(width, height, scale))
-    alpha = refine_upsample(alpha_lowres, work)
-    alpha = resolve_doubt(alpha, work, band_width(alpha))
+    upsampled = refine_upsample(alpha_lowres, work)
+    alpha = resolve_doubt(upsampled, work, band_width(upsampled))
+    changed = float(np.abs(alpha - upsampled).sum())
+    decided = changed / max(float(upsampled.sum()), float(alpha.sum()), 1.0)
     unknown = unknown_pixels(alpha)
     if unknown > _MAX_UNKNOWN:
         # The band's width is relative to the image, so its pixels shrink with the scale squared.
@@ -42,4 +51,5 @@ def refine(alpha_lowres: NDArray[np.float32], rgb: NDArray[np.uint8]) -> NDArray
         work, alpha = resize(rgb, size), resize(alpha, size)
     solved = closed_form_refine(work, alpha)
     # The solve ran at a working resolution: it comes to full size like the model's alpha.
-    return solved if solved.shape == rgb.shape[:2] else refine_upsample(solved, rgb)
+    full = solved if solved.shape == rgb.shape[:2] else refine_upsample(solved, rgb)
+    return full, decided
