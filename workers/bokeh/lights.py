@@ -29,7 +29,7 @@ _PIXELS_PER_CELL = 4  # a light's width per cell of the grid its disc is drawn o
 # of canvas; lights are drawn apart, the smallest first, while both stay under these many photos
 _CORNERS_PER_RADIUS = 14.0
 _CORNERS_MAX = 2.0
-_CANVAS_MAX = 2.5
+_CANVAS_MAX = 2.0
 _MERGED_MAX = 1.25  # canvases of one cell size merge where they overlap: about the photo at most
 
 
