@@ -25,7 +25,9 @@ def render(status: BatchStatus, *, now: float | None = None) -> str:
     elapsed = _elapsed(status, now or time.time())
     # The same figures as the API's (infra.status.progress).
     speed, eta = progress.rate(status, now=now), progress.eta_seconds(status, now=now)
-    if speed > 0:
+    if progress.estimating(status, now=now):
+        line += "  estimating"
+    elif speed > 0:
         line += f"  {speed:.2f} img/s"
     if eta is not None:
         line += f"  ETA {_duration(eta)}"
