@@ -2,9 +2,9 @@
 
 ``StatusStore`` inherits ``retry`` from here. It runs ``lua/retry.lua`` over the batch's image
 list (or the images named) chunk by chunk: each chunk's failed images go back to queued in one
-atomic step, and the caller's ``send`` is given exactly the ids that step moved before the next
-chunk is read, so two retries racing never send an image twice, and the time an image spends
-queued without a message is one chunk's send.
+atomic step, and the caller's ``send`` is given exactly the images that step moved (id and
+input) before the next chunk is read, so two retries racing never send an image twice, and the
+time an image spends queued without a message is one chunk's send.
 """
 
 from __future__ import annotations
@@ -45,14 +45,15 @@ class Retrying:
     def retry(
         self,
         batch_id: str,
-        send: Callable[[list[str]], None],
+        send: Callable[[list[tuple[str, str]]], None],
         *,
         image_ids: Sequence[str] | None = None,
         max_outstanding: int = 0,
     ) -> int:
         """Move the batch's failed images (or those of image_ids) back to queued; returns how many.
 
-        ``send`` is called with the ids of each chunk as soon as they are queued again. A batch
+        ``send`` is called with each chunk's (image id, input) pairs as soon as they are queued
+        again. A batch
         that had finished runs again and its webhook is sent again at its new end. InvalidJob
         when there is no such batch or it was cancelled; QuotaExceeded when a chunk would take
         the tenant past ``max_outstanding`` images queued or running (chunks before it stay
@@ -74,8 +75,10 @@ class Retrying:
                 return moved
             start += RETRY_CHUNK
 
-    def _retry_chunk(self, batch_id: str, ids: list[str], max_outstanding: int) -> list[str]:
-        """One Lua step over ids; the ids it moved."""
+    def _retry_chunk(
+        self, batch_id: str, ids: list[str], max_outstanding: int
+    ) -> list[tuple[str, str]]:
+        """One Lua step over ids; the (image id, input) pairs it moved."""
         keys = [batch_key(batch_id), images_key(batch_id), rate_key(batch_id)]
         keys += [EVENTS_KEY, METRICS_KEY, tenant_key(tenant_of(batch_id)), *PHASE_KEYS]
         keys += [image_key(batch_id, image_id) for image_id in ids]
@@ -91,4 +94,4 @@ class Retrying:
                 f"retrying would pass the limit of {max_outstanding} images queued or running",
                 retry_after=RETRY_AFTER_S,
             )
-        return [str(image_id) for image_id in moved]
+        return [(str(i), str(input_)) for i, input_ in zip(moved[::2], moved[1::2], strict=True)]

@@ -55,10 +55,10 @@ def test_failed_images_go_back_to_queued_as_new_and_the_finished_batch_runs_agai
     assert due == ["b"]
     status_store.webhook_attempted("b", "delivered")
     assert status_store.outstanding("default") == 0
-    sent: list[list[str]] = []
+    sent: list[list[tuple[str, str]]] = []
 
     assert status_store.retry("b", sent.append) == 3
-    assert sent == [["000001", "000002", "000003"]]
+    assert sent == [[(f"00000{n}", f"s3://in/photos/b-{n}.jpg") for n in (1, 2, 3)]]
     batch = read(status_store)
     assert (batch.queued, batch.failed, batch.done) == (3, 0, 1)
     assert not batch.finished and batch.finished_at is None
@@ -88,9 +88,9 @@ def test_only_the_named_images_and_only_failed_ones(status_store: StatusStore) -
     fail(status_store, "b", "000000")
     fail(status_store, "b", "000001")
     finish(status_store, "b", "000002")
-    sent: list[list[str]] = []
+    sent: list[tuple[str, str]] = []
     assert status_store.retry("b", sent.extend, image_ids=["000001", "000002", "000003"]) == 1
-    assert sent == ["000001"]
+    assert sent == [("000001", "s3://in/photos/b-1.jpg")]
     assert read(status_store).failed == 1
 
 
@@ -99,7 +99,7 @@ def test_a_retry_covers_more_than_one_chunk(status_store: StatusStore) -> None:
     create(status_store, count=count)
     for n in range(0, count, 2):
         fail(status_store, "b", f"{n:06d}")
-    chunks: list[list[str]] = []
+    chunks: list[list[tuple[str, str]]] = []
     assert status_store.retry("b", chunks.append) == (count + 1) // 2
     assert [len(chunk) for chunk in chunks] == [
         RETRY_CHUNK // 2,

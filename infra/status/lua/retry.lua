@@ -6,7 +6,7 @@
 -- KEYS: batch, its image list, its rate buckets, events, metrics, the tenant's counters, the
 -- four phase sets, then image keys... ARGV: now, ttl, events maxlen, batch id, the tenant's
 -- outstanding-images limit (0: none), then image ids... (ARGV[5 + i] names KEYS[10 + i]).
--- Returns {moved, image ids moved...}; {-1} when there is no such batch, {-2} when it was
+-- Returns {moved, then id, input of each image moved...}; {-1} when there is no such batch, {-2} when it was
 -- cancelled (start would cancel them again at once), {-3} when the images would take the tenant
 -- past its limit (then nothing moves).
 if redis.call('HEXISTS', KEYS[1], 'total') == 0 then return {-1} end
@@ -30,6 +30,7 @@ for _, i in ipairs(failed) do
   redis.call('EXPIRE', KEYS[i], ARGV[2])
   event(KEYS[4], ARGV[3], ARGV[4], id, 'queued')
   moved[#moved + 1] = id
+  moved[#moved + 1] = redis.call('HGET', KEYS[i], 'input')
 end
 redis.call('HINCRBY', KEYS[1], 'failed', -#failed)
 redis.call('HINCRBY', KEYS[1], 'queued', #failed)
