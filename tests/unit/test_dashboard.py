@@ -7,16 +7,15 @@ import io
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
-import uvicorn
 from fastapi import FastAPI
 from PIL import Image
 
@@ -29,28 +28,10 @@ from producer.dashboard import events as live
 from producer.dashboard.sessions import COOKIE, SESSION_KEY
 from producer.dashboard.thumbnails import Busy, Thumbnails, shrink
 from producer.http.app import create_app
-from producer.local.stack import free_port
 
+Serve = Callable[[FastAPI], AbstractContextManager[str]]
 KEY = "dashboard-test-key-of-24-chars"
 BUCKET = "dash"
-
-
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """The app on a real uvicorn server in a thread; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
 
 
 @pytest.fixture
@@ -65,9 +46,9 @@ def app(app_settings: Settings) -> FastAPI:
 
 
 @pytest.fixture
-def web(app: FastAPI) -> Iterator[httpx.Client]:
+def web(app: FastAPI, serve: Serve) -> Iterator[httpx.Client]:
     """A client of the app served by a real uvicorn server."""
-    with serving(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with serve(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield client
 
 
@@ -172,7 +153,7 @@ def test_sign_in_refuses_other_sites_pages_and_wrong_keys(
 
 
 def test_a_view_key_signs_in_read_only_and_its_removal_ends_the_session(
-    app_settings: Settings, redis_client: redis.Redis, tmp_path: Path
+    app_settings: Settings, redis_client: redis.Redis, tmp_path: Path, serve: Serve
 ) -> None:
     submit, view = new_key(), new_key()
     tenant = {
@@ -189,13 +170,13 @@ def test_a_view_key_signs_in_read_only_and_its_removal_ends_the_session(
     path = tmp_path / "tenants.json"
     path.write_text(json.dumps(both))
     settings = app_settings.model_copy(update={"api_keys": "", "tenants_file": str(path)})
-    with serving(create_app(settings)) as url, httpx.Client(base_url=url) as web:
+    with serve(create_app(settings)) as url, httpx.Client(base_url=url) as web:
         assert web.post("/dashboard/session", data={"key": view}).status_code == 303
         shown = web.get("/dashboard/batches").json()
         assert (shown["tenant"], shown["role"], shown["flower_url"]) == ("shop-a", "view", "")
         session = web.cookies[COOKIE]
     path.write_text(json.dumps({"tenants": [tenant]}))  # the view key is revoked
-    with serving(create_app(settings)) as url, httpx.Client(base_url=url) as web:
+    with serve(create_app(settings)) as url, httpx.Client(base_url=url) as web:
         assert (
             web.get("/dashboard/batches", headers={"Cookie": f"{COOKIE}={session}"}).status_code
             == 401
@@ -325,13 +306,13 @@ def events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def test_event_stream_sends_a_snapshot_then_coalesced_changes(
-    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch, serve: Serve
 ) -> None:
     monkeypatch.setattr(live, "HEARTBEAT_S", 0.3)
     store = store_of(app)
     create(store, "live", 400)
     with (
-        serving(app) as url,
+        serve(app) as url,
         httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=30) as http,
         http.stream("GET", "/dashboard/events") as response,
     ):
@@ -434,7 +415,7 @@ def two_tenants(path: Path) -> tuple[str, str]:
 
 
 def test_a_tenant_sees_only_its_own_batches_images_and_events(
-    app_settings: Settings, redis_client: redis.Redis, tmp_path: Path
+    app_settings: Settings, redis_client: redis.Redis, tmp_path: Path, serve: Serve
 ) -> None:
     key_a, _ = two_tenants(tmp_path / "tenants.json")
     settings = app_settings.model_copy(
@@ -448,7 +429,7 @@ def test_a_tenant_sees_only_its_own_batches_images_and_events(
     move(store, "shop-a/spring-01", "000000", ImageState.FAILED, error="a's failure")
     move(store, "shop-b/secret", "000000", ImageState.DONE, output="s3://shop-b-results/0.jpg")
     move(store, "shop-b/spring-01", "000000", ImageState.FAILED, error="b's failure")
-    with serving(app) as url, httpx.Client(base_url=url, headers={"X-API-Key": key_a}) as web:
+    with serve(app) as url, httpx.Client(base_url=url, headers={"X-API-Key": key_a}) as web:
         shown = web.get("/dashboard/batches").json()
         assert [b["batch_id"] for b in shown["batches"]] == ["spring-01"]
         assert shown["batches"][0]["counts"]["failed"] == 1 and shown["tenant"] == "shop-a"
