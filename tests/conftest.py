@@ -110,10 +110,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 
 @contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """The app on a real uvicorn server in a thread; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+def serving(app: FastAPI, port: int | None = None) -> Iterator[str]:
+    """The app on a real uvicorn server in a thread (on port, or a free one); yields its base
+    URL. Leaving stops it, ending open event streams after a second."""
+    port = port or free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -128,6 +132,6 @@ def serving(app: FastAPI) -> Iterator[str]:
 
 
 @pytest.fixture
-def serve() -> Callable[[FastAPI], AbstractContextManager[str]]:
+def serve() -> Callable[..., AbstractContextManager[str]]:
     """Serves an app on a real uvicorn server: ``with serve(app) as url: ...``."""
     return serving

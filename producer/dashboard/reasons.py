@@ -1,7 +1,7 @@
 """A batch's failures grouped by reason, so that 300 failures read as a handful of causes.
 
 Two failures have the same reason when their texts match once what differs from image to image
-is taken out: S3 locations become ``<object>`` and numbers ``#`` ("s3://shop/a.jpg not found
+is taken out: S3 locations become ``s3://…`` and numbers ``N`` ("s3://shop/a.jpg not found
 (NoSuchKey)" and "s3://shop/b.jpg not found (NoSuchKey)" are one reason). Each group keeps its
 count, one full text as an example and the first few images. The failed images are found by
 reading image records, at most ``SCAN`` per request; ``complete`` says whether that covered the
@@ -25,8 +25,8 @@ _NUMBER = re.compile(r"\d[\d,.]*")
 
 def reason_of(error: str) -> str:
     """The error text without what differs from image to image (locations, numbers)."""
-    text = _OBJECT.sub("<object>", error or "no reason recorded")
-    return _NUMBER.sub("#", text).strip()
+    text = _OBJECT.sub("s3://…", error or "no reason recorded")
+    return _NUMBER.sub("N", text).strip()
 
 
 @dataclass

@@ -249,8 +249,8 @@ def test_failures_are_grouped_by_reason_with_counts(signed: httpx.Client, app: F
     assert found["failed"] == len(kinds) and found["complete"]
     counts = {group["reason"]: group["count"] for group in found["reasons"]}
     assert counts == {
-        "<object> not found (NoSuchKey)": sum(k == "missing" for k in kinds.values()),
-        "cannot identify image format (# bytes)": sum(k == "unreadable" for k in kinds.values()),
+        "s3://… not found (NoSuchKey)": sum(k == "missing" for k in kinds.values()),
+        "cannot identify image format (N bytes)": sum(k == "unreadable" for k in kinds.values()),
         "internal error: ValueError: matte is all zero": sum(k == "odd" for k in kinds.values()),
     }
     assert list(counts.values()) == sorted(counts.values(), reverse=True)  # most frequent first

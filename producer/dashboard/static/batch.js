@@ -29,6 +29,8 @@ function render(batch) {
   if (first) slot.replaceChildren(bar(batch, `Progress of batch ${batch.batch_id}`));
   updateBar(slot.firstElementChild, batch);
   document.getElementById("counts").textContent = countsText(batch);
+  // The figures as data too, for scripts that read the page (the browser test does).
+  Object.assign(document.getElementById("summary").dataset, { ...batch.counts, finished: batch.finished });
   const review = batch.review ? ` · ${plural(batch.review, "image")} to review` : "";
   document.getElementById("speed").textContent = speed(batch) + review;
   const times = [`created ${clock(batch.created_at)}`];

@@ -132,7 +132,7 @@ function fleet(data) {
     .map(([lane, count]) => `${lane} ${count.toLocaleString()}`).join(" · ");
   document.getElementById("workers-online").textContent = data.workers_online;
   document.getElementById("workers-busy").textContent = data.workers_busy;
-  document.getElementById("workers-note").textContent = data.watching ? "" : "not hearing heartbeats";
+  document.getElementById("workers-note").textContent = data.watching ? "" : "listening for heartbeats…";
   const total = data.done_last_hour + data.failed_last_hour;
   const busiest = Math.max(0, ...data.minutes.map((m) => m.done + m.failed));
   chart(data.minutes);

@@ -45,6 +45,7 @@ function mode() {
 function split() {
   const at = Number(document.getElementById("split").value);
   document.getElementById("after").style.clipPath = `inset(0 0 0 ${at}%)`;
+  document.getElementById("stage").style.setProperty("--split", `${at}%`);
 }
 
 export function openViewer(images, index, opener) {
