@@ -26,6 +26,8 @@ FORGET_S = 600.0
 """Seconds after its last event that a worker that went away is no longer listed."""
 RECONNECT_S = 2.0
 """Wait before listening again after the broker connection failed."""
+STOP_CHECK_S = 0.25
+"""How often a quiet watch looks whether it should stop (the app's shutdown waits for it)."""
 log = logging.getLogger(__name__)
 
 
@@ -60,7 +62,7 @@ class FleetWatch:
         return self
 
     def stop(self) -> None:
-        """Stop listening; returns within a couple of seconds."""
+        """Stop listening; returns within about STOP_CHECK_S."""
         self._stop.set()
         if self._receiver is not None:
             self._receiver.should_stop = True
@@ -90,7 +92,9 @@ class FleetWatch:
                     self._receiver = receiver
                     self.listening = True
                     receiver.should_stop = self._stop.is_set()
-                    receiver.capture(limit=None, timeout=None, wakeup=True)
+                    # Checks should_stop between events and every STOP_CHECK_S without one.
+                    for _ in receiver.consume(safety_interval=STOP_CHECK_S, wakeup=True):
+                        pass
             except Exception as error:  # the broker went away: listen again once it is back
                 log.warning("fleet watch lost the broker, listening again: %s", error)
             self.listening = False

@@ -20,7 +20,7 @@ SCAN = 50_000
 EXAMPLES = 20
 """Images listed per reason."""
 _OBJECT = re.compile(r"s3://\S+")
-_NUMBER = re.compile(r"\d[\d,.]*")
+_NUMBER = re.compile(r"(?<![A-Za-z])\d[\d,.]*")  # not the digit of a name: S3, u2netp
 
 
 def reason_of(error: str) -> str:

@@ -41,8 +41,13 @@ class NoQueryStrings(logging.Filter):
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # The heartbeat watch starts with the server, so that the first fleet view has heard them;
+    # a second server of the same app (tests) shares it and leaves closing it to the first.
+    first = getattr(app.state, "fleet", None) is None
+    if first:
+        app.state.fleet = fleet.FleetView(app.state.client)
     yield
-    if getattr(app.state, "fleet", None) is not None:  # started by a first fleet request
+    if first and app.state.fleet is not None:
         await run_in_threadpool(app.state.fleet.close)
         app.state.fleet = None
 

@@ -114,7 +114,8 @@ _CREATING = threading.Lock()
 
 
 def view_of(request: Request) -> FleetView:
-    """The app's fleet view, started on first use (its watch hears the workers within ~1 s)."""
+    """The app's fleet view: the one its server started, or one started now (an app served
+    without its lifespan)."""
     state = request.app.state
     with _CREATING:  # routes run in a thread pool: two first requests must not start two
         if getattr(state, "fleet", None) is None:

@@ -190,7 +190,7 @@ def test_the_fleet_from_heartbeats_queue_depths_and_the_last_hour(
     end(store, "hour", "000001")
     end(store, "hour", "000002", "bad")
     redis_client.rpush("bulk", "m1", "m2", "m3")
-    assert api.get("/v1/fleet").json()["workers_online"] == 0  # starts the watch
+    assert api.get("/v1/fleet").json()["workers_online"] == 0  # no worker has a heartbeat yet
 
     def fleet_after(kind: str, **fields: Any) -> dict[str, Any]:
         deadline = time.monotonic() + 15
