@@ -163,13 +163,13 @@ def cancel(request: Request, principal: Changer, batch_id: BatchPath) -> dict[st
 
 @actions.post("/batches/{batch_id}/retry")
 def retry(request: Request, principal: Changer, batch_id: BatchPath) -> dict[str, Any]:
-    """Send the batch's failed images again; how many, and the batch after."""
+    """Send the batch's failed images again; the batch after, with how many (as the API)."""
     current = found_batch(request, principal, batch_id)
     if current.cancel_requested:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="the batch was cancelled")
     count = retry_images(client_of(request), batch_id, tenant=principal.tenant)
     after = found_batch(request, principal, batch_id)
-    return {"retried": count, "batch": Batch.of(after).model_dump(mode="json")}
+    return {**Batch.of(after).model_dump(mode="json"), "retried": count}
 
 
 router.include_router(actions)

@@ -1,6 +1,7 @@
 """What a person does to a batch besides cancelling it: send its failed images again.
 
     POST /v1/batches/{id}/retry   {"images": [...], "queue": "..."} both optional -> Retried
+                                  (the batch as GET /v1/batches/{id} shows it, and "retried")
 
 Failed images go back to queued and their messages are sent again (``producer.retry``); the
 counters move with them, a finished batch runs again and its webhook is sent again at its new
@@ -38,11 +39,10 @@ class RetryRequest(BaseModel):
     )
 
 
-class Retried(BaseModel):
-    """How many images went back to queued, and the batch after the retry."""
+class Retried(Batch):
+    """The batch after the retry, as cancel answers it, and how many images went back to queued."""
 
-    retried: int
-    batch: Batch
+    retried: int = Field(description="Failed images sent again by this request.")
 
 
 @router.post("/batches/{batch_id}/retry", response_model=Retried)
@@ -55,4 +55,4 @@ def retry(batch_id: BatchPath, api: Api, who: Writer, body: RetryRequest | None 
     count = retry_images(
         api, batch_id, tenant=who.tenant, image_ids=asked.images, queue=asked.queue
     )
-    return Retried(retried=count, batch=Batch.of(_batch(api, who, batch_id)))
+    return Retried(**Batch.of(_batch(api, who, batch_id)).model_dump(), retried=count)

@@ -122,8 +122,8 @@ def test_failures_are_failed_in_flower_and_a_retry_sends_exactly_them_again(
     storage.put(BUCKET, "in/notes.jpg", photo, content_type="image/jpeg")
     storage.put(BUCKET, "in/missing.jpg", photo, content_type="image/jpeg")
     answer = api.post(f"/v1/batches/{BATCH}/retry").json()
-    assert answer["retried"] == 2 and not answer["batch"]["finished"]
-    assert answer["batch"]["webhook"] == {"status": "waiting", "attempts": 0}
+    assert answer["retried"] == 2 and not answer["finished"]
+    assert answer["webhook"] == {"status": "waiting", "attempts": 0}
     again = wait(lambda: finished(api), 300, "the retried batch to end")
     assert again["counts"] == {"queued": 0, "running": 0, "done": 5, "failed": 0, "cancelled": 0}
     wait(lambda: len(Hooks.received) == 2, 60, "the webhook of the new end")

@@ -76,11 +76,10 @@ async function act(kind) {
   if (!window.confirm(question)) return;
   const note = document.getElementById("action-note");
   try {
-    const answer = await postJson(`${base}/${kind}`);
-    const after = answer.batch || answer;
+    const after = await postJson(`${base}/${kind}`);  // the batch, and for a retry "retried"
     note.textContent = kind === "cancel"
       ? `Cancelled: ${plural(after.counts.cancelled, "image")} will not run.`
-      : `${plural(answer.retried, "image")} sent again.`;
+      : `${plural(after.retried, "image")} sent again.`;
     render(after);
     scheduleRefresh(true);
   } catch (error) {
