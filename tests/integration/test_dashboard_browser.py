@@ -99,8 +99,10 @@ def test_a_batch_followed_viewed_filtered_retried_and_downloaded(
     assert (int(last["done"]), int(last["failed"])) == (len(SAMPLES), 2)
     assert browser.execute_script("return window.sameDocument") == "yes"  # no reload
     assert "finished with 2 failures" in browser.find_element(By.ID, "badge").text
+    until(lambda: browser.find_elements(By.CSS_SELECTOR, ".reasons summary"), 10, "the reasons")
+    assert browser.save_screenshot(str(artifacts / "dashboard-batch.png"))
 
-    viewer_shows_before_after_and_matte(browser)
+    viewer_shows_before_after_and_matte(browser, artifacts)
     failures_filter_and_group(browser)
     retry_from_the_page(browser, client, artifacts)
     manifest_matches_the_api(browser, stack)
@@ -112,7 +114,7 @@ def test_a_batch_followed_viewed_filtered_retried_and_downloaded(
     assert browser.find_elements(By.ID, "login") and not browser.get_cookies()
 
 
-def viewer_shows_before_after_and_matte(browser: WebDriver) -> None:
+def viewer_shows_before_after_and_matte(browser: WebDriver, artifacts: Path) -> None:
     Select(browser.find_element(By.ID, "image-state")).select_by_value("done")
     click(browser, "#image-rows tr[data-state=done] button.open")
     loaded = """
@@ -124,6 +126,7 @@ def viewer_shows_before_after_and_matte(browser: WebDriver) -> None:
     long_side = LONG_SIDES[browser.find_element(By.ID, "viewer-title").text]
     assert before == after == long_side and shown >= 600  # the whole photo, at a useful size
     browser.find_element(By.ID, "split").send_keys("\ue012" * 10)  # arrow left: more after
+    assert browser.save_screenshot(str(artifacts / "dashboard-viewer.png"))
     clip = browser.find_element(By.ID, "after").value_of_css_property("clip-path")
     assert clip.startswith("inset(") and "40%" in clip
     browser.find_element(By.ID, "matte-overlay").click()
