@@ -98,25 +98,7 @@ def test_failures_are_failed_in_flower_and_a_retry_sends_exactly_them_again(
     first = wait(lambda: finished(api), 300, "the batch to end")
     assert (first["counts"]["done"], first["counts"]["failed"]) == (3, 2)
 
-    tasks = wait(
-        lambda: (
-            (found := flower_tasks(stack))
-            and len(found) == 5
-            and all(t["state"] in ("SUCCESS", "FAILURE") for t in found)
-            and found
-        ),
-        60,
-        "Flower to see the five tasks end",
-    )
-    failed = sorted(t["exception"] for t in tasks if t["state"] == "FAILURE")
-    assert len(failed) == 2 and sum(t["state"] == "SUCCESS" for t in tasks) == 3
-    assert "NoSuchKey" in failed[0] + failed[1] and "ImageFailed" in failed[0]
-    assert any("image" in reason.lower() for reason in failed)
-    broker = redis.Redis.from_url(stack.redis_url)  # kombu keeps unacked messages in a hash
-    wait(lambda: broker.hlen("unacked") == 0, 30, "every message to be acknowledged")
-    broker.close()
-    images = api.get(f"/v1/batches/{BATCH}/images").json()["images"]
-    assert all(image["deliveries"] == 1 for image in images)  # failed, acked, not redelivered
+    flower_and_the_broker_agree(stack, api)
     wait(lambda: len(Hooks.received) == 1, 60, "the first webhook")
 
     storage.put(BUCKET, "in/notes.jpg", photo, content_type="image/jpeg")
@@ -142,6 +124,29 @@ def test_failures_are_failed_in_flower_and_a_retry_sends_exactly_them_again(
         "Flower to see the two new tasks succeed",
     )
     assert sum(t["state"] == "FAILURE" for t in tasks) == 2  # the first attempts stay failed
+
+
+def flower_and_the_broker_agree(stack: LocalStack, api: httpx.Client) -> None:
+    """Flower: two tasks failed with their reasons, three succeeded; every message acked once."""
+    tasks = wait(
+        lambda: (
+            (found := flower_tasks(stack))
+            and len(found) == 5
+            and all(t["state"] in ("SUCCESS", "FAILURE") for t in found)
+            and found
+        ),
+        60,
+        "Flower to see the five tasks end",
+    )
+    failed = sorted(t["exception"] for t in tasks if t["state"] == "FAILURE")
+    assert len(failed) == 2 and sum(t["state"] == "SUCCESS" for t in tasks) == 3
+    assert "NoSuchKey" in failed[0] + failed[1] and "ImageFailed" in failed[0]
+    assert any("image" in reason.lower() for reason in failed)
+    broker = redis.Redis.from_url(stack.redis_url)  # kombu keeps unacked messages in a hash
+    wait(lambda: broker.hlen("unacked") == 0, 30, "every message to be acknowledged")
+    broker.close()
+    images = api.get(f"/v1/batches/{BATCH}/images").json()["images"]
+    assert all(image["deliveries"] == 1 for image in images)  # failed, acked, not redelivered
 
 
 def test_the_manifest_rows_are_the_apis_images(api: httpx.Client) -> None:
