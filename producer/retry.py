@@ -19,6 +19,7 @@ from infra.errors import InvalidJob
 from infra.jobs import QUEUES, BlurParams
 from infra.storage import S3Uri
 from infra.tenants import Tenant, qualify
+from producer import quotas
 from producer.client import INTERACTIVE_MAX, Client, _job
 
 
@@ -33,9 +34,11 @@ def retry(
     """Send the batch's failed images (or those of image_ids) again; returns how many.
 
     InvalidJob when the tenant has no such batch, it was cancelled, or the queue cannot take
-    them; QuotaExceeded when they would take the tenant past its outstanding images.
+    them; QuotaExceeded past the tenant's submissions a minute (a retry counts as one) or when
+    they would take it past its outstanding images.
     """
     tenant = tenant or client.tenant()
+    quotas.count_submit(client.status_store, tenant)
     qualified = qualify(tenant.name, batch_id)
     batch = client.status_store.batch(qualified)
     if batch is None:

@@ -41,6 +41,7 @@ def app(settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> FastAP
     keys = [{"sha256": key_hash(KEY), "role": "submit"}, {"sha256": key_hash(VIEW), "role": "view"}]
     everywhere = ["s3://acts/"]
     tenant = {"name": "default", "keys": keys, "inputs": everywhere, "outputs": everywhere}
+    tenant["limits"] = {"submits_per_minute": 5}  # a retry counts as a submission
     tenants.write_text(json.dumps({"tenants": [tenant]}))
     return create_app(settings.model_copy(update={"tenants_file": str(tenants), "api_keys": ""}))
 
@@ -115,6 +116,11 @@ def test_retry_sends_exactly_the_failed_images_again(
     store.cancel("stopped")
     cancelled = api.post("/v1/batches/stopped/retry")
     assert cancelled.status_code == 409 and cancelled.json()["error"]["code"] == "batch_cancelled"
+    # 5 a minute: a 429 within 11 more, even if a minute's counter starts afresh on the way.
+    answers = [api.post("/v1/batches/shoot/retry") for _ in range(11)]
+    refused = [a for a in answers if a.status_code == 429]
+    assert refused and int(refused[0].headers["retry-after"]) <= 60
+    assert {a.status_code for a in answers} == {200, 429}
 
 
 def test_images_are_searched_by_input_key_and_filtered_by_review(

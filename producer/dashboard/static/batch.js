@@ -14,9 +14,8 @@ const batchId = decodeURIComponent(window.location.pathname.split("/").pop());
 const base = `dashboard/batches/${encodeURIComponent(batchId)}`;
 const view = {
   batch: null, role: "view", offsets: [0], next: null, images: [],
-  refresh: null, refreshAt: 0, failedShown: -1, updates: 0,
+  refresh: null, refreshAt: 0, failedShown: -1,
 };
-window.blurqDashboard = view;
 
 function render(batch) {
   const first = view.batch === null;
@@ -40,7 +39,6 @@ function render(batch) {
   actions(batch);
   if (first) params(batch);
   if (ended) announceEnd(batch);
-  view.updates += 1;
 }
 
 function params(batch) {
