@@ -223,3 +223,21 @@ def test_the_fleet_from_heartbeats_queue_depths_and_the_last_hour(
     with httpx.Client(base_url=str(api.base_url), headers={"X-API-Key": VIEW}) as viewer:
         shown = viewer.get("/v1/fleet").json()
     assert shown["workers"] == [] and shown["queues"]["bulk"] == 3  # names: the operator's only
+
+
+def test_every_route_in_the_openapi_document_refuses_a_request_without_a_key(
+    app: FastAPI, serve: Serve
+) -> None:
+    """The routes outside it are the public ones: the pages (their sign-in form when signed
+    out), their scripts, the sign-in form's POSTs and /metrics (open without its token)."""
+    values = {"batch_id": "b", "image_id": "000000", "side": "input"}
+    checked = []
+    with serve(app) as url, httpx.Client(base_url=url) as anonymous:
+        for path, operations in app.openapi()["paths"].items():
+            for method in operations:
+                answer = anonymous.request(method, path.format(**values))
+                # 429: refusals count against the address, and the 21st is throttled.
+                assert answer.status_code in (401, 429), (method, path, answer.status_code)
+                checked.append(f"{method.upper()} {path}")
+    assert {"POST /v1/batches/{batch_id}/retry", "GET /v1/fleet"} <= set(checked)
+    assert "POST /dashboard/batches/{batch_id}/retry" in checked and len(checked) == 17
