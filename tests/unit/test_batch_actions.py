@@ -225,6 +225,10 @@ def test_the_fleet_from_heartbeats_queue_depths_and_the_last_hour(
     assert shown["workers"] == [] and shown["queues"]["bulk"] == 3  # names: the operator's only
 
 
+PROBES = {"/healthz", "/livez"}
+"""Health probes, open to the orchestrator when a deployment serves them."""
+
+
 def test_every_route_in_the_openapi_document_refuses_a_request_without_a_key(
     app: FastAPI, serve: Serve
 ) -> None:
@@ -234,10 +238,12 @@ def test_every_route_in_the_openapi_document_refuses_a_request_without_a_key(
     checked = []
     with serve(app) as url, httpx.Client(base_url=url) as anonymous:
         for path, operations in app.openapi()["paths"].items():
+            if path in PROBES:
+                continue
             for method in operations:
                 answer = anonymous.request(method, path.format(**values))
                 # 429: refusals count against the address, and the 21st is throttled.
                 assert answer.status_code in (401, 429), (method, path, answer.status_code)
                 checked.append(f"{method.upper()} {path}")
     assert {"POST /v1/batches/{batch_id}/retry", "GET /v1/fleet"} <= set(checked)
-    assert "POST /dashboard/batches/{batch_id}/retry" in checked and len(checked) == 17
+    assert "POST /dashboard/batches/{batch_id}/retry" in checked and len(checked) >= 17
