@@ -7,8 +7,7 @@ summaries, read from their records (counters), never from their images. Events:
 
     snapshot   {now, tenant, role, flower_url,         first, the recent batches and who is
                 batches: [batch...]}                   signed in (role: submit or view)
-    batches    {now, batches: [batch...], outputs}     batches that changed (outputs: some image
-                                                       finished, previews are stale)
+    batches    {now, batches: [batch...]}              batches that changed
     heartbeat  {now, batches: [batch...]}              every HEARTBEAT_S: unfinished batches, so
                                                        rate and ETA stay current when idle
 
@@ -34,7 +33,6 @@ from infra.settings import Settings
 from infra.status import (
     EVENTS_KEY,
     BatchStatus,
-    ImageState,
     StatusStore,
     tenant_batches_key,
     tenant_of,
@@ -129,7 +127,6 @@ class _Watch:
         self.dirty: set[str] = set()
         self.unfinished = {qualify(tenant, b["batch_id"]) for b in batches if not b["finished"]}
         self.newest = max((b["created_at"] for b in batches), default=0.0)
-        self.outputs = False
         self.sent = self.beat = time.monotonic()
 
 
@@ -144,7 +141,6 @@ async def _read(client: Any, last_id: str, watch: _Watch) -> str:
             if watch.only is not None and fields["batch"] != watch.only:
                 continue
             watch.dirty.add(fields["batch"])
-            watch.outputs |= fields["state"] == ImageState.DONE.value
     return last_id
 
 
@@ -170,7 +166,7 @@ async def _due(client: Any, store: StatusStore, watch: _Watch) -> str | None:
     data: dict[str, Any] = {"now": time.time()}
     data["batches"] = summaries(found)
     if event == "batches":
-        data["outputs"], watch.outputs, watch.sent = watch.outputs, False, now
+        watch.sent = now
     watch.unfinished = (watch.unfinished - set(ids)) | {b.batch_id for b in found if not b.finished}
     watch.dirty = set()
     watch.beat = now

@@ -373,7 +373,6 @@ def test_event_stream_sends_a_snapshot_then_coalesced_changes(
         "failed": 8,
         "cancelled": 0,
     }
-    assert any(data["outputs"] for data in updates)
     # One message per half second at most, not one per transition.
     assert len(updates) <= elapsed / live.MIN_INTERVAL_S + 2, (len(updates), elapsed)
 
