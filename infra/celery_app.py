@@ -49,6 +49,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "result_backend": None,
         "task_acks_late": True,
+        # A task that raises (its image recorded failed: workers.tasks.ImageFailed) is acked
+        # like one that returns; only a worker that dies leaves its message to come back.
+        "task_acks_on_failure_or_timeout": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,

@@ -26,6 +26,7 @@ __all__ = [
     "Job",
     "check_batch_id",
     "depth_key",
+    "matte_key",
     "normalise_prefix",
     "output_key",
 ]
@@ -110,6 +111,14 @@ def output_key(job: Job, *, etag: str, model_version: str) -> str:
     safe = [part for part in parts if part.strip(".") and part not in (".", "..")] or ["image"]
     name = f"{'/'.join(safe)}.{digest}.{EXTENSIONS[job.params.format]}"
     return f"{normalise_prefix(job.output_prefix)}{name}"
+
+
+def matte_key(output: str) -> str:
+    """Where the matte of an output goes (``save_matte``): beside it, ``<output stem>.matte.png``.
+
+    The worker writes it there; the dashboard finds it there for its viewer's overlay.
+    """
+    return f"{posixpath.splitext(output)[0]}.matte.png"
 
 
 def depth_key(input_key: str, suffix: str) -> str:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
 import redis
+import uvicorn
+from fastapi import FastAPI
 
 from infra.settings import Settings
 from infra.status import StatusStore
 from infra.storage import S3Storage
-from producer.local.stack import LocalStack
+from producer.local.stack import LocalStack, free_port
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 """Where tests save what a person may want to look at (screenshots); ``--artifacts`` moves it."""
@@ -102,3 +107,31 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         with LocalStack(workers=2, log_dir=tmp_path_factory.mktemp("stack")) as running:
             running.wait_for_workers(timeout=180)
             yield running
+
+
+@contextmanager
+def serving(app: FastAPI, port: int | None = None) -> Iterator[str]:
+    """The app on a real uvicorn server in a thread (on port, or a free one); yields its base
+    URL. Leaving stops it, ending open event streams after a second."""
+    port = port or free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+@pytest.fixture
+def serve() -> Callable[..., AbstractContextManager[str]]:
+    """Serves an app on a real uvicorn server: ``with serve(app) as url: ...``."""
+    return serving

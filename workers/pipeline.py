@@ -3,7 +3,7 @@
     confine → S3 get → decode → matting → render (foreground → bokeh) → encode → S3 put
 
 A matte brought with the photo (``matte_suffix``) stands in for the matting model; with
-``save_matte`` the matte is also written beside the output (``matte_key``).
+``save_matte`` the matte is also written beside the output (``infra.jobs.matte_key``).
 
 Before any S3 call the job is checked again against its tenant's allowances (the producer
 checked it once; a message that reached the queue another way gets no further). I/O happens
@@ -15,7 +15,6 @@ to its status record.
 
 from __future__ import annotations
 
-import posixpath
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from infra.errors import Forbidden, InputMissing
-from infra.jobs import Job, depth_key, output_key
+from infra.jobs import Job, depth_key, matte_key, output_key
 from infra.settings import Settings
 from infra.status import StatusStore
 from infra.storage import S3Uri, Storage, StoredObject
@@ -180,11 +179,6 @@ def _output_key(job: Job, model: Matting | None, found: Found) -> str:
     if found.matte is not None:  # a marker, so that no depth map's ETag can stand for a matte's
         etag += f"+matte:{found.matte.etag}"
     return output_key(job, etag=etag, model_version=version)
-
-
-def matte_key(output: str) -> str:
-    """Where the matte of an output goes: beside it, ``<output key stem>.matte.png``."""
-    return f"{posixpath.splitext(output)[0]}.matte.png"
 
 
 def _decode(found: Found, settings: Settings) -> tuple[DecodedImage, NDArray[np.float32] | None]:

@@ -8,6 +8,13 @@ reached (longer than its client's retries), the message is sent again later, unt
 that is already final, or queued in a cancelled batch, is not run: the status store's ``start``
 says so (and, for a cancelled batch, moves it to ``cancelled`` in the same step). A message that
 breaks the job contract fails its image (``reject``) when it names one.
+
+Celery tells the same story as the status records, so that Flower agrees with the dashboard: a
+task whose image this delivery failed (for good: permanent, out of retries, timed out, poison,
+rejected) ends by raising ``ImageFailed`` with the reason, and Celery records it as failed; a
+transient error is a Celery retry. The message is acknowledged all the same
+(``task_acks_on_failure_or_timeout``): the failure is recorded, so running it again could only
+fail it again, and a retry asked for later sends a new message.
 """
 
 from __future__ import annotations
@@ -33,6 +40,10 @@ from workers.runtime import backoff, status_store, storage
 log = logging.getLogger(__name__)
 
 
+class ImageFailed(PermanentError):
+    """Raised to end a task as failed in Celery once its image is recorded failed."""
+
+
 @cache
 def _matting(model: str) -> Matting:
     # Built on first use inside the worker's child process, never in the parent: CUDA does not
@@ -47,9 +58,11 @@ def _tenants() -> Tenants:
     return allowances(get_settings())
 
 
-@app.task(name=BLUR_TASK, bind=True, max_retries=None)
+# throws: an expected outcome, logged in a line without a traceback.
+@app.task(name=BLUR_TASK, bind=True, max_retries=None, throws=(ImageFailed,))
 def blur_image(self: Task, message: dict[str, Any]) -> str:
-    """Blur one image described by a job message; returns the image's final state."""
+    """Blur one image described by a job message; returns its final state, or raises
+    ImageFailed when this delivery failed it."""
     try:
         return _blur(self, message)
     except StatusUnavailable as error:
@@ -64,8 +77,10 @@ def _blur(task: Task, message: dict[str, Any]) -> str:
     try:
         job = Job.decode(message)
     except InvalidJob as error:
-        return _refuse(status, message, error, task.request.hostname)
-    outcome, _ = status.start(job.batch_id, job.image_id, worker=task.request.hostname)
+        return _failed(_refuse(status, message, error, task.request.hostname), str(error))
+    outcome, deliveries = status.start(job.batch_id, job.image_id, worker=task.request.hostname)
+    if outcome == "poison":
+        raise ImageFailed(f"poison: delivered {deliveries} times without finishing")
     if outcome != "running":
         log.info("image %s/%s not run: %s", job.batch_id, job.image_id, outcome)
         return outcome
@@ -86,6 +101,13 @@ def _refuse(status: StatusStore, message: Any, error: InvalidJob, worker: str) -
     return status.reject(batch_id, image_id, f"invalid job: {error}", worker=worker)
 
 
+def _failed(state: str, reason: str) -> str:
+    """ImageFailed when the image is failed now; else its state (a duplicate found it final)."""
+    if state == "failed":
+        raise ImageFailed(reason)
+    return state
+
+
 def _run(task: Task, job: Job, status: StatusStore, settings: Settings) -> str:
     ids = (job.batch_id, job.image_id)
     try:
@@ -98,23 +120,25 @@ def _run(task: Task, job: Job, status: StatusStore, settings: Settings) -> str:
             tenants=_tenants(),
         )
     except PermanentError as error:
-        return status.fail(*ids, str(error))
+        reason = str(error)
     except TransientError as error:
-        if task.request.retries >= settings.max_retries:
-            return status.fail(*ids, f"gave up after {task.request.retries} retries: {error}")
-        status.requeue(*ids, f"retrying: {error}", retries=task.request.retries + 1)
-        raise task.retry(countdown=backoff(task.request.retries), exc=error) from error
+        if task.request.retries < settings.max_retries:
+            status.requeue(*ids, f"retrying: {error}", retries=task.request.retries + 1)
+            raise task.retry(countdown=backoff(task.request.retries), exc=error) from error
+        reason = f"gave up after {task.request.retries} retries: {error}"
     except SoftTimeLimitExceeded:
-        return status.fail(*ids, f"timed out after {settings.task_soft_time_limit} s")
+        reason = f"timed out after {settings.task_soft_time_limit} s"
     except Exception as error:
         log.exception("unexpected failure on %s/%s", *ids)
-        return status.fail(*ids, f"internal error: {type(error).__name__}: {error}")
-    output = f"s3://{job.output_bucket}/{result.output_key}"
-    score = result.confidence
-    return status.complete(
-        *ids,
-        timings=result.timings,
-        output=output,
-        confidence=None if score is None else score.value,
-        review=score is not None and score.review,
-    )
+        reason = f"internal error: {type(error).__name__}: {error}"
+    else:
+        output = f"s3://{job.output_bucket}/{result.output_key}"
+        score = result.confidence
+        return status.complete(
+            *ids,
+            timings=result.timings,
+            output=output,
+            confidence=None if score is None else score.value,
+            review=score is not None and score.review,
+        )
+    return _failed(status.fail(*ids, reason), reason)

@@ -112,6 +112,8 @@ def send_webhook(self: Task, batch_id: str) -> str:
     batch = status.batch(batch_id)
     if batch is None or not batch.webhook_url:
         return "no webhook"
+    if not batch.finished:  # a retry made it run again: its new end sends the webhook anew
+        return "not finished"
     if batch.webhook_status == "delivered":
         return "delivered"  # a duplicate message
     if not settings.webhook_secret:

@@ -6,18 +6,22 @@ batch's three keys together::
 
     blurq:batches                     sorted set  batch id -> created time (trimmed past the TTL)
     blurq:batches:<tenant>            sorted set  the same for one tenant's batches
-    blurq:tenant:<tenant>             hash        outstanding: its images queued or running
+    blurq:tenant:<tenant>             hash        outstanding: its images queued or running;
+                                                  images per minute, last hour (``throughput``)
     blurq:tenant:<tenant>:submits:<m> string      its submissions in minute m (expires)
     blurq:batch:<batch>               hash        totals, counters, times, parameters,
-                                                  cancel flag, webhook URL and outcome
+                                                  cancel flag, webhook URL and outcome,
+                                                  review count, warm_at (``progress``)
     blurq:batch:<batch>:images        list        image ids in submission order
-    blurq:batch:<batch>:rate          hash        images done or failed per 10 s bucket
+    blurq:batch:<batch>:rate          hash        images processed per 10 s bucket
+                                                  (``window``)
     blurq:batches:phase:<phase>       sorted set  batch id -> created time, one per phase
                                                   (queued, running, finished, cancelled)
     blurq:image:<batch>:<image>       hash        state, input, deliveries, stage, timings,
-                                                  output, error
+                                                  output, error, retried, confidence, review
     blurq:events                      stream      one entry per transition (for live views)
-    blurq:metrics                     hash        totals for Prometheus (``metrics``)
+    blurq:metrics                     hash        totals for Prometheus (``metrics``);
+                                                  images per minute, last hour, every tenant
 
 A batch id here is qualified by its tenant (``infra.tenants.qualify``): ``<tenant>/<id>``, or the
 bare id for the ``default`` tenant.
@@ -25,8 +29,9 @@ bare id for the ``default`` tenant.
 An image's states (``ImageState``) and the store's transitions, each one Lua script::
 
     create_batch ──► queued ──start──► running ──complete──► done
-                       ▲                │  │
-                       └────requeue─────┘  └─────fail──────► failed
+                     ▲  ▲                │  │
+                     │  └────requeue─────┘  └─────fail──────► failed
+                     └─────────────────retry─────────────────────┘
     (every move, with reject and cancel, in the table below)
 
     transition  from              to         when
@@ -39,11 +44,14 @@ An image's states (``ImageState``) and the store's transitions, each one Lua scr
     requeue     running           queued     a transient error: the message comes back later
     reject      queued | running  failed     the message breaks the job contract
     cancel      queued            cancelled  the batch is cancelled (running images finish)
+    retry       failed            queued     a person asks for the batch's failures again
 
-``done``, ``failed`` and ``cancelled`` are final: no transition leaves them. Modules:
-``records`` (keys, record types, read-only queries), ``store`` (``StatusStore``, the only
-writer), ``transitions`` (loads the scripts in ``lua/``), ``metrics`` (Prometheus totals),
-``progress`` (rate and ETA), ``keys`` (the key names).
+``done``, ``failed`` and ``cancelled`` are final: only ``retry``, which a person asks for, leaves
+one (``failed``; never in a cancelled batch). Modules: ``records`` (record types, read-only
+queries), ``store`` (``StatusStore``, the only writer), ``retry`` (its retry, mixed in),
+``transitions`` (loads the scripts in ``lua/``), ``metrics`` (Prometheus totals), ``window``
+(rate buckets), ``progress`` (rate and ETA), ``throughput`` (images per minute), ``keys`` (the
+key names).
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ from infra.status.keys import (
     BATCH_PHASES,
     BATCHES_KEY,
     EVENTS_KEY,
+    EVENTS_MAXLEN,
     KEY_PREFIX,
     PHASE_KEYS,
     batch_key,
@@ -64,23 +73,15 @@ from infra.status.keys import (
 )
 from infra.status.metrics import METRICS_KEY, STAGES, StageHistogram, stage_histograms
 from infra.status.progress import eta_seconds, rate
-from infra.status.records import (
-    CREATE_CHUNK,
-    RATE_BUCKET_S,
-    RATE_WINDOW_S,
-    BatchStatus,
-    ImageState,
-    ImageStatus,
-    RecentWindow,
-)
+from infra.status.records import CREATE_CHUNK, BatchStatus, ImageState, ImageStatus
 from infra.status.store import (
     CANCEL_CHUNK,
     CLAIM_TTL_S,
-    EVENTS_MAXLEN,
     OUTSTANDING_RETRY_S,
     SEND_LEASE_S,
     StatusStore,
 )
+from infra.status.window import RATE_BUCKET_S, RATE_WINDOW_S, RecentWindow
 
 __all__ = [
     "BATCHES_KEY",

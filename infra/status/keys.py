@@ -31,6 +31,8 @@ def image_key(batch_id: str, image_id: str) -> str:
 
 
 EVENTS_KEY = f"{KEY_PREFIX}events"
+EVENTS_MAXLEN = 100_000
+"""Entries kept in the events stream; older ones are trimmed (approximately)."""
 BATCHES_KEY = f"{KEY_PREFIX}batches"
 BATCH_PHASES = ("queued", "running", "finished", "cancelled")
 """A batch's phase for the metrics: created, an image started, every image final, cancelled."""

@@ -7,8 +7,11 @@ One hash, ``blurq:metrics``, written in the same Lua step as the image transitio
     stage:<stage>:le:<bound>                          images whose <stage> took <= bound s
                                                       (and more than the next lower bound)
     stage:<stage>:sum | stage:<stage>:count           seconds and images per stage
+    minute:<slot> | done:<slot> | failed:<slot>       images per minute over the last hour
+                                                      (a ring of 60 slots: ``throughput``)
 
-The hash has no TTL: it is a few hundred small counters that only ever grow.
+The hash has no TTL: it is a few hundred small counters that only ever grow (the ring's slots
+are reused).
 """
 
 from __future__ import annotations

@@ -28,13 +28,10 @@ from infra.status.keys import (
     tenant_batches_key,
     tenant_key,
 )
+from infra.status.window import RecentWindow, rate_buckets
 
 CREATE_CHUNK = 1_000
 """Image records written (and read) per Redis round trip."""
-RATE_BUCKET_S = 10
-"""Width of the buckets counting finished images per batch, in seconds."""
-RATE_WINDOW_S = 60
-"""The recent window a batch's rate is measured over, in seconds."""
 
 
 class ImageState(StrEnum):
@@ -45,25 +42,6 @@ class ImageState(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"  # final: its batch was cancelled before the image started
-
-
-def rate_buckets(now: float) -> tuple[list[str], float]:
-    """The rate buckets of the recent window that ends at now, and when the first one starts.
-
-    The window is ``RATE_WINDOW_S`` plus the part of the current bucket gone by.
-    """
-    current = int(now // RATE_BUCKET_S)
-    first = current - RATE_WINDOW_S // RATE_BUCKET_S
-    return [str(bucket) for bucket in range(first, current + 1)], first * RATE_BUCKET_S
-
-
-@dataclass(frozen=True)
-class RecentWindow:
-    """How many images finished (done or failed) from ``since`` until ``until``."""
-
-    finished: int
-    since: float
-    until: float
 
 
 @dataclass(frozen=True)
@@ -81,8 +59,9 @@ class ImageStatus:
     started_at: float | None = None
     finished_at: float | None = None
     retries: int = 0  # transient failures sent back to the queue (each one a new delivery)
-    confidence: float | None = None  # the matte's, 0..1, once done (workers.matting.confidence)
-    review: bool | None = None  # its confidence is low: a person should look (None: no score)
+    retried: int = 0  # times a person sent it again after it failed (``StatusStore.retry``)
+    confidence: float | None = None  # how sure the matte is, 0..1; None before it is known
+    review: bool | None = None  # True when the matte is in doubt and a person should look
 
 
 @dataclass(frozen=True)
@@ -109,9 +88,10 @@ class BatchStatus:
     # and at last delivered or failed (workers.webhooks)
     webhook_status: str = ""
     webhook_attempts: int = 0
-    review: int = 0  # done images whose matte confidence asks for a person's look
     request_digest: str = ""  # of the submission that made it (inputs, output, params, webhook)
     recent: RecentWindow | None = None  # read with the record; None when built by hand
+    warm_at: float | None = None  # its first image counted in the rate (``infra.status.progress``)
+    review: int = 0  # done images whose matte is in doubt
 
     @property
     def finished(self) -> bool:
@@ -190,19 +170,20 @@ class StatusReader:
         batch_id: str,
         *,
         state: ImageState | None = None,
-        review: bool | None = None,
         start: int = 0,
         limit: int = 100,
         scan: int = 10_000,
+        review: bool | None = None,
+        text: str = "",
     ) -> tuple[list[ImageStatus], int | None]:
-        """Up to limit images (in one state, or all) from list position start, and where to go on.
+        """Up to limit images from list position start, and where to go on.
 
-        ``review`` True keeps only images whose matte was flagged for review, False only those
-        scored and not flagged.
-
-        At most ``scan`` records are read per call, so a rare state in a huge batch costs several
-        short calls rather than one long one; the next position is None at the end of the list.
+        Only images in ``state``, with the ``review`` flag, and whose input key contains ``text``
+        (any case) are kept, when those are given. At most ``scan`` records are read per call,
+        so a rare image in a huge batch costs several short calls rather than one long one; the
+        next position is None at the end of the list.
         """
+        wanted = _Wanted(state, review, text.lower())
         found: list[ImageStatus] = []
         position, end = start, start + scan
         while position < end:
@@ -215,7 +196,7 @@ class StatusReader:
                 records = pipe.execute()
             for offset, (image_id, record) in enumerate(zip(ids, records, strict=True)):
                 image = _image(image_id, record) if record else None
-                if image is not None and _wanted(image, state, review):
+                if image is not None and wanted.keeps(image):
                     found.append(image)
                     if len(found) == limit:
                         return found, position + offset + 1
@@ -238,6 +219,23 @@ class StatusReader:
         return {phase: int(count) for phase, count in zip(BATCH_PHASES, counts, strict=True)}
 
 
+@dataclass(frozen=True)
+class _Wanted:
+    """The images a page keeps: a state, a review flag, a piece of the input key (lower case)."""
+
+    state: ImageState | None
+    review: bool | None
+    text: str
+
+    def keeps(self, image: ImageStatus) -> bool:
+        key = image.input.split("/", 3)[-1]  # s3://bucket/key: the key only
+        return (
+            (self.state is None or image.state is self.state)
+            and (self.review is None or image.review is self.review)
+            and self.text in key.lower()
+        )
+
+
 def _batch(batch_id: str, record: dict[str, str], recent: RecentWindow) -> BatchStatus:
     return BatchStatus(
         batch_id=batch_id,
@@ -258,9 +256,10 @@ def _batch(batch_id: str, record: dict[str, str], recent: RecentWindow) -> Batch
         webhook_url=record.get("webhook_url", ""),
         webhook_status=record.get("webhook_status", ""),
         webhook_attempts=int(record.get("webhook_attempts", 0)),
-        review=int(record.get("review", 0)),
         request_digest=record.get("digest", ""),
         recent=recent,
+        warm_at=_float(record.get("warm_at")),
+        review=int(record.get("review", 0)),
     )
 
 
@@ -277,14 +276,10 @@ def _image(image_id: str, record: dict[str, str]) -> ImageStatus:
         started_at=_float(record.get("started_at")),
         finished_at=_float(record.get("finished_at")),
         retries=int(record.get("retries", 0)),
+        retried=int(record.get("retried", 0)),
         confidence=_float(record.get("confidence")),
-        review=record["review"] == "1" if "review" in record else None,
+        review={"1": True, "0": False}.get(record.get("review", "")),
     )
-
-
-def _wanted(image: ImageStatus, state: ImageState | None, review: bool | None) -> bool:
-    """Whether an image passes a listing's filters (None: any)."""
-    return (state is None or image.state is state) and (review is None or image.review is review)
 
 
 def _float(value: str | None) -> float | None:

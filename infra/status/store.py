@@ -2,8 +2,9 @@
 
 The records, their keys and the state machine are drawn in ``infra.status``. Each transition is
 a method named after the one legal move it makes (``start``, ``complete``, ``fail``, ``requeue``,
-``reject``, ``cancel``), run as one Lua script (``infra.status.transitions``) that checks the
-current state and moves the batch counters in the same step, so
+``reject``, ``cancel``, and ``retry`` from ``infra.status.retry``), run as one Lua script
+(``infra.status.transitions``) that checks the current state and moves the batch counters in
+the same step, so
 ``queued + running + done + failed + cancelled == total`` always holds, even when a message is
 delivered twice. A transition that does not apply changes nothing and returns the state the image
 is in. A delivery count per image turns an image that keeps killing its worker into a failure
@@ -31,6 +32,7 @@ from infra.status import transitions
 from infra.status.keys import (
     BATCHES_KEY,
     EVENTS_KEY,
+    EVENTS_MAXLEN,
     PHASE_KEYS,
     batch_key,
     image_key,
@@ -42,11 +44,11 @@ from infra.status.keys import (
     tenant_of,
 )
 from infra.status.metrics import METRICS_KEY, stage_increments
-from infra.status.records import CREATE_CHUNK, RATE_BUCKET_S, StatusReader, mapped_errors
+from infra.status.records import CREATE_CHUNK, StatusReader, mapped_errors
+from infra.status.retry import Retrying
+from infra.status.window import RATE_BUCKET_S
 from infra.tenants import split
 
-EVENTS_MAXLEN = 100_000
-"""Entries kept in the events stream; older ones are trimmed (approximately)."""
 CLAIM_TTL_S = 60
 """Seconds a half-written batch holds its id against other requests once its writer stops."""
 SEND_LEASE_S = 60
@@ -61,7 +63,7 @@ ERROR_CHARS = 2000
 """Longest error text kept on an image record."""
 
 
-class StatusStore(StatusReader):
+class StatusStore(StatusReader, Retrying):
     """Reads and writes batch and image records; the only place that changes their state."""
 
     def __init__(

@@ -31,6 +31,7 @@ NAMES = (
     "requeue",  # running -> queued, for a transient failure that is retried
     "reject",  # queued | running -> failed, for a message that breaks the job contract
     "cancel",  # a batch's queued images -> cancelled, and its cancel flag set
+    "retry",  # a batch's failed images -> queued, and a finished batch running again
     "create_begin",  # batch creation 1/3: claim the id (taking over a half-written batch)
     "create_images",  # batch creation 2/3: one chunk of queued image records
     "create_end",  # batch creation 3/3: the counters that make the batch exist

@@ -122,7 +122,7 @@ def _shown(batch: Batch) -> Shown:
         params=batch.params,
         queue=batch.queue,
     )
-    return record, Pace(batch.rate, batch.eta_seconds)
+    return record, Pace(batch.rate, batch.eta_seconds, batch.estimating)
 
 
 def reach(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -18,15 +18,21 @@ WIDTH = 30
 
 @dataclass(frozen=True)
 class Pace:
-    """Images processed per second and seconds left (None: finished or not known yet)."""
+    """Images processed per second, seconds left (None: finished or not known yet), and whether
+    too few images or seconds back the rate yet (then no ETA is given)."""
 
     rate: float
     eta: float | None
+    estimating: bool = False
 
     @classmethod
     def of(cls, status: BatchStatus, *, now: float | None = None) -> Pace:
         """The pace of a batch record (``infra.status.progress``, as the API computes it)."""
-        return cls(progress.rate(status, now=now), progress.eta_seconds(status, now=now))
+        return cls(
+            progress.rate(status, now=now),
+            progress.eta_seconds(status, now=now),
+            progress.estimating(status, now=now),
+        )
 
 
 Shown = tuple[BatchStatus, Pace]
@@ -53,7 +59,9 @@ def render(status: BatchStatus, *, now: float | None = None, pace: Pace | None =
         line += f"  review {status.review}"
     elapsed = _elapsed(status, now or time.time())
     pace = pace or Pace.of(status, now=now)
-    if pace.rate > 0:
+    if pace.estimating:
+        line += "  estimating"
+    elif pace.rate > 0:
         line += f"  {pace.rate:.2f} img/s"
     if pace.eta is not None:
         line += f"  ETA {_duration(pace.eta)}"

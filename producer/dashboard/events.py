@@ -7,14 +7,15 @@ summaries, read from their records (counters), never from their images. Events:
 
     snapshot   {now, tenant, role, flower_url,         first, the recent batches and who is
                 batches: [batch...]}                   signed in (role: submit or view)
-    batches    {now, batches: [batch...], outputs}     batches that changed (outputs: some image
-                                                       finished, previews are stale)
+    batches    {now, batches: [batch...]}              batches that changed
     heartbeat  {now, batches: [batch...]}              every HEARTBEAT_S: unfinished batches, so
                                                        rate and ETA stay current when idle
 
 Each batch is shown as the JSON API shows it (``producer.http.schemas.Batch``: the tenant's own
 id). A connection sees only its principal's tenant: the snapshot reads the tenant's index, and
-stream entries of other tenants' batches are skipped.
+stream entries of other tenants' batches are skipped. A connection for one batch (the batch
+page) gets that batch only: its snapshot holds it (or nothing, when the tenant has no such
+batch), and no other batch is ever sent.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from infra.settings import Settings
 from infra.status import (
     EVENTS_KEY,
     BatchStatus,
-    ImageState,
     StatusStore,
     tenant_batches_key,
     tenant_of,
@@ -58,10 +58,23 @@ def summaries(batches: list[BatchStatus]) -> list[dict[str, Any]]:
 
 
 def snapshot(
-    store: StatusStore, settings: Settings, limit: int, principal: Principal
+    store: StatusStore,
+    settings: Settings,
+    limit: int,
+    principal: Principal,
+    only: str | None = None,
 ) -> dict[str, Any]:
-    """The recent batches, newest first, with who is signed in and the page's settings."""
-    batches = summaries(store.recent_batches(count=limit, tenant=principal.tenant.name))
+    """The recent batches, newest first (or the one batch ``only``, a qualified id), with who is
+    signed in and the page's settings."""
+    if only is None:
+        found = store.recent_batches(count=limit, tenant=principal.tenant.name)
+    else:
+        found = store.batches([only])
+    return {**signed_in(settings, principal), "batches": summaries(found)}
+
+
+def signed_in(settings: Settings, principal: Principal) -> dict[str, Any]:
+    """Who is signed in (tenant, role), the Flower link when theirs to see, and the time."""
     # Flower shows and controls every tenant's jobs: only single-tenant submitters get the link.
     operator = principal.tenant.name == DEFAULT_TENANT and principal.may_submit
     return {
@@ -69,7 +82,6 @@ def snapshot(
         "tenant": principal.tenant.name,
         "role": principal.role.value,
         "flower_url": settings.flower_url if operator else "",
-        "batches": batches,
     }
 
 
@@ -79,18 +91,23 @@ def message(event: str, data: dict[str, Any]) -> str:
 
 
 async def stream(
-    store: StatusStore, settings: Settings, limit: int, principal: Principal
+    store: StatusStore,
+    settings: Settings,
+    limit: int,
+    principal: Principal,
+    only: str | None = None,
 ) -> AsyncIterator[str]:
-    """Events for one connection until it closes: a snapshot, then coalesced changes."""
+    """Events for one connection until it closes: a snapshot, then coalesced changes (of the
+    one batch ``only``, a qualified id, when given)."""
     # Any: redis-py's stubs cannot know that decode_responses makes every reply a str.
     client: Any = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
         # The position is taken before the snapshot: a change in between is sent twice, not lost.
         newest = await client.xrevrange(EVENTS_KEY, count=1)
         last_id = newest[0][0] if newest else "0-0"
-        first = await run_in_threadpool(snapshot, store, settings, limit, principal)
+        first = await run_in_threadpool(snapshot, store, settings, limit, principal, only)
         yield f"retry: {RETRY_MS}\n" + message("snapshot", first)
-        watch = _Watch(principal.tenant.name, first["batches"])
+        watch = _Watch(principal.tenant.name, first["batches"], only)
         while True:
             last_id = await _read(client, last_id, watch)
             due = await _due(client, store, watch)
@@ -104,12 +121,12 @@ async def stream(
 class _Watch:
     """What one connection knows: changed batches, unfinished ones, when it last sent."""
 
-    def __init__(self, tenant: str, batches: list[dict[str, Any]]) -> None:
+    def __init__(self, tenant: str, batches: list[dict[str, Any]], only: str | None) -> None:
         self.tenant = tenant  # only its batches are watched; ids below are qualified ones
+        self.only = only  # the one batch watched, or None for all of the tenant's
         self.dirty: set[str] = set()
         self.unfinished = {qualify(tenant, b["batch_id"]) for b in batches if not b["finished"]}
         self.newest = max((b["created_at"] for b in batches), default=0.0)
-        self.outputs = False
         self.sent = self.beat = time.monotonic()
 
 
@@ -121,8 +138,9 @@ async def _read(client: Any, last_id: str, watch: _Watch) -> str:
             last_id = entry_id
             if tenant_of(fields["batch"]) != watch.tenant:
                 continue  # another tenant's image: not even that something happened
+            if watch.only is not None and fields["batch"] != watch.only:
+                continue
             watch.dirty.add(fields["batch"])
-            watch.outputs |= fields["state"] == ImageState.DONE.value
     return last_id
 
 
@@ -131,12 +149,13 @@ async def _due(client: Any, store: StatusStore, watch: _Watch) -> str | None:
     now = time.monotonic()
     if now - watch.sent < MIN_INTERVAL_S:
         return None
-    # A batch has no stream entry until its first image starts: look for new ones by index.
-    index = tenant_batches_key(watch.tenant)
-    created = await client.zrangebyscore(index, f"({watch.newest}", "+inf", withscores=True)
-    for batch_id, score in created:
-        watch.dirty.add(batch_id)
-        watch.newest = max(watch.newest, score)
+    if watch.only is None:
+        # A batch has no stream entry until its first image starts: look for new ones by index.
+        index = tenant_batches_key(watch.tenant)
+        created = await client.zrangebyscore(index, f"({watch.newest}", "+inf", withscores=True)
+        for batch_id, score in created:
+            watch.dirty.add(batch_id)
+            watch.newest = max(watch.newest, score)
     if watch.dirty:
         event, ids = "batches", watch.dirty
     elif now - watch.beat >= HEARTBEAT_S:
@@ -147,7 +166,7 @@ async def _due(client: Any, store: StatusStore, watch: _Watch) -> str | None:
     data: dict[str, Any] = {"now": time.time()}
     data["batches"] = summaries(found)
     if event == "batches":
-        data["outputs"], watch.outputs, watch.sent = watch.outputs, False, now
+        watch.sent = now
     watch.unfinished = (watch.unfinished - set(ids)) | {b.batch_id for b in found if not b.finished}
     watch.dirty = set()
     watch.beat = now

@@ -8,11 +8,13 @@ and the Origin (or Referer) must be this host. The sign-in page answers 200, a r
 
     GET  /                   the dashboard, or the sign-in form when not signed in
     POST /dashboard/session  form field ``key`` (or a header key) -> session cookie, 303 to /
+                             (or to the batch page the form was shown on: field ``next``)
     POST /dashboard/signout  ends the session, clears the cookie, 303 to /
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qs, urlsplit
@@ -29,6 +31,10 @@ from producer.http.auth import request_key, tenants
 STATIC = Path(__file__).with_name("static")
 SIGN_IN_ERROR = "<!--error-->"
 """Where login.html gets the line saying that a key was refused."""
+SIGN_IN_BASE, SIGN_IN_NEXT = "<!--base-->", "<!--next-->"
+"""Where login.html gets its base and the page to go back to, when shown on a batch's page."""
+NEXT_PAGE = re.compile(r"batches/[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""The only pages a sign-in goes back to besides the overview (never another site)."""
 # The page loads nothing from elsewhere, runs no inline script and posts forms only to itself.
 # Referrer-Policy same-origin: with no-referrer a browser would send "Origin: null" on the
 # page's own form posts, which the Origin check below must refuse.
@@ -100,10 +106,14 @@ def page(request: Request) -> Response:
     return HTMLResponse((STATIC / "index.html").read_text(), headers=headers)
 
 
-def sign_in_page(code: int, error: str = "") -> HTMLResponse:
-    """login.html, with the reason a sign-in failed."""
+def sign_in_page(code: int, error: str = "", next_page: str = "") -> HTMLResponse:
+    """login.html, with the reason a sign-in failed, and the batch page to go back to (whose
+    address is one level down: its links need the base)."""
     line = f'<p id="error" class="error">{error}</p>' if error else ""
     body = (STATIC / "login.html").read_text().replace(SIGN_IN_ERROR, line)
+    if NEXT_PAGE.fullmatch(next_page):
+        body = body.replace(SIGN_IN_BASE, '<base href="../">')
+        body = body.replace(SIGN_IN_NEXT, f'<input type="hidden" name="next" value="{next_page}">')
     return HTMLResponse(body, code, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
 
 
@@ -114,11 +124,13 @@ async def sign_in(request: Request) -> Response:
         return sign_in_page(status.HTTP_403_FORBIDDEN, "Sign in from the dashboard's own page.")
     form = parse_qs((await request.body()).decode("utf-8", "replace"))  # at most 4 KiB: the gate
     key = (form.get("key") or [""])[0].strip() or request_key(request)
+    back = (form.get("next") or [""])[0]
+    back = back if NEXT_PAGE.fullmatch(back) else ""
     found = tenants(request).authenticate(key)
     if found is None:  # a 401: the gate counts it against the address
-        return sign_in_page(status.HTTP_401_UNAUTHORIZED, "That key is not accepted.")
+        return sign_in_page(status.HTTP_401_UNAUTHORIZED, "That key is not accepted.", back)
     session = await run_in_threadpool(sessions_of(request).open, found, key)
-    response = RedirectResponse(_home(request), status.HTTP_303_SEE_OTHER)
+    response = RedirectResponse(_home(request) + back, status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         COOKIE,
         session,

@@ -1,12 +1,13 @@
-"""Small JPEG previews of batch inputs and outputs for the dashboard, cached in memory.
+"""JPEG previews of batch inputs and outputs for the dashboard, cached in memory.
 
-Only the dashboard asks for them, and only for objects that a known image record names (its
-input, or its output once done): this is never a general S3 proxy. Decoding is what costs memory
-(a 10,000×10,000 PNG is 300 MB of pixels), so: the pixel count is read from the header and
-checked before anything is decoded (``thumbnail_max_pixels``), JPEGs decode straight at a
-fraction of their size, and at most ``thumbnail_concurrency`` previews render at once; a request
-that waits longer than ``wait_s`` for its turn gets ``Busy`` (the route answers 503 with
-Retry-After).
+Only the dashboard asks for them (small ones for lists, large ones for the before/after viewer:
+one ``Thumbnails`` per size), and only for objects that a known image record names (its input,
+or its output once done and the matte saved beside it): this is never a general S3 proxy.
+Decoding is what costs memory (a 10,000×10,000 PNG is 300 MB of pixels), so: the pixel count is
+read from the header and checked before anything is decoded (``thumbnail_max_pixels``), JPEGs
+decode straight at a fraction of their size, and at most ``thumbnail_concurrency`` previews
+render at once; a request that waits longer than ``wait_s`` for its turn gets ``Busy`` (the
+route answers 503 with Retry-After).
 """
 
 from __future__ import annotations

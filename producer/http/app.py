@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -23,7 +25,7 @@ from infra.errors import StatusUnavailable
 from infra.settings import Settings, get_settings
 from producer.client import Client
 from producer.dashboard import routes as dashboard
-from producer.http import health, metrics, routes
+from producer.http import batch_actions, fleet, health, manifest, metrics, routes
 from producer.http.limits import RequestGate
 
 
@@ -38,16 +40,32 @@ class NoQueryStrings(logging.Filter):
         return True
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # The heartbeat watch starts with the server, so that the first fleet view has heard them;
+    # a second server of the same app (tests) shares it and leaves closing it to the first.
+    first = getattr(app.state, "fleet", None) is None
+    if first:
+        app.state.fleet = fleet.FleetView(app.state.client)
+    yield
+    if first and app.state.fleet is not None:
+        await run_in_threadpool(app.state.fleet.close)
+        app.state.fleet = None
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app serving the API and the dashboard for the Redis and S3 in settings."""
     settings = settings or get_settings()
-    app = FastAPI(title="blurq", summary="Bulk optical background blur")
+    app = FastAPI(title="blurq", summary="Bulk optical background blur", lifespan=_lifespan)
     app.state.settings = settings
     app.state.tenants = tenants.load(settings)  # read once; the gate and the routes share it
     app.state.client = Client(settings)
     app.include_router(dashboard.router)
     routes.install(app)
     health.install(app, settings)
+    app.include_router(batch_actions.router)
+    app.include_router(manifest.router)
+    app.include_router(fleet.router)
     app.add_middleware(RequestGate, settings=settings)
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(found, NoQueryStrings) for found in access.filters):

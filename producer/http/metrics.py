@@ -91,15 +91,23 @@ class RedisCollector(Collector):
         depth = GaugeMetricFamily(
             "blurq_queue_depth", "Messages waiting per Celery queue.", labels=["queue"]
         )
-        pipe = self.broker.pipeline()
-        for queue in WORKER_QUEUES:
-            for step in PRIORITY_STEPS:
-                pipe.llen(f"{queue}{PRIORITY_SEPARATOR}{step}" if step else queue)
-        lengths = pipe.execute()
-        for number, queue in enumerate(WORKER_QUEUES):
-            chunk = lengths[number * len(PRIORITY_STEPS) : (number + 1) * len(PRIORITY_STEPS)]
-            depth.add_metric([queue], float(sum(chunk)))
+        for queue, count in queue_depths(self.broker).items():
+            depth.add_metric([queue], float(count))
         return depth
+
+
+def queue_depths(broker: redis.Redis) -> dict[str, int]:
+    """Messages waiting in each of the workers' queues (its priority lists summed)."""
+    pipe = broker.pipeline()
+    for queue in WORKER_QUEUES:
+        for step in PRIORITY_STEPS:
+            pipe.llen(f"{queue}{PRIORITY_SEPARATOR}{step}" if step else queue)
+    lengths = pipe.execute()
+    steps = len(PRIORITY_STEPS)
+    return {
+        queue: int(sum(lengths[number * steps : (number + 1) * steps]))
+        for number, queue in enumerate(WORKER_QUEUES)
+    }
 
 
 def registry(status: StatusStore, broker_url: str) -> CollectorRegistry:

@@ -155,16 +155,18 @@ def images(
     api: Api,
     who: Caller,
     state: ImageState | None = None,
+    offset: Annotated[int, Query(ge=0, description="Position in the batch's image list.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     review: Annotated[
         bool | None, Query(description="true: only images whose matte needs a person's look.")
     ] = None,
-    offset: Annotated[int, Query(ge=0, description="Position in the batch's image list.")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    q: Annotated[str, Query(max_length=200, description="A piece of the input key.")] = "",
 ) -> ImagePage:
-    """A batch's images (optionally in one state, or needing review) in submission order."""
+    """A batch's images in submission order, with reasons and outputs; optionally only those in
+    one state, flagged for review, or whose input key contains q (any case)."""
     found_batch = _batch(api, who, batch_id)
     found, next_offset = api.status_store.image_page(
-        found_batch.batch_id, state=state, review=review, start=offset, limit=limit
+        found_batch.batch_id, state=state, start=offset, limit=limit, review=review, text=q
     )
     return ImagePage(images=[Image.of(image) for image in found], next_offset=next_offset)
 

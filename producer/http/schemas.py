@@ -114,12 +114,18 @@ class Batch(BaseModel):
     counts: Counts
     finished: bool
     cancelled: bool = Field(description="True once a cancel was asked for.")
-    review: int = Field(0, description="Done images whose matte confidence asks for a look.")
     rate: float = Field(
-        description="Images done or failed per second: over the last minute while the batch "
-        "runs, its average once finished (infra.status.progress)."
+        description="Images processed per second: done ones and failures that took some work "
+        "(instant ones are left out), over the last minute while the batch runs and counted "
+        "from its first processed image; its average once finished (infra.status.progress)."
+    )
+    estimating: bool = Field(
+        False, description="True while the rate rests on too few images or seconds for an ETA."
     )
     eta_seconds: float | None
+    review: int = Field(
+        0, description="Done images whose matte is in doubt (a person should look)."
+    )
     params: dict[str, Any]
     output: str
     queue: str
@@ -144,9 +150,10 @@ class Batch(BaseModel):
             ),
             finished=batch.finished,
             cancelled=batch.cancel_requested,
-            review=batch.review,
             rate=round(progress.rate(batch), 4),
+            estimating=progress.estimating(batch),
             eta_seconds=None if eta is None else round(eta, 1),
+            review=batch.review,
             params=batch.params,
             output=batch.output,
             queue=batch.queue,
@@ -181,11 +188,12 @@ class Image(BaseModel):
     timings: dict[str, float]
     started_at: float | None
     finished_at: float | None
+    retried: int = Field(0, description="Times it was sent again after it failed (retry).")
     confidence: float | None = Field(
-        None, description="The matte's confidence, 0..1, once done (null: none was scored)."
+        None, description="How sure its matte is, 0..1 (null: unknown)."
     )
     review: bool | None = Field(
-        None, description="True when that confidence asks for a person's look."
+        None, description="True when its matte is in doubt (null: unknown)."
     )
 
     @classmethod
@@ -202,6 +210,7 @@ class Image(BaseModel):
             timings=image.timings,
             started_at=image.started_at,
             finished_at=image.finished_at,
+            retried=image.retried,
             confidence=image.confidence,
             review=image.review,
         )

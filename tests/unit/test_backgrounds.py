@@ -11,13 +11,13 @@ from PIL import Image
 from pydantic import ValidationError
 
 from infra.errors import InputTooLarge, InvalidJob, UnsupportedImage
-from infra.jobs import BlurParams, Job
+from infra.jobs import BlurParams, Job, matte_key
 from infra.storage import S3Uri, StoredObject
 from workers.colour import to_srgb
 from workers.encode import encode, encode_matte
 from workers.matting import estimate_foreground
 from workers.own_matte import decode_matte
-from workers.pipeline import Found, _output_key, matte_key
+from workers.pipeline import Found, _output_key
 from workers.render import render
 
 SHAPE = (48, 64)

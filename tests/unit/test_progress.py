@@ -66,7 +66,7 @@ def answered(status: BatchStatus) -> tuple[str | None, str | None]:
     from producer.cli.progress import _duration
 
     body = Batch.of(status).model_dump()
-    rate = f"{body['rate']:.2f}" if body["rate"] > 0 else None
+    rate = f"{body['rate']:.2f}" if body["rate"] > 0 and not body["estimating"] else None
     eta = None if body["eta_seconds"] is None else _duration(body["eta_seconds"])
     return rate, eta
 
@@ -77,15 +77,35 @@ def test_the_cli_and_the_api_show_the_same_figures(status: BatchStatus) -> None:
     assert shown(status)[0] is not None
 
 
+WARM = batch(warm_at=T0 + 990, recent=RecentWindow(finished=9, since=T0 + 940, until=T0 + 1010))
+WARMING = batch(warm_at=T0 + 1005, recent=RecentWindow(finished=3, since=T0 + 940, until=T0 + 1010))
+
+
+def test_the_rate_starts_after_the_first_processed_image() -> None:
+    # A cold worker took until T0 + 990 for the first image: the 8 after it in 20 s set the pace.
+    assert progress.rate(WARM) == pytest.approx(8 / 20)
+    assert not progress.estimating(WARM)
+    assert progress.eta_seconds(WARM) == pytest.approx(44 / (8 / 20))
+
+
+def test_too_few_images_or_seconds_is_estimating_without_an_eta() -> None:
+    assert progress.rate(WARMING) == pytest.approx(2 / 5)
+    assert progress.estimating(WARMING) and progress.eta_seconds(WARMING) is None
+    assert Batch.of(WARMING).estimating and "estimating" in render(WARMING, now=T0 + 1010)
+    assert not progress.estimating(FINISHED) and not Batch.of(RUNNING).estimating
+
+
 @pytest.mark.services
 def test_the_same_figures_for_a_batch_read_from_redis(status_store: StatusStore) -> None:
-    images = [(f"{n}", f"s3://in/{n}.jpg") for n in range(5)]
+    images = [(f"{n}", f"s3://in/{n}.jpg") for n in range(8)]
     assert status_store.create_batch("b", images, {"output": "s3://out/", "params": "{}"})
-    for image_id in ("0", "1", "2"):
+    for image_id in "012345":
         status_store.start("b", image_id, "w")
-    status_store.complete("b", "0", timings={}, output="")
-    status_store.fail("b", "1", "bad image")
+    for image_id in "01234":
+        status_store.complete("b", image_id, timings={}, output="")
+    status_store.fail("b", "5", "bad image")  # at once: not in the rate
     status = status_store.batch("b")
-    assert status is not None and status.recent is not None and status.recent.finished == 2
-    assert progress.rate(status) > 0
+    assert status is not None and status.recent is not None and status.recent.finished == 5
+    assert progress.rate(status) == pytest.approx(4.0)  # 4 after the first, within a second
+    assert progress.estimating(status)  # ... which is too short to promise an ETA
     assert shown(status) == answered(status)

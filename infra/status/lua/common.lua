@@ -80,11 +80,47 @@ local function event(events, maxlen, batch_id, image_id, state)
     'state', state)
 end
 
+-- A failure this soon after its start (a missing key, a file that is not an image) took no
+-- worker time worth counting: it stays out of the batch's rate, which would jump otherwise.
+local INSTANT_FAILURE_S = 1
+
+-- Counts one image that ended done or failed in the per-minute ring of a hash (a tenant's
+-- counters, the metrics): 60 slots, slot = minute mod 60, each with the minute it counts
+-- (minute:<slot>) and its done:<slot> and failed:<slot>; a slot is reset when its minute comes
+-- round again, so the hash stays 180 fields and the last hour can be read in one HGETALL.
+local function count_minute(hash, to, now)
+  local minute = tostring(math.floor(tonumber(now) / 60))
+  local slot = tostring(math.floor(tonumber(now) / 60) % 60)
+  if redis.call('HGET', hash, 'minute:' .. slot) ~= minute then
+    redis.call('HSET', hash, 'minute:' .. slot, minute, 'done:' .. slot, 0, 'failed:' .. slot, 0)
+  end
+  redis.call('HINCRBY', hash, to .. ':' .. slot, 1)
+end
+
+-- Counts a processed image in the batch's rate buckets, unless it is a failure that came at
+-- once; the first one counted marks the batch warm (warm_at), so that the rate is measured
+-- from then and a cold worker's model loading does not count as the batch's pace.
+local function count_rate(c, to)
+  if to == 'failed' then
+    local started = tonumber(redis.call('HGET', c.image, 'started_at'))
+    if not started or tonumber(c.now) - started < INSTANT_FAILURE_S then return end
+  end
+  redis.call('HINCRBY', c.rate, c.bucket, 1)
+  redis.call('HSETNX', c.batch, 'warm_at', c.now)
+end
+
 -- Moves the image of call c from state `from` to state `to`, writing the record fields given as
 -- a flat {field, value, ...} list: the batch counters move in the same step, a final state is
 -- timed and counted in the metrics, done and failed images in the rate buckets (cancelled ones
--- took no time). TTLs are renewed and the event is streamed. Returns batch_completed's answer.
+-- took no time, instant failures are left out: count_rate) and in the per-minute rings of the
+-- tenant and of the metrics. TTLs are renewed and the event is streamed. Returns
+-- batch_completed's answer.
 local function move(c, from, to, fields)
+  if to == 'done' or to == 'failed' then
+    count_rate(c, to)  -- before the fields: reject writes started_at in them
+    count_minute(c.tenant, to, c.now)
+    count_minute(c.metrics, to, c.now)
+  end
   redis.call('HINCRBY', c.batch, from, -1)
   redis.call('HINCRBY', c.batch, to, 1)
   redis.call('HSET', c.image, 'state', to, unpack(fields))
@@ -94,7 +130,6 @@ local function move(c, from, to, fields)
     -- The tenant's outstanding images (its quota): every move into a final state leaves it.
     redis.call('HINCRBY', c.tenant, 'outstanding', -1)
   end
-  if to == 'done' or to == 'failed' then redis.call('HINCRBY', c.rate, c.bucket, 1) end
   local completed = batch_completed(c.batch, c.now, c.phases, c.batch_id)
   redis.call('EXPIRE', c.image, c.ttl)
   keep_batch(c.batch, c.images, c.rate, c.ttl)
