@@ -6,10 +6,11 @@ veils and glass, whose colour is a mix of what is in front and what is behind. S
 decided from colour: palettes of the confident subject (α ≥ 0.95) and background (α ≤ 0.05)
 around it are clustered, and each of its pixels is explained by the subject, by the background,
 or by neither (a mix, or a colour neither palette holds). When most of the region is explained by
-one side, the region goes to that side, except pixels that the other side explains; otherwise it
-keeps its alpha. Strands (hair, fur), whose alpha varies from pixel to pixel, are left alone, and
-a region goes to the subject only where it connects to the confident subject. The closed-form
-solve that follows re-draws the edges of what was decided.
+one side and little of it by the other, the region goes to that side, except pixels that the other
+side explains; otherwise it keeps its alpha. Strands (hair, fur), whose alpha varies from pixel to
+pixel, are left alone; a region goes to the subject only where it connects to the confident
+subject; and the decisions together never take away most of the subject nor add more than it had.
+The closed-form solve that follows re-draws the edges of what was decided.
 """
 
 from __future__ import annotations
