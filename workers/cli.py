@@ -237,18 +237,15 @@ def _blur_file(
 @_files_and_out("Folder for the mattes (single-channel PNG, input's size, named after its stem).")
 @cli_option("model")
 @click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print one JSON object per input (input, output, confidence, review, signals) "
-    "instead of the output's path.",
+    "--json", "as_json", is_flag=True, help="Print one JSON object per input, not just the path."
 )
 def matte(files: tuple[Path, ...], out_dir: Path, model: str, as_json: bool) -> None:
     """Compute subject mattes of local photos (no queue), each with its confidence.
 
     A matte whose confidence is low is flagged for review: the networks disagreed, a wide part
-    of it is neither subject nor background, it is (nearly) empty, or it covers most of the
-    frame's border.
+    of it is neither subject nor background (or was decided from colour alone), it is (nearly)
+    empty, or it covers most of the frame's border. --json prints input, output, confidence,
+    review and signals.
 
     \b
     Examples:
@@ -262,17 +259,8 @@ def matte(files: tuple[Path, ...], out_dir: Path, model: str, as_json: bool) -> 
         alpha, confidence = matting.predict_with_confidence(_read(path))
         target = out_dir / f"{path.stem}.png"
         Image.fromarray(np.round(alpha * 255).astype(np.uint8)).save(target)
-        if not as_json:
-            return str(target)
-        return json.dumps(
-            {
-                "input": str(path),
-                "output": str(target),
-                "confidence": confidence.value,
-                "review": confidence.review,
-                "signals": confidence.signals,
-            }
-        )
+        record = {"input": str(path), "output": str(target), **confidence.as_dict()}
+        return json.dumps(record) if as_json else str(target)
 
     def failed(path: Path, error: Exception) -> str:
         return json.dumps({"input": str(path), "output": None, "error": str(error)})
@@ -295,13 +283,8 @@ def evaluate_matting(folder: Path, model: str) -> None:
 
     matting = _model(model)
     matting.predict(np.zeros((64, 64, 3), np.uint8))  # load the sessions outside the timings
-
-    def predict(rgb: NDArray[np.uint8]) -> tuple[NDArray[np.float32], float]:
-        alpha, confidence = matting.predict_with_confidence(rgb)
-        return alpha, confidence.value
-
     try:
-        scores = evaluation.evaluate(folder, predict)
+        scores = evaluation.evaluate(folder, matting.predict_with_confidence)
     except ValueError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"model {model}, {len(scores)} images of {folder}")

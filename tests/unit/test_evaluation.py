@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from workers.matting.confidence import Confidence
 from workers.matting.evaluation import (
     Score,
     evaluate,
@@ -51,10 +52,11 @@ def make_dataset(folder: Path) -> None:
 def test_evaluate_scores_each_pair(tmp_path: Path) -> None:
     make_dataset(tmp_path)
     assert [name for name, _, _ in pairs(tmp_path)] == ["s0", "s1"]
-    perfect = evaluate(tmp_path, lambda rgb: ((rgb.max(axis=2) > 128).astype(np.float32), 0.9))
+    sure, unsure = Confidence(0.9, False, {}), Confidence(0.1, True, {})
+    perfect = evaluate(tmp_path, lambda rgb: ((rgb.max(axis=2) > 128).astype(np.float32), sure))
     assert [score.sad for score in perfect] == [0.0, 0.0]
     assert [score.confidence for score in perfect] == [0.9, 0.9]
-    empty = evaluate(tmp_path, lambda rgb: (np.zeros(rgb.shape[:2], np.float32), 0.1))
+    empty = evaluate(tmp_path, lambda rgb: (np.zeros(rgb.shape[:2], np.float32), unsure))
     assert empty[1].sad > empty[0].sad > 0.4  # a disc of radius 12: about 450 pixels
     lines = table(empty).splitlines()
     assert lines[0].split() == ["image", "SAD/1000", "MSE", "Grad/1000", "conf", "s/img"]

@@ -104,6 +104,13 @@ def test_the_confidence_is_rounded_and_keeps_its_signals() -> None:
     assert confidence.value == round(confidence.value, 3) and 0.0 < confidence.value < 1.0
     assert confidence.signals == {"doubt": 0.1235, "area": 0.3}
     assert confidence.review == (confidence.value < REVIEW_BELOW)
+    record = confidence.as_dict()
+    assert record == {
+        "confidence": confidence.value,
+        "review": False,
+        "signals": confidence.signals,
+    }
+    assert json.loads(json.dumps(record)) == record  # plain floats: a JSON object as it is
 
 
 def test_the_signals_of_a_large_matte_come_from_a_small_copy() -> None:

@@ -58,6 +58,10 @@ class Confidence:
     review: bool
     signals: dict[str, float]
 
+    def as_dict(self) -> dict[str, object]:
+        """confidence, review and signals, as a JSON object or a record holds them."""
+        return {"confidence": self.value, "review": self.review, "signals": dict(self.signals)}
+
 
 def score_matte(alpha: NDArray[np.float32]) -> Confidence:
     """The confidence of any H×W float32 matte in [0, 1], from the matte alone."""

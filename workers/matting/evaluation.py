@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from workers.matting.confidence import Confidence
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _METRICS = ("sad", "mse", "grad", "confidence", "seconds")
 
@@ -78,7 +80,7 @@ def pairs(folder: Path) -> list[tuple[str, Path, Path]]:
 
 
 def evaluate(
-    folder: Path, predict: Callable[[NDArray[np.uint8]], tuple[NDArray[np.float32], float]]
+    folder: Path, predict: Callable[[NDArray[np.uint8]], tuple[NDArray[np.float32], Confidence]]
 ) -> list[Score]:
     """Score a matting function, which gives a matte and its confidence, on a dataset folder."""
     scores = []
@@ -89,7 +91,7 @@ def evaluate(
         alpha, confidence = predict(rgb)
         seconds = time.perf_counter() - begin
         metrics = sad(alpha, truth), mse(alpha, truth), grad(alpha, truth)
-        scores.append(Score(name, *metrics, confidence, seconds))
+        scores.append(Score(name, *metrics, confidence.value, seconds))
     return scores
 
 
