@@ -108,7 +108,7 @@ def cancel(mode: Mode, batch_id: str) -> None:
 @reach
 @fail_cleanly
 def retry(mode: Mode, batch_id: str) -> None:
-    """Send a batch's failed images again (through the HTTP API)."""
+    """Send a batch's failed images again: they go back to queued and run once more."""
     batch, pace = mode.retry(batch_id)
     click.echo(render(batch, pace=pace))
 

@@ -73,9 +73,10 @@ class Direct:
         return shown(self.client.cancel(batch_id, tenant=self.tenant))
 
     def retry(self, batch_id: str) -> Shown:
-        raise click.ClickException(
-            "blurq retry goes through the HTTP API: give --api URL (or set BLURQ_API_URL)"
-        )
+        from producer.retry import retry
+
+        retry(self.client, batch_id, tenant=self.client.tenant(self.tenant))
+        return self.status(batch_id)
 
 
 class Remote:

@@ -107,10 +107,8 @@ def test_errors_are_clear_and_exit_as_in_direct_mode(stack: LocalStack) -> None:
     assert code == 2 and "set BLURQ_API_KEY" in out  # a usage error, as for a missing option
     code, out = blurq(stack, "status", "nope", "--tenant", "shop", remote=True)
     assert code == 2 and "--tenant is for direct mode" in out
-    code, out = blurq(stack, "retry", "nope", remote=True)
-    assert code == 1 and "cannot retry batches" in out  # this API has no retry route yet
-    code, out = blurq(stack, "retry", "nope", remote=False)
-    assert code == 1 and "--api" in out
+    retried = blurq(stack, "retry", "nope", remote=True)
+    assert retried == blurq(stack, "retry", "nope", remote=False) == direct
     argv = [sys.executable, "-m", "producer.cli", "status", "x", "--api"]
     nowhere = f"http://127.0.0.1:{free_port()}"
     env = {**stack.environment(), "BLURQ_API_KEY": "k" * 24}
