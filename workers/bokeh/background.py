@@ -166,7 +166,7 @@ def _premultiplied_grid(
 def _depth_at_lights(
     lights: Lights, depth: NDArray[np.float32] | None, depth_grid: NDArray[np.float32]
 ) -> NDArray[np.float32]:
-    """Each light's depth: from the given map at its pixel, else the grid's enlarged there."""
+    """Each light pixel's depth: from the given map there, else the grid's enlarged there."""
     if depth is not None:
         return depth[lights.ys, lights.xs]
     return Enlarge(depth_grid.shape, lights.shape).at(depth_grid, lights.ys, lights.xs)
