@@ -4,6 +4,8 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/bokeh.py            # 4000 x 3000, strengths 5..100, 3 repeats
     .venv/bin/python benchmarks/bokeh.py --night    # 400 point lights on a dark scene
+    git worktree add -f --detach /tmp/old <commit>   # then, both revisions in one process:
+    .venv/bin/python benchmarks/bokeh.py --against /tmp/old --repeats 7
 
 The photo is scikit-image's astronaut, cropped to 4:3 and upscaled, when scikit-image is
 importable, else a procedural scene; either way with a few clipped point lights and a soft
@@ -11,12 +13,15 @@ elliptical subject matte. ``--night`` darkens it to a sixth and scatters 400 cli
 1 to 9 px across it, each drawn as its own disc: the point-light path's heaviest common case.
 The naive baseline blurs the whole sRGB image with cv2.GaussianBlur at sigma = R_inf / 2 (the
 standard deviation of a disc of radius R_inf) and composites it under alpha: what the bokeh
-renderer replaces.
+renderer replaces. ``--against`` alternates this checkout's renderer with another's, call by call,
+and keeps the fastest run of each (wall and CPU time): on a busy machine, where whole runs one
+after the other differ by 2x, the fairest comparison of two revisions.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
 import sys
 import time
@@ -107,16 +112,70 @@ def real_matte(rgb: NDArray[np.uint8]) -> tuple[NDArray[np.float32], NDArray[np.
     return alpha, estimate_foreground(rgb, alpha)
 
 
+def other_render(checkout: str) -> Callable[..., NDArray[np.uint8]]:
+    """``render_bokeh`` of another checkout (an older revision in a git worktree), imported beside
+    this one's: with its own ``workers`` and ``infra`` modules, this one's left as they were."""
+    packages = ("workers", "infra")
+    ours = {
+        name: sys.modules.pop(name) for name in list(sys.modules) if name.split(".")[0] in packages
+    }
+    sys.path.insert(0, checkout)
+    try:
+        render: Callable[..., NDArray[np.uint8]] = importlib.import_module(
+            "workers.bokeh"
+        ).render_bokeh
+    finally:
+        sys.path.remove(checkout)
+        for name in [name for name in sys.modules if name.split(".")[0] in packages]:
+            del sys.modules[name]
+        sys.modules.update(ours)
+    return render
+
+
+def compare(
+    theirs: Callable[..., NDArray[np.uint8]],
+    case: tuple[NDArray[np.uint8], NDArray[np.float32], NDArray[np.uint8] | None],
+    strengths: list[int],
+    repeats: int,
+) -> None:
+    """Time this checkout's render and theirs, alternated; print the fastest of each, per MP."""
+    rgb, alpha, front = case
+    mp = rgb.shape[0] * rgb.shape[1] / 1e6
+    print(
+        f"{'strength':>8} {'wall: ours':>11} {'theirs':>7} {'ratio':>6} {'cpu: ours':>10} "
+        f"{'theirs':>7} {'ratio':>6}   (ms/MP, fastest of {repeats} alternated runs)"
+    )
+    for s in strengths:
+        runs: dict[str, list[tuple[float, float]]] = {"ours": [], "theirs": []}
+        for _ in range(repeats + 1):  # the first of each is a warm-up
+            for name, render in (("ours", render_bokeh), ("theirs", theirs)):
+                wall, cpu = time.perf_counter(), time.process_time()
+                render(rgb, alpha, strength=s, foreground=front)
+                took = (time.perf_counter() - wall, time.process_time() - cpu)
+                runs[name].append((took[0] * 1000 / mp, took[1] * 1000 / mp))
+        (ow, oc), (tw, tc) = (
+            (min(r[0] for r in runs[n][1:]), min(r[1] for r in runs[n][1:])) for n in runs
+        )
+        print(
+            f"{s:>8} {ow:>11.1f} {tw:>7.1f} {ow / tw:>6.2f} {oc:>10.1f} {tc:>7.1f} {oc / tc:>6.2f}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print ms per megapixel; exit 1 when a target is missed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=int, default=4000)
     parser.add_argument("--height", type=int, default=3000)
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per case (median)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs per case (median; --against: fastest)"
+    )
     parser.add_argument("--strengths", type=int, nargs="+", default=list(STRENGTHS))
     parser.add_argument("--synthetic", action="store_true", help="procedural image, no skimage")
     parser.add_argument("--night", action="store_true", help="dark, with 400 point lights")
     parser.add_argument("--no-naive", action="store_true", help="skip the Gaussian baseline")
+    parser.add_argument(
+        "--against", metavar="CHECKOUT", help="alternate with another checkout's renderer"
+    )
     parser.add_argument(
         "--real-matte",
         action="store_true",
@@ -129,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     front = None
     if args.real_matte:
         alpha, front = real_matte(rgb)
+    if args.against:
+        compare(other_render(args.against), (rgb, alpha, front), args.strengths, args.repeats)
+        return 0
     mp = args.width * args.height / 1e6
     print(f"image {args.width}x{args.height} ({mp:.1f} MP), median of {args.repeats}")
     print(
