@@ -6,12 +6,15 @@ Each row is the original followed by strengths 10, 30, 60 and 100 (the whole pip
 matting, then ``workers.render.render``, the worker's own foreground estimation and bokeh),
 labelled in the picture; the aperture row blurs a synthetic scene of point lights with a disc
 and with six blades; the headshots row renders a loose and a tight crop of one portrait at
-strength 60 with the blur sized to the frame and to the subject (``strength_reference``).
+strength 60 with the blur sized to the frame and to the subject (``strength_reference``); the
+cutouts row puts one product on each ``background``; the uncertain row shows a matte the model
+is unsure of, flagged for review, blurred without repainting, and the doubt step deciding it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from unittest import mock
 
 import cv2
 import numpy as np
@@ -31,6 +34,8 @@ SUBJECTS = {"portrait": "grace-hopper", "product": "coffee", "pet": "chelsea"}
 TILE_HEIGHT = 300
 HEADSHOT_CROPS = {"loose": np.s_[:, :], "tight": np.s_[30:330, 120:380]}
 """Two crops of grace-hopper: the whole 512×600 portrait, and her face at half that size."""
+HELMET_CROP = np.s_[192:448, 64:320]
+"""The astronaut's helmet opening and chest (skimage's astronaut, 512×512), 256 px square."""
 
 
 def labelled(rgb: NDArray[np.uint8], text: str) -> NDArray[np.uint8]:
@@ -80,10 +85,64 @@ def headshots(matting: Matting, portrait: NDArray[np.uint8]) -> None:
     save(OUT / "headshots.jpg", tiles)
 
 
+def checkerboard(shape: tuple[int, int], cell: int = 12) -> NDArray[np.uint8]:
+    """Light and mid grey squares, the usual backdrop that shows transparency."""
+    ys, xs = np.indices(shape)
+    grey = np.where((ys // cell + xs // cell) % 2 == 0, 235, 190).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def cutouts(matting: Matting, product: NDArray[np.uint8]) -> None:
+    """One product on each background: blurred, white, transparent (over a checkerboard), a
+    colour; the cutouts use the estimated foreground colour, so no old background rims them."""
+    alpha = matting.predict(product)
+    tiles = [labelled(product, "original")]
+    for background in ("blur", "white", "transparent", "#1e3a5f"):
+        out = render(product, alpha, BlurParams(40, format="png", background=background))
+        if out.shape[2] == 4:  # straight alpha, composited here only to be seen
+            weight = out[..., 3:].astype(np.float32) / 255.0
+            under = checkerboard(out.shape[:2]).astype(np.float32)
+            out = np.round(out[..., :3] * weight + under * (1.0 - weight)).astype(np.uint8)
+        tiles.append(labelled(out, background))
+    save(OUT / "cutouts.jpg", tiles)
+
+
+def uncertain(store: ModelStore, astronaut: NDArray[np.uint8]) -> None:
+    """The helmet crop where U²-Net-p is unsure (α ≈ 0.4-0.5 over the dark helmet).
+
+    At the crop's own size the doubt keeps its alpha (the helmet's colours are in neither
+    palette) and the matte is flagged for review; the blur still keeps the helmet's colour, as
+    the compositing takes the background behind a partial pixel from the photo itself. Shrunk to
+    128 px, the doubt step decides the helmet for the subject: its matte without and with it.
+    """
+    matting = Matting("u2netp", store)
+    crop = np.ascontiguousarray(astronaut[HELMET_CROP])
+    alpha, confidence = matting.predict_with_confidence(crop)
+    label = f"u2netp, confidence {confidence.value:.2f}"
+    tiles = [labelled(crop, "original"), labelled(matte_tile(alpha), label)]
+    tiles.append(labelled(render(crop, alpha, BlurParams(60)), "strength 60 (flagged: review)"))
+    scale = 128 / max(crop.shape[:2])
+    size = (round(crop.shape[1] * scale), round(crop.shape[0] * scale))
+    small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+    with mock.patch("workers.matting.refine.resolve_doubt", lambda alpha, *_: alpha):
+        kept = matting.predict(small)
+    decided, score = matting.predict_with_confidence(small)
+    tiles.append(labelled(matte_tile(kept), "128 px, doubt kept"))
+    tiles.append(labelled(matte_tile(decided), f"doubt decided, conf. {score.value:.2f}"))
+    save(OUT / "uncertain.jpg", tiles)
+
+
+def matte_tile(alpha: NDArray[np.float32]) -> NDArray[np.uint8]:
+    """A matte as a grey RGB picture (white = subject)."""
+    grey = np.round(alpha * 255.0).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
 def main() -> None:
     """Render every row of the gallery."""
     OUT.mkdir(exist_ok=True)
-    matting = Matting("fusion", ModelStore(Settings().model_dir))
+    store = ModelStore(Settings().model_dir)
+    matting = Matting("fusion", store)
     by_name = {sample.name: sample for sample in SAMPLES}
     for subject, name in SUBJECTS.items():
         rgb = np.ascontiguousarray(by_name[name].load())
@@ -101,6 +160,8 @@ def main() -> None:
         tiles.append(labelled(out, f"{label}, strength 60"))
     save(OUT / "aperture.jpg", tiles)
     headshots(matting, np.ascontiguousarray(by_name["grace-hopper"].load()))
+    cutouts(matting, np.ascontiguousarray(by_name["coffee"].load()))
+    uncertain(store, np.ascontiguousarray(by_name["astronaut"].load()))
 
 
 if __name__ == "__main__":
