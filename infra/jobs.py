@@ -1,8 +1,13 @@
 """The job contract: what one Celery message carries, versioned, JSON only, S3 keys never bytes.
 
-A message is ``Job.encode()``: a plain dict with ``schema`` = ``SCHEMA_VERSION``. A worker that
-receives a schema it does not know fails the image (permanently) instead of guessing. The render
-parameters a job carries (``BlurParams``) are declared in ``infra.params``.
+A message carries only what differs per image: ``JobMessage.encode()``, a plain dict of the batch
+and image ids and the input's bucket and key, with ``schema`` = ``SCHEMA_VERSION``. What every
+image of a batch shares (the output and the render parameters, ``BatchSpec``) is on the batch
+record, written once when the batch is made; a worker reads it once per batch and caches it
+(``workers.tasks``). The two together make the ``Job`` the pipeline runs. A worker that receives a
+schema it does not know fails the image (permanently) instead of guessing; messages of schema 2
+(the previous release, which carried the whole job) are still read, so an upgrade does not fail
+what is queued. The render parameters (``BlurParams``) are declared in ``infra.params``.
 """
 
 from __future__ import annotations
@@ -10,28 +15,33 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from infra.errors import InvalidJob
 from infra.params import EXTENSIONS, BlurParams
-from infra.tenants import DEFAULT_TENANT
+from infra.storage import S3Uri
+from infra.tenants import DEFAULT_TENANT, split
 
 __all__ = [
     "BATCH_ID",
     "DEFAULT_TENANT",
     "QUEUES",
     "SCHEMA_VERSION",
+    "BatchSpec",
     "BlurParams",
     "Job",
+    "JobMessage",
     "check_batch_id",
     "depth_key",
     "normalise_prefix",
     "output_key",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bumped whenever a field is added, removed or changes meaning."""
+_FULL_JOB_SCHEMA = 2
+"""The previous schema: the whole job in each message. Its per-image fields are still read."""
 
 QUEUES = ("interactive", "bulk")
 
@@ -51,7 +61,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 @dataclass(frozen=True)
 class Job:
-    """One image to blur: where it is, where its result goes, and how to render it.
+    """One image to blur, as the pipeline runs it: where it is, where its result goes, and how.
 
     ``batch_id`` is qualified by the tenant (``infra.tenants.qualify``); the worker checks the
     locations against that tenant's allowances again before any S3 call.
@@ -65,32 +75,75 @@ class Job:
     output_prefix: str
     params: BlurParams = field(default_factory=BlurParams)
     tenant: str = DEFAULT_TENANT
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """What every job of a batch shares: kept on the batch record, read once per batch."""
+
+    output_bucket: str
+    output_prefix: str
+    params: BlurParams
+
+    @classmethod
+    def of(cls, output: str, params: dict[str, Any]) -> BatchSpec:
+        """From a batch record's output URI and parameters; InvalidJob when they are not valid."""
+        where = S3Uri.parse(output)
+        return cls(where.bucket, normalise_prefix(where.key), BlurParams.from_dict(params))
+
+
+@dataclass(frozen=True)
+class JobMessage:
+    """What one Celery message carries: the image, nothing its batch already says."""
+
+    batch_id: str
+    image_id: str
+    input_bucket: str
+    input_key: str
     schema: int = SCHEMA_VERSION
 
     def encode(self) -> dict[str, Any]:
         """The JSON-ready message body."""
-        return asdict(self)
+        return {
+            "schema": self.schema,
+            "batch_id": self.batch_id,
+            "image_id": self.image_id,
+            "input_bucket": self.input_bucket,
+            "input_key": self.input_key,
+        }
 
     @classmethod
-    def decode(cls, message: Any) -> Job:
-        """Parse a message body; raise InvalidJob for anything that is not a valid v1 job."""
+    def decode(cls, message: Any) -> JobMessage:
+        """Parse a message body; InvalidJob for anything that is not a valid job message."""
         if not isinstance(message, dict):
             raise InvalidJob(f"job message must be an object, got {type(message).__name__}")
-        if message.get("schema") != SCHEMA_VERSION:
-            raise InvalidJob(f"unsupported job schema {message.get('schema')!r}")
         body = dict(message)
-        params = body.pop("params", {})
-        if not isinstance(params, dict):
-            raise InvalidJob("params must be an object")
+        if body.get("schema") == _FULL_JOB_SCHEMA:  # its other fields are on the batch record
+            names = ("batch_id", "image_id", "input_bucket", "input_key")
+            body = {name: body.get(name) for name in names}
+        elif body.get("schema") != SCHEMA_VERSION:
+            raise InvalidJob(f"unsupported job schema {message.get('schema')!r}")
         try:
-            job = cls(params=BlurParams.from_dict(params), **body)
+            found = cls(**body)
         except TypeError as error:
             raise InvalidJob(f"bad job message: {error}") from error
-        fields = ("batch_id", "image_id", "input_bucket", "input_key", "output_bucket", "tenant")
-        for name in fields:
-            if not isinstance(getattr(job, name), str) or not getattr(job, name):
+        for name in ("batch_id", "image_id", "input_bucket", "input_key"):
+            if not isinstance(getattr(found, name), str) or not getattr(found, name):
                 raise InvalidJob(f"job field {name} must be a non-empty string")
-        return job
+        return found
+
+    def job(self, batch: BatchSpec) -> Job:
+        """The whole job: this image with what its batch shares; the tenant from the batch id."""
+        return Job(
+            batch_id=self.batch_id,
+            image_id=self.image_id,
+            input_bucket=self.input_bucket,
+            input_key=self.input_key,
+            output_bucket=batch.output_bucket,
+            output_prefix=batch.output_prefix,
+            params=batch.params,
+            tenant=split(self.batch_id)[0],
+        )
 
 
 def output_key(job: Job, *, etag: str, model_version: str) -> str:

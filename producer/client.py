@@ -24,11 +24,13 @@ from functools import partial
 
 from celery import Celery
 
-from infra.celery_app import BLUR_TASK, create_app, send_webhook
+from infra.celery_app import create_app, send_webhook
 from infra.errors import InvalidJob
-from infra.jobs import QUEUES, BlurParams, Job, check_batch_id, normalise_prefix
+from infra.jobs import QUEUES, BlurParams, JobMessage, check_batch_id
+from infra.publish import Publisher
 from infra.settings import Settings, get_settings
 from infra.status import BatchStatus, ImageState, ImageStatus, StatusStore
+from infra.status.records import mapped_errors
 from infra.storage import S3Storage, S3Uri, Storage
 from infra.tenants import DEFAULT_TENANT, Tenant, Tenants, load, qualify, split
 from infra.webhooks import check_url
@@ -37,8 +39,6 @@ from producer.idempotency import check_same, request_digest
 
 INTERACTIVE_MAX = 8
 """Batches up to this many images go to the interactive queue; larger ones may not use it."""
-SEND_PROGRESS = 1_000
-"""Messages sent between renewals of the sender's lease (``StatusStore.still_sending``)."""
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,12 @@ class Client:
         storage: Storage | None = None,
         status: StatusStore | None = None,
         app: Celery | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         self.storage = storage or S3Storage(self.settings)
         self.app = app or create_app(self.settings)
+        self.publisher = publisher or Publisher.from_url(self.settings.broker)
         self.status_store = status or StatusStore.from_url(
             self.settings.redis_url,
             ttl=self.settings.status_ttl,
@@ -155,7 +157,7 @@ class Client:
         queue = _queue(queue, len(sources))
         quotas.check_outstanding(self.status_store, tenant, len(sources))
         jobs = [
-            _job(qualified, f"{n:06d}", source, destination, params, tenant.name)
+            JobMessage(qualified, f"{n:06d}", source.bucket, source.key)
             for n, source in enumerate(sources)
         ]
         request = (destination, params, digest)
@@ -166,7 +168,7 @@ class Client:
     def _create(
         self,
         batch_id: str,
-        jobs: list[Job],
+        jobs: list[JobMessage],
         request: tuple[S3Uri, BlurParams, str],
         queue: str,
         webhook: str | None,
@@ -188,17 +190,20 @@ class Client:
             digest=digest,
             max_outstanding=limit,
         )
+        before = 0
         if not created:
             # Another submission of the same id may have created the batch since the check above.
             existing = check_same(self.status_store.batch(batch_id), digest, output, params)
             if existing is None or not self.status_store.claim_sending(batch_id):
                 return False  # all sent, or its sender is still at it
-            jobs = self._still_queued(batch_id, jobs)  # its sender stopped half-way
-        self._send(batch_id, jobs, queue)
+            # Its sender stopped half-way: what it had not sent, if still queued.
+            before = existing.sent
+            jobs = self._still_queued(batch_id, jobs[before:])
+        self._send(batch_id, jobs, queue, before)
         self.status_store.mark_submitted(batch_id)
         return created
 
-    def _still_queued(self, batch_id: str, jobs: list[Job]) -> list[Job]:
+    def _still_queued(self, batch_id: str, jobs: list[JobMessage]) -> list[JobMessage]:
         """The jobs whose image is still queued: those a stopped submission may not have sent."""
         tenant, own_id = split(batch_id)
         queued = {i.image_id for i in self.images(own_id, ImageState.QUEUED, tenant=tenant)}
@@ -224,12 +229,16 @@ class Client:
             raise InvalidJob("the batch has no inputs")
         return found
 
-    def _send(self, batch_id: str, jobs: list[Job], queue: str) -> None:
-        with self.app.producer_or_acquire() as producer:
-            for n, job in enumerate(jobs, 1):
-                self.app.send_task(BLUR_TASK, args=[job.encode()], queue=queue, producer=producer)
-                if n % SEND_PROGRESS == 0:
-                    self.status_store.still_sending(batch_id)  # keeps the lease: not taken over
+    def _send(self, batch_id: str, jobs: list[JobMessage], queue: str, before: int) -> None:
+        """Publish the jobs; ``before``: how many of the batch's first messages were sent."""
+
+        def progress(sent: int) -> None:
+            # Keeps the lease (not taken over) and says where a takeover goes on from; after a
+            # takeover that skipped images no longer queued, an underestimate: safe.
+            self.status_store.still_sending(batch_id, before + sent)
+
+        with mapped_errors():
+            self.publisher.publish(queue, jobs, progress=progress)
 
     def status(self, batch_id: str, *, tenant: str = DEFAULT_TENANT) -> BatchStatus:
         """The tenant's batch; InvalidJob when it has no such batch (or it expired)."""
@@ -281,18 +290,3 @@ def _queue(asked: str | None, count: int) -> str:
     if asked == "interactive" and count > INTERACTIVE_MAX:
         raise InvalidJob(f"the interactive queue takes batches of up to {INTERACTIVE_MAX} images")
     return asked or ("interactive" if count <= INTERACTIVE_MAX else "bulk")
-
-
-def _job(
-    batch_id: str, image_id: str, source: S3Uri, output: S3Uri, params: BlurParams, tenant: str
-) -> Job:
-    return Job(
-        batch_id=batch_id,
-        image_id=image_id,
-        input_bucket=source.bucket,
-        input_key=source.key,
-        output_bucket=output.bucket,
-        output_prefix=normalise_prefix(output.key),
-        params=params,
-        tenant=tenant,
-    )

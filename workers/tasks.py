@@ -1,5 +1,11 @@
 """The Celery task: a thin view that decodes the message, runs the pipeline, maps errors.
 
+A message names one image (``infra.jobs.JobMessage``); what its batch's images share (output,
+parameters) is read from the batch record once per batch and cached per worker process, keyed
+by the batch's creation time that ``start`` returns, so a batch id that expired and was made again
+is read again. Cancellation, deliveries and confinement are still decided per image: ``start``
+reads the batch's cancel flag, and the pipeline checks every job against its tenant.
+
 PermanentError → the image fails with the reason, never retried. TransientError → the image goes
 back to queued and the task is retried with exponential backoff and jitter, then fails when
 ``max_retries`` is spent. Anything unexpected fails the image with the exception's text and is
@@ -13,7 +19,7 @@ breaks the job contract fails its image (``reject``) when it names one.
 from __future__ import annotations
 
 import logging
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from celery import Task
@@ -21,7 +27,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from infra.celery_app import BLUR_TASK, app
 from infra.errors import InvalidJob, PermanentError, StatusUnavailable, TransientError
-from infra.jobs import Job
+from infra.jobs import BatchSpec, Job, JobMessage
 from infra.models import ModelStore
 from infra.settings import Settings, get_settings
 from infra.status import StatusStore
@@ -59,16 +65,31 @@ def blur_image(self: Task, message: dict[str, Any]) -> str:
         raise self.retry(countdown=backoff(min(self.request.retries, 4)), exc=error) from error
 
 
+@lru_cache(maxsize=64)
+def _batch_spec(batch_id: str, created: float) -> BatchSpec:
+    # Once per batch (and per process): what its images share. created tells a batch id made
+    # again after it expired from the batch that was read.
+    found = status_store().batch(batch_id)
+    if found is None or found.created_at != created:
+        raise InvalidJob(f"batch {batch_id!r} has no record (expired or not made whole)")
+    return BatchSpec.of(found.output, found.params)
+
+
 def _blur(task: Task, message: dict[str, Any]) -> str:
     status = status_store()
     try:
-        job = Job.decode(message)
+        image = JobMessage.decode(message)
     except InvalidJob as error:
         return _refuse(status, message, error, task.request.hostname)
-    outcome, _ = status.start(job.batch_id, job.image_id, worker=task.request.hostname)
-    if outcome != "running":
-        log.info("image %s/%s not run: %s", job.batch_id, job.image_id, outcome)
-        return outcome
+    ids = (image.batch_id, image.image_id)
+    started = status.start(*ids, worker=task.request.hostname)
+    if started.outcome != "running":
+        log.info("image %s/%s not run: %s", *ids, started.outcome)
+        return started.outcome
+    try:
+        job = image.job(_batch_spec(image.batch_id, started.batch_created))
+    except InvalidJob as error:
+        return status.fail(*ids, f"invalid job: {error}")
     return _run(task, job, status, get_settings())
 
 

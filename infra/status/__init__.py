@@ -79,6 +79,7 @@ from infra.status.store import (
     EVENTS_MAXLEN,
     OUTSTANDING_RETRY_S,
     SEND_LEASE_S,
+    Started,
     StatusStore,
 )
 
@@ -103,6 +104,7 @@ __all__ = [
     "ImageStatus",
     "RecentWindow",
     "StageHistogram",
+    "Started",
     "StatusStore",
     "batch_key",
     "eta_seconds",

@@ -108,6 +108,7 @@ class BatchStatus:
     webhook_status: str = ""
     webhook_attempts: int = 0
     request_digest: str = ""  # of the submission that made it (inputs, output, params, webhook)
+    sent: int = 0  # its first messages known to be sent (where a takeover of sending goes on)
     recent: RecentWindow | None = None  # read with the record; None when built by hand
 
     @property
@@ -252,6 +253,7 @@ def _batch(batch_id: str, record: dict[str, str], recent: RecentWindow) -> Batch
         webhook_status=record.get("webhook_status", ""),
         webhook_attempts=int(record.get("webhook_attempts", 0)),
         request_digest=record.get("digest", ""),
+        sent=int(record.get("sent", 0)),
         recent=recent,
     )
 

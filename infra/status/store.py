@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -59,6 +59,14 @@ Arg = str | int | float
 """What a Lua script's ARGV takes (redis-py turns each into a string)."""
 ERROR_CHARS = 2000
 """Longest error text kept on an image record."""
+
+
+class Started(NamedTuple):
+    """What ``StatusStore.start`` found: go ahead or not, and the batch it belongs to."""
+
+    outcome: str
+    deliveries: int
+    batch_created: float  # the batch record's created_at (0 when none): which batch of that id
 
 
 class StatusStore(StatusReader):
@@ -155,27 +163,27 @@ class StatusStore(StatusReader):
                 self._run("claim_sending", [batch_key(batch_id)], [time.time(), SEND_LEASE_S])
             )
 
-    def still_sending(self, batch_id: str) -> None:
-        """Renew the sender's lease (called as messages go out)."""
-        self._hset(batch_key(batch_id), {"sending_at": str(time.time())})
+    def still_sending(self, batch_id: str, sent: int) -> None:
+        """Renew the sender's lease and note how many of the batch's first messages are sent."""
+        self._hset(batch_key(batch_id), {"sending_at": str(time.time()), "sent": str(sent)})
 
     def mark_submitted(self, batch_id: str) -> None:
         """Note that every message of the batch has been sent."""
         self._hset(batch_key(batch_id), {"submitted_at": str(time.time())})
 
-    def start(self, batch_id: str, image_id: str, worker: str) -> tuple[str, int]:
-        """Move an image from queued to running; returns (outcome, deliveries).
+    def start(self, batch_id: str, image_id: str, worker: str) -> Started:
+        """Move an image from queued to running; returns (outcome, deliveries, batch created).
 
         The outcome is ``running`` (go ahead, also for a redelivered running image),
         ``done``/``failed``/``cancelled`` (already final: skip it), ``cancelled`` also for a
         queued image of a cancelled batch (now final), ``poison`` (delivered too often: now
         failed) or ``missing`` (no such record).
         """
-        outcome, deliveries, completed = self._image(
+        outcome, deliveries, completed, created = self._image(
             "start", batch_id, image_id, self.max_deliveries, worker
         )
         self._completed(batch_id, completed)
-        return str(outcome), int(deliveries)
+        return Started(str(outcome), int(deliveries), float(created or 0))
 
     def complete(
         self, batch_id: str, image_id: str, *, timings: Mapping[str, float], output: str

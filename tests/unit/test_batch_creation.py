@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import redis
 
 from infra.errors import BatchConflict, QuotaExceeded, StatusUnavailable, TransientError
+from infra.publish import PUBLISH_CHUNK, Publisher
 from infra.settings import Settings
 from infra.status import (
     BATCHES_KEY,
@@ -92,25 +93,30 @@ def test_a_submission_that_lost_its_claim_stops(status_store: StatusStore) -> No
     assert batch is not None and batch.total == COUNT
 
 
-class _Broker:
-    """Stands in for the Celery app: records what the client sends."""
+def sent(client: redis.Redis, queue: str = "bulk") -> list[dict[str, Any]]:
+    """The job messages in the queue's Redis list, first sent first (what a worker would take)."""
+    return [json.loads(json.loads(raw)["body"])[0][0] for raw in client.lrange(queue, 0, -1)[::-1]]
 
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
 
-    @contextmanager
-    def producer_or_acquire(self) -> Iterator[None]:
-        yield None
+class _Dying(Publisher):
+    """A real publisher whose process dies while pushing its second chunk."""
 
-    def send_task(self, name: str, *, args: list[Any], queue: str, producer: Any) -> None:
-        self.sent.append(args[0])
+    def __init__(self, broker: redis.Redis) -> None:
+        super().__init__(broker)
+        self.pushes = 0
+        self.dies = True
+
+    def push(self, queue: str, values: list[str]) -> None:
+        self.pushes += 1
+        if self.dies and self.pushes == 2:
+            raise KeyboardInterrupt
+        super().push(queue, values)
 
 
 def test_a_resubmission_after_redis_dropped_mid_creation_sends_each_image_once(
     status_store: StatusStore, redis_client: redis.Redis, settings: Settings
 ) -> None:
-    broker = _Broker()
-    client = Client(settings, status=status_store, app=broker)  # type: ignore[arg-type]
+    client = Client(settings, status=status_store)
     uris = [source for _, source in pairs()]
     script = status_store._scripts["create_images"]
     calls = 0
@@ -125,40 +131,39 @@ def test_a_resubmission_after_redis_dropped_mid_creation_sends_each_image_once(
     status_store._scripts["create_images"] = dropping
     with pytest.raises(StatusUnavailable):
         client.submit(uris=uris, output="s3://out/x/", batch_id="b")
-    assert broker.sent == [] and without_ttl(redis_client) == []
+    assert sent(redis_client) == [] and without_ttl(redis_client) == []
     assert client.submit_batch(uris=uris, output="s3://out/x/", batch_id="b").created
-    assert sorted(message["image_id"] for message in broker.sent) == [i for i, _ in pairs()]
+    assert [message["image_id"] for message in sent(redis_client)] == [i for i, _ in pairs()]
+    redis_client.delete("bulk")  # the queue has no TTL by design; checked as it is above
     assert_whole(status_store, redis_client)
     client.submit(uris=uris, output="s3://out/x/", batch_id="b")  # a third time: sends nothing
-    assert len(broker.sent) == COUNT
+    assert sent(redis_client) == []
 
 
 def test_a_sender_that_died_is_taken_over_only_once_its_lease_lapsed(
     settings: Settings, status_store: StatusStore, redis_client: redis.Redis
 ) -> None:
-    """Resubmissions racing a live sender send nothing; one after a dead sender's lease sends."""
-    broker = _Broker()
-    client = Client(settings, status=status_store, app=broker)  # type: ignore[arg-type]
+    """Resubmissions racing a live sender send nothing; one after a dead sender's lease sends
+    what it had not sent."""
+    publisher = _Dying(redis.Redis.from_url(settings.broker))
+    client = Client(settings, status=status_store, publisher=publisher)
     uris = [source for _, source in pairs()]
-    send = broker.send_task
-
-    def dying(name: str, **kwargs: Any) -> None:
-        if len(broker.sent) == 1500:
-            raise KeyboardInterrupt  # the submitting process dies mid-send
-        send(name, **kwargs)
-
-    broker.send_task = dying  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
         client.submit(uris=uris, output="s3://out/x/", batch_id="b")
-    broker.send_task = send  # type: ignore[method-assign]
+    publisher.dies = False
     assert not client.submit_batch(uris=uris, output="s3://out/x/", batch_id="b").created
-    assert len(broker.sent) == 1500  # its lease was renewed at 1,000 messages: still its own
+    assert len(sent(redis_client)) == PUBLISH_CHUNK  # its lease was renewed: still its own
     lapsed = time.time() - SEND_LEASE_S - 1
     redis_client.hset(batch_key("b"), "sending_at", str(lapsed))  # as if a minute had passed
+    status_store.start("b", "000000", "w")  # an image taken by a worker is not sent again
+    status_store.start("b", f"{PUBLISH_CHUNK + 1:06d}", "w")
     client.submit(uris=uris, output="s3://out/x/", batch_id="b")
-    assert len(broker.sent) == 1500 + COUNT  # every image still queued, sent again
+    ids = [message["image_id"] for message in sent(redis_client)]
+    expected = [i for i, _ in pairs()]
+    del expected[PUBLISH_CHUNK + 1]
+    assert ids == expected  # the dead sender's chunk, then the rest: each once
     client.submit(uris=uris, output="s3://out/x/", batch_id="b")  # all sent: nothing more
-    assert len(broker.sent) == 1500 + COUNT
+    assert len(sent(redis_client)) == COUNT - 1
 
 
 def test_a_batch_running_longer_than_the_ttl_keeps_its_image_list_and_rate(

@@ -10,7 +10,16 @@ import click
 import pytest
 
 from infra.errors import InvalidJob
-from infra.jobs import QUEUES, SCHEMA_VERSION, BlurParams, Job, normalise_prefix, output_key
+from infra.jobs import (
+    QUEUES,
+    SCHEMA_VERSION,
+    BatchSpec,
+    BlurParams,
+    Job,
+    JobMessage,
+    normalise_prefix,
+    output_key,
+)
 from infra.params import limit
 
 
@@ -18,40 +27,72 @@ def make_job(key: str = "shoot/a.jpg", prefix: str = "out/", **params: object) -
     return Job("b1", "000001", "in", key, "outb", prefix, BlurParams(**params))  # type: ignore[arg-type]
 
 
-def test_round_trip_is_plain_json_data() -> None:
-    import json
+def make_message() -> JobMessage:
+    return JobMessage("shop-a/b1", "000001", "in", "shoot/a.jpg")
 
-    job = make_job(strength=55, aperture=6, format="png")
-    message = json.loads(json.dumps(job.encode()))
-    assert message["schema"] == SCHEMA_VERSION
-    assert Job.decode(message) == job
+
+def test_a_message_carries_the_image_only_and_its_batch_the_rest() -> None:
+    message = json.loads(json.dumps(make_message().encode()))
+    assert message == {
+        "schema": SCHEMA_VERSION,
+        "batch_id": "shop-a/b1",
+        "image_id": "000001",
+        "input_bucket": "in",
+        "input_key": "shoot/a.jpg",
+    }
+    batch = BatchSpec.of("s3://outb/out", {"strength": 55, "aperture": 6})
+    job = JobMessage.decode(message).job(batch)
+    assert job == Job(
+        "shop-a/b1",
+        "000001",
+        "in",
+        "shoot/a.jpg",
+        "outb",
+        "out/",
+        BlurParams(55, aperture=6),
+        tenant="shop-a",
+    )
+
+
+def test_a_message_of_the_previous_schema_is_read_for_its_image() -> None:
+    """Messages queued before an upgrade carried the whole job: their image is still found, and
+    what the batch shares (and the tenant) comes from the batch, not from the message."""
+    old = {**make_message().encode(), "schema": 2, "output_bucket": "elsewhere", "tenant": "x"}
+    old["params"] = {"strength": 99}
+    assert JobMessage.decode(old) == make_message()
 
 
 @pytest.mark.parametrize(
     "change",
-    [
-        {"schema": 99},
-        {"batch_id": ""},
-        {"params": {"strength": 0}},
-        {"params": {"strength": 101}},
-        {"params": {"model": "sam"}},
-        {"params": {"format": "gif"}},
-        {"params": {"aperture": 2}},
-        {"params": {"colour": "red"}},
-        {"params": {"depth_suffix": "/../../x.png"}},
-        {"params": {"depth_suffix": ""}},
-        {"extra": 1},
-    ],
+    [{"schema": 99}, {"batch_id": ""}, {"input_key": 5}, {"image_id": None}, {"extra": 1}],
 )
 def test_invalid_messages_are_refused(change: dict[str, object]) -> None:
-    message = {**make_job().encode(), **change}
+    message = {**make_message().encode(), **change}
     with pytest.raises(InvalidJob):
-        Job.decode(message)
+        JobMessage.decode(message)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"strength": 0},
+        {"strength": 101},
+        {"model": "sam"},
+        {"format": "gif"},
+        {"aperture": 2},
+        {"colour": "red"},
+        {"depth_suffix": "/../../x.png"},
+        {"depth_suffix": ""},
+    ],
+)
+def test_invalid_batch_parameters_are_refused(params: dict[str, object]) -> None:
+    with pytest.raises(InvalidJob):
+        BatchSpec.of("s3://outb/out/", params)
 
 
 def test_non_dict_message_is_refused() -> None:
     with pytest.raises(InvalidJob, match="object"):
-        Job.decode(["not", "a", "job"])
+        JobMessage.decode(["not", "a", "job"])
 
 
 def test_output_key_is_deterministic_and_depends_on_everything() -> None:
