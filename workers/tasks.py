@@ -54,7 +54,7 @@ def _tenants() -> Tenants:
 
 
 @app.task(name=BLUR_TASK, bind=True, max_retries=None)
-def blur_image(self: Task, message: dict[str, Any]) -> str:
+def blur_image(self: Task, message: Any) -> str:
     """Blur one image described by a job message; returns the image's final state."""
     try:
         return _blur(self, message)
@@ -75,7 +75,7 @@ def _batch_spec(batch_id: str, created: float) -> BatchSpec:
     return BatchSpec.of(found.output, found.params)
 
 
-def _blur(task: Task, message: dict[str, Any]) -> str:
+def _blur(task: Task, message: Any) -> str:
     status = status_store()
     try:
         image = JobMessage.decode(message)
@@ -100,11 +100,10 @@ def _refuse(status: StatusStore, message: Any, error: InvalidJob, worker: str) -
     when the message names no image.
     """
     log.error("invalid job message: %s", error)
-    ids = message if isinstance(message, dict) else {}
-    batch_id, image_id = ids.get("batch_id"), ids.get("image_id")
-    if not (isinstance(batch_id, str) and isinstance(image_id, str)):
+    ids = JobMessage.names(message)
+    if ids is None:
         return "invalid"
-    return status.reject(batch_id, image_id, f"invalid job: {error}", worker=worker)
+    return status.reject(*ids, f"invalid job: {error}", worker=worker)
 
 
 def _run(task: Task, job: Job, status: StatusStore, settings: Settings) -> str:

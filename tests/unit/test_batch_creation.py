@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from infra.errors import BatchConflict, QuotaExceeded, StatusUnavailable, TransientError
+from infra.jobs import JobMessage
 from infra.publish import PUBLISH_CHUNK, Publisher
 from infra.settings import Settings
 from infra.status import (
@@ -93,9 +94,10 @@ def test_a_submission_that_lost_its_claim_stops(status_store: StatusStore) -> No
     assert batch is not None and batch.total == COUNT
 
 
-def sent(client: redis.Redis, queue: str = "bulk") -> list[dict[str, Any]]:
+def sent(client: redis.Redis, queue: str = "bulk") -> list[JobMessage]:
     """The job messages in the queue's Redis list, first sent first (what a worker would take)."""
-    return [json.loads(json.loads(raw)["body"])[0][0] for raw in client.lrange(queue, 0, -1)[::-1]]
+    bodies = [json.loads(json.loads(raw)["body"]) for raw in client.lrange(queue, 0, -1)[::-1]]
+    return [JobMessage.decode(body[0][0]) for body in bodies]
 
 
 class _Dying(Publisher):
@@ -133,7 +135,7 @@ def test_a_resubmission_after_redis_dropped_mid_creation_sends_each_image_once(
         client.submit(uris=uris, output="s3://out/x/", batch_id="b")
     assert sent(redis_client) == [] and without_ttl(redis_client) == []
     assert client.submit_batch(uris=uris, output="s3://out/x/", batch_id="b").created
-    assert [message["image_id"] for message in sent(redis_client)] == [i for i, _ in pairs()]
+    assert [message.image_id for message in sent(redis_client)] == [i for i, _ in pairs()]
     redis_client.delete("bulk")  # the queue has no TTL by design; checked as it is above
     assert_whole(status_store, redis_client)
     client.submit(uris=uris, output="s3://out/x/", batch_id="b")  # a third time: sends nothing
@@ -158,7 +160,7 @@ def test_a_sender_that_died_is_taken_over_only_once_its_lease_lapsed(
     status_store.start("b", "000000", "w")  # an image taken by a worker is not sent again
     status_store.start("b", f"{PUBLISH_CHUNK + 1:06d}", "w")
     client.submit(uris=uris, output="s3://out/x/", batch_id="b")
-    ids = [message["image_id"] for message in sent(redis_client)]
+    ids = [message.image_id for message in sent(redis_client)]
     expected = [i for i, _ in pairs()]
     del expected[PUBLISH_CHUNK + 1]
     assert ids == expected  # the dead sender's chunk, then the rest: each once
