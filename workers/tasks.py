@@ -10,7 +10,11 @@ PermanentError → the image fails with the reason, never retried. TransientErro
 back to queued and the task is retried with exponential backoff and jitter, then fails when
 ``max_retries`` is spent. Anything unexpected fails the image with the exception's text and is
 logged with its traceback; the worker process lives on. When the status store itself cannot be
-reached (longer than its client's retries), the message is sent again later, untouched. An image
+reached (longer than its client's retries), the message is sent again later, untouched. A
+message is never dropped while its image is not final: when a retry cannot be published (the
+broker is away too), Celery would reject the message for good; it is put back on its queue
+instead, or, when even that does not reach the broker, it stays unacknowledged and comes back
+after the visibility timeout. An image
 that is already final, or queued in a cancelled batch, is not run: the status store's ``start``
 says so (and, for a cancelled batch, moves it to ``cancelled`` in the same step). A message that
 breaks the job contract fails its image (``reject``) when it names one.
@@ -20,10 +24,10 @@ from __future__ import annotations
 
 import logging
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, NoReturn
 
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from infra.celery_app import BLUR_TASK, app
 from infra.errors import InvalidJob, PermanentError, StatusUnavailable, TransientError
@@ -62,7 +66,16 @@ def blur_image(self: Task, message: Any) -> str:
         # Redis stayed away longer than its client's own retries. Acknowledging this message
         # would leave the image queued or running forever: send it again later instead.
         log.warning("status store unavailable, image comes back later: %s", error)
-        raise self.retry(countdown=backoff(min(self.request.retries, 4)), exc=error) from error
+        _retry(self, backoff(min(self.request.retries, 4)), error)
+
+
+def _retry(task: Task, countdown: float, error: Exception) -> NoReturn:
+    """Send the message again after countdown; back on its queue if that cannot be published."""
+    try:
+        raise task.retry(countdown=countdown, exc=error)
+    except Reject as refused:  # Celery's answer to a retry it could not publish: requeue=False
+        log.warning("retry not published, message goes back to its queue: %s", refused.reason)
+        raise Reject(refused.reason, requeue=True) from error
 
 
 @lru_cache(maxsize=64)
@@ -123,7 +136,7 @@ def _run(task: Task, job: Job, status: StatusStore, settings: Settings) -> str:
         if task.request.retries >= settings.max_retries:
             return status.fail(*ids, f"gave up after {task.request.retries} retries: {error}")
         status.requeue(*ids, f"retrying: {error}", retries=task.request.retries + 1)
-        raise task.retry(countdown=backoff(task.request.retries), exc=error) from error
+        _retry(task, backoff(task.request.retries), error)
     except SoftTimeLimitExceeded:
         return status.fail(*ids, f"timed out after {settings.task_soft_time_limit} s")
     except Exception as error:

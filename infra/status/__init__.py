@@ -48,12 +48,17 @@ writer), ``transitions`` (loads the scripts in ``lua/``), ``metrics`` (Prometheu
 
 from __future__ import annotations
 
+from infra.status.creation import CLAIM_TTL_S, OUTSTANDING_RETRY_S, SEND_LEASE_S
 from infra.status.keys import (
     BATCH_PHASES,
     BATCHES_KEY,
+    CREATING_KEY,
     EVENTS_KEY,
     KEY_PREFIX,
     PHASE_KEYS,
+    RUNNING_KEY,
+    SENDING_KEY,
+    WEBHOOKS_DUE_KEY,
     batch_key,
     image_key,
     images_key,
@@ -73,15 +78,7 @@ from infra.status.records import (
     ImageStatus,
     RecentWindow,
 )
-from infra.status.store import (
-    CANCEL_CHUNK,
-    CLAIM_TTL_S,
-    EVENTS_MAXLEN,
-    OUTSTANDING_RETRY_S,
-    SEND_LEASE_S,
-    Started,
-    StatusStore,
-)
+from infra.status.store import CANCEL_CHUNK, EVENTS_MAXLEN, Started, StatusStore
 
 __all__ = [
     "BATCHES_KEY",
@@ -89,6 +86,7 @@ __all__ = [
     "CANCEL_CHUNK",
     "CLAIM_TTL_S",
     "CREATE_CHUNK",
+    "CREATING_KEY",
     "EVENTS_KEY",
     "EVENTS_MAXLEN",
     "KEY_PREFIX",
@@ -97,8 +95,11 @@ __all__ = [
     "PHASE_KEYS",
     "RATE_BUCKET_S",
     "RATE_WINDOW_S",
+    "RUNNING_KEY",
+    "SENDING_KEY",
     "SEND_LEASE_S",
     "STAGES",
+    "WEBHOOKS_DUE_KEY",
     "BatchStatus",
     "ImageState",
     "ImageStatus",

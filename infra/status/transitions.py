@@ -36,6 +36,7 @@ NAMES = (
     "create_end",  # batch creation 3/3: the counters that make the batch exist
     "update",  # set fields of a record only while it exists
     "claim_sending",  # who sends a created batch's messages (a lease, taken over when idle)
+    "drop_half_created",  # what a creation that stopped half-way wrote, a chunk at a time
 )
 """Every script, by the name of its file in ``lua/``."""
 SCRIPTS = {name: _script(name) for name in NAMES}
