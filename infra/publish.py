@@ -31,6 +31,7 @@ Only a Redis broker (``redis://``, ``rediss://``) is written this way; it is the
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from collections.abc import Callable, Iterable, Iterator
@@ -51,6 +52,27 @@ _EMBED: dict[str, Any] = {}
 def task_id(batch_id: str, image_id: str) -> str:
     """The Celery task id of an image's message (batch ids hold no ':')."""
     return f"{batch_id}:{image_id}"
+
+
+def image_named(raw: bytes | str, *, unacked: bool = False) -> str | None:
+    """``<batch id>:<image id>`` of the image a stored message is for; None for other messages.
+
+    ``raw`` is a queue list's entry, or with ``unacked`` an entry of kombu's ``unacked`` hash
+    (``[envelope, exchange, routing key]``). Messages sent by ``send_task`` (retries, and the
+    previous release's, whose ids are UUIDs) are recognised by their body.
+    """
+    try:
+        stored = json.loads(raw)
+        found = stored[0] if unacked else stored
+        headers, body = found["headers"], found["body"]
+        if headers.get("task") != BLUR_TASK:
+            return None
+        if found["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        ids = JobMessage.names(json.loads(body)[0][0])
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+    return None if ids is None else task_id(*ids)
 
 
 def envelope(message: JobMessage, queue: str) -> str:

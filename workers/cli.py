@@ -43,11 +43,13 @@ from infra.settings import get_settings
 @click.option("--name", "-n", default="blurq@%h", show_default=True, help="Worker node name.")
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 def worker(concurrency: int, queues: str, name: str, loglevel: str) -> None:
-    """Run a Celery worker (prefork; settings from BLURQ_* variables)."""
+    """Run a Celery worker (prefork; settings from BLURQ_* variables) and the maintenance sweep."""
     import workers.tasks
     import workers.webhooks  # noqa: F401  (these register the tasks on the app)
+    from infra import sweeper
     from infra.celery_app import app
 
+    sweeper.install(app)
     app.worker_main(
         [
             "worker",

@@ -46,6 +46,8 @@ CREATING_KEY = f"{KEY_PREFIX}batches:creating"
 """Sorted set: batches being created (claimed, not made whole yet) -> when claimed."""
 SENDING_KEY = f"{KEY_PREFIX}batches:sending"
 """Sorted set: batches made whole whose messages are not all sent -> when their sending began."""
+EXPANDING_KEY = f"{KEY_PREFIX}batches:expanding"
+"""Sorted set: batches whose inputs are being listed in the background -> last progress."""
 
 
 def tenant_of(batch_id: str) -> str:
