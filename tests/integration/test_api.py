@@ -286,6 +286,10 @@ def test_webhook_is_signed_and_retried(api: httpx.Client, stack: LocalStack) -> 
     )
     assert sent["cancelled"] == 0 and sent["output"] == f"s3://{BUCKET}/hooked/"
     assert sent["finished_at"] > 0
+    # Both attempts are one delivery to the receiver: the same id, by which it drops repeats.
+    assert {headers["X-Blurq-Delivery"] for headers, _ in Receiver.received} == {
+        sent["delivery_id"]
+    }
     deadline = time.monotonic() + 10
     while (webhook := api.get(f"/v1/batches/{batch_id}").json()["webhook"])[
         "status"
