@@ -20,6 +20,7 @@ from infra.errors import StatusUnavailable
 from infra.status.keys import (
     BATCH_PHASES,
     BATCHES_KEY,
+    EXPANDING_KEY,
     PHASE_KEYS,
     batch_key,
     image_key,
@@ -141,6 +142,16 @@ class StatusReader:
             value = self.redis.hget(tenant_key(tenant), "outstanding")
         return int(value or 0)
 
+    def tenant_summary(self, tenant: str) -> dict[str, int]:
+        """The tenant's batches not finished (``active``) and images queued or running
+        (``outstanding``): two counters the transitions keep, read in one O(1) call.
+
+        ``active`` counts batches made since the release that keeps it; it never reads below 0.
+        """
+        with mapped_errors():
+            active, outstanding = self.redis.hmget(tenant_key(tenant), "active", "outstanding")
+        return {"active": max(0, int(active or 0)), "outstanding": int(outstanding or 0)}
+
     def batches(self, batch_ids: Iterable[str]) -> list[BatchStatus]:
         """The records of the given batches in one round trip; unknown or expired ones left out."""
         ids = list(batch_ids)
@@ -219,17 +230,19 @@ class StatusReader:
         return found, position
 
     def batch_states(self) -> dict[str, int]:
-        """How many batches on record are queued, running, finished or cancelled.
+        """How many batches on record are queued, running, finished or cancelled, and how many
+        of them are still expanding (their inputs being listed).
 
-        Counted from the phase sets the transitions keep (four ZCARDs, whatever the number of
-        batches), trimmed with the index of batches as new ones are created.
+        Counted from the sets the transitions keep (five ZCARDs, whatever the number of
+        batches); the phase sets are trimmed with the index of batches as new ones are created.
         """
         with mapped_errors():
             pipe = self.redis.pipeline(transaction=False)
-            for key in PHASE_KEYS:
+            for key in (*PHASE_KEYS, EXPANDING_KEY):
                 pipe.zcard(key)
             counts = pipe.execute()
-        return {phase: int(count) for phase, count in zip(BATCH_PHASES, counts, strict=True)}
+        states = (*BATCH_PHASES, "expanding")
+        return {state: int(count) for state, count in zip(states, counts, strict=True)}
 
 
 def _batch(batch_id: str, record: dict[str, str], recent: RecentWindow) -> BatchStatus:

@@ -7,7 +7,9 @@ figures.
     blurq_queue_depth{queue}            messages waiting per Celery queue (priority lists summed)
     blurq_images_total{state}           images that ended done, failed or cancelled
     blurq_stage_seconds{stage}          histogram of seconds per pipeline stage (done images)
-    blurq_batches{state}                batches on record: queued, running, finished, cancelled
+    blurq_batches{state}                batches on record: queued, running, finished, cancelled;
+                                        and expanding (inputs still being listed, also counted
+                                        in one of the four)
 """
 
 from __future__ import annotations

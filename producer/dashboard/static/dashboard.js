@@ -12,6 +12,7 @@ const view = {
   recentKey: "",
   recentTimer: null,
   recentAt: 0,
+  summary: null,        // the tenant's active batches and images to go (server counters)
 };
 window.blurqDashboard = view;
 
@@ -125,11 +126,13 @@ function apply(batches) {
 }
 
 function totals(entries) {
+  // Counts from the server's counters (every batch of the tenant, not only those shown); the
+  // rate from the batches shown, which include every running one the page keeps.
   const active = entries.filter((entry) => !entry.data.finished);
   const rate = active.reduce((sum, entry) => sum + (entry.data.rate || 0), 0);
-  const waiting = active.reduce((sum, entry) => sum + entry.data.counts.queued + entry.data.counts.running, 0);
-  document.getElementById("totals").textContent = active.length
-    ? `${active.length} active · ${waiting} images to go · ${rate.toFixed(2)} images/s`
+  const summary = view.summary || { active: active.length, outstanding: 0 };
+  document.getElementById("totals").textContent = summary.active
+    ? `${summary.active} active · ${summary.outstanding} images to go · ${rate.toFixed(2)} images/s`
     : `${entries.length} recent batches, none active`;
 }
 
@@ -211,15 +214,21 @@ function connect() {
     if (data.flower_url) flower.href = data.flower_url;
     document.getElementById("who").textContent =
       `${data.tenant}${data.role === "view" ? " · read-only" : ""}`;
+    view.summary = data.summary;
     apply(data.batches);
     scheduleRecent();
   });
   source.addEventListener("batches", (event) => {
     const data = JSON.parse(event.data);
+    view.summary = data.summary;
     apply(data.batches);
     if (data.outputs) scheduleRecent();
   });
-  source.addEventListener("heartbeat", (event) => apply(JSON.parse(event.data).batches));
+  source.addEventListener("heartbeat", (event) => {
+    const data = JSON.parse(event.data);
+    view.summary = data.summary;
+    apply(data.batches);
+  });
   source.addEventListener("error", () => {
     connection("down", "reconnecting…");
     if (source.readyState === EventSource.CLOSED) {
