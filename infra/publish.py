@@ -42,6 +42,9 @@ import redis
 
 from infra.celery_app import BLUR_TASK
 from infra.jobs import JobMessage
+from infra.status import CREATE_CHUNK, ImageState
+from infra.status.records import StatusReader
+from infra.storage import S3Uri
 
 PUBLISH_CHUNK = 1_000
 """Messages per LPUSH (about 400 KB): few round trips, and no command that blocks Redis long."""
@@ -130,6 +133,26 @@ class Publisher:
         """One chunk of envelopes onto the queue, in one LPUSH."""
         # LPUSH puts each value at the head in turn; kombu takes from the tail: first in, first out.
         self.redis.lpush(queue, *values)
+
+
+def message_of(batch_id: str, image_id: str, source: str) -> JobMessage:
+    """The message of an image from its record's input URI."""
+    where = S3Uri.parse(source)
+    return JobMessage(batch_id, image_id, where.bucket, where.key)
+
+
+def still_queued(store: StatusReader, batch_id: str, start: int, stop: int) -> Iterator[JobMessage]:
+    """Messages for the batch's images still queued at list positions start to stop - 1: what a
+    sender that stopped may not have sent (images a worker took already are left out)."""
+    while start < stop:
+        count = min(CREATE_CHUNK, stop - start)
+        chunk = store.images(batch_id, start=start, count=count)
+        for image in chunk:
+            if image.state is ImageState.QUEUED:
+                yield message_of(batch_id, image.image_id, image.input)
+        if len(chunk) < count:
+            return
+        start += count
 
 
 def _chunks(messages: Iterable[JobMessage], size: int) -> Iterator[list[JobMessage]]:

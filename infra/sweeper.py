@@ -29,18 +29,15 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 from celery import Celery, bootsteps
 
 from infra.celery_app import EXPAND_QUEUE, EXPAND_TASK, WORKER_QUEUES, send_webhook
-from infra.jobs import JobMessage
-from infra.publish import Publisher, image_named
+from infra.publish import Publisher, image_named, message_of, still_queued
 from infra.settings import Settings
 from infra.status import (
     CLAIM_TTL_S,
-    CREATE_CHUNK,
     CREATING_KEY,
     EXPANDING_KEY,
     RUNNING_KEY,
@@ -50,7 +47,6 @@ from infra.status import (
     ImageState,
     StatusStore,
 )
-from infra.storage import S3Uri
 
 log = logging.getLogger(__name__)
 
@@ -124,25 +120,14 @@ class Sweeper:
             if batch is None or batch.submitted:
                 self.store.redis.zrem(SENDING_KEY, batch_id)
             elif self.store.claim_sending(batch_id):
-                sent = self.publisher.publish(batch.queue, self._queued(batch_id, batch.sent))
+                rest = still_queued(self.store, batch_id, batch.sent, batch.total)
+                sent = self.publisher.publish(batch.queue, rest)
                 log.warning("batch %s: its sender stopped; %d messages sent for it", batch_id, sent)
                 self.store.mark_submitted(batch_id)
                 taken += 1
             else:  # its sender is alive: look again when its lease could have lapsed
                 self.store.redis.zadd(SENDING_KEY, {batch_id: now})
         return taken
-
-    def _queued(self, batch_id: str, start: int) -> Iterator[JobMessage]:
-        """Messages for the batch's images still queued, from list position start on."""
-        while True:
-            chunk = self.store.images(batch_id, start=start, count=CREATE_CHUNK)
-            for image in chunk:
-                if image.state is ImageState.QUEUED:
-                    yield message_of(batch_id, image.image_id, image.input)
-            if len(chunk) < CREATE_CHUNK:
-                return
-            start += CREATE_CHUNK
-            self.store.still_sending(batch_id, start)
 
     def _expanding(self, now: float) -> int:
         stale = self._stale(EXPANDING_KEY, now - SEND_LEASE_S)
@@ -186,12 +171,6 @@ class Sweeper:
                     position += len(chunk)
         found.discard(None)
         return {str(name) for name in found}
-
-
-def message_of(batch_id: str, image_id: str, source: str) -> JobMessage:
-    """The message of an image from its record's input URI."""
-    where = S3Uri.parse(source)
-    return JobMessage(batch_id, image_id, where.bucket, where.key)
 
 
 class SweepStep(bootsteps.StartStopStep):  # type: ignore[misc]

@@ -198,6 +198,8 @@ def payload(batch: BatchStatus) -> bytes:
         "finished_at": batch.finished_at,
         "output": batch.output,
     }
+    if batch.error:  # it failed as a whole (its inputs could not all be found)
+        body["error"] = batch.error
     return json.dumps(body, separators=(",", ":")).encode()
 
 

@@ -34,11 +34,8 @@ from infra.status.records import mapped_errors
 from infra.storage import S3Storage, S3Uri, Storage
 from infra.tenants import DEFAULT_TENANT, Tenant, Tenants, load, qualify, split
 from infra.webhooks import check_url
-from producer import inputs, quotas
+from producer import expander, inputs, quotas
 from producer.idempotency import check_same, request_digest
-
-INTERACTIVE_MAX = 8
-"""Batches up to this many images go to the interactive queue; larger ones may not use it."""
 
 
 @dataclass(frozen=True)
@@ -127,8 +124,13 @@ class Client:
         queue: str | None = None,
         webhook_url: str | None = None,
         tenant: Tenant | None = None,
+        background: bool = False,
     ) -> Submission:
-        """Like submit, and says whether the batch was created or already existed."""
+        """Like submit, and says whether the batch was created or already existed.
+
+        With background, a prefix or manifest is listed by an expander (``producer.expander``)
+        and this returns at once, the batch ``expanding``; otherwise it is listed here.
+        """
         tenant = tenant or self.tenant()
         destination = S3Uri.parse(output)
         inputs.confine(tenant, destination, uris, prefix, manifest)  # before any S3 call
@@ -152,43 +154,46 @@ class Client:
             existing = check_same(self.status_store.batch(qualified), digest, destination, params)
             if existing is not None and existing.submitted:
                 return Submission(own_id, created=False)
-        sources = self._expand(tenant, uris, prefix, manifest, destination)
+        meta = {"params": json.dumps(asdict(params)), "output": str(destination)}
+        if webhook_url:
+            meta["webhook_url"] = webhook_url
+        if uris is None:  # a prefix or a manifest: listed in the background, or here
+            source = ("prefix", prefix) if prefix is not None else ("manifest", str(manifest))
+            meta |= {"queue": queue or "", source[0]: str(source[1])}
+            created = expander.begin(self, qualified, meta, digest, inline=not background)
+            return Submission(own_id, created)
+        sources = inputs.from_uris(list(uris), cap=tenant.limits.images_per_batch)
+        if not sources:
+            raise InvalidJob("the batch has no inputs")
         inputs.confine_found(tenant, sources, params.depth_suffix, destination, params.matte_suffix)
-        queue = _queue(queue, len(sources))
+        meta["queue"] = expander.choose_queue(queue, len(sources))
         quotas.check_outstanding(self.status_store, tenant, len(sources))
         jobs = [
             JobMessage(qualified, f"{n:06d}", source.bucket, source.key)
             for n, source in enumerate(sources)
         ]
-        request = (destination, params, digest)
-        limit = tenant.limits.outstanding_images
-        created = self._create(qualified, jobs, request, queue, webhook_url, limit)
+        created = self._create(qualified, jobs, meta, (destination, params, digest), tenant)
         return Submission(own_id, created)
 
     def _create(
         self,
         batch_id: str,
         jobs: list[JobMessage],
+        meta: dict[str, str],
         request: tuple[S3Uri, BlurParams, str],
-        queue: str,
-        webhook: str | None,
-        limit: int,
+        tenant: Tenant,
     ) -> bool:
         """Record the batch and send its messages; False when it existed already.
 
-        ``request`` is the output, the parameters and the request's digest; ``limit`` the
-        tenant's outstanding images.
+        ``request`` is the output, the parameters and the request's digest.
         """
         output, params, digest = request
-        meta = {"params": json.dumps(asdict(params)), "output": str(output), "queue": queue}
-        if webhook:
-            meta["webhook_url"] = webhook
         created = self.status_store.create_batch(
             batch_id,
             ((job.image_id, f"s3://{job.input_bucket}/{job.input_key}") for job in jobs),
             meta,
             digest=digest,
-            max_outstanding=limit,
+            max_outstanding=tenant.limits.outstanding_images,
         )
         before = 0
         if not created:
@@ -199,7 +204,7 @@ class Client:
             # Its sender stopped half-way: what it had not sent, if still queued.
             before = existing.sent
             jobs = self._still_queued(batch_id, jobs[before:])
-        self._send(batch_id, jobs, queue, before)
+        self._send(batch_id, jobs, meta["queue"], before)
         self.status_store.mark_submitted(batch_id)
         return created
 
@@ -208,26 +213,6 @@ class Client:
         tenant, own_id = split(batch_id)
         queued = {i.image_id for i in self.images(own_id, ImageState.QUEUED, tenant=tenant)}
         return [job for job in jobs if job.image_id in queued]
-
-    def _expand(
-        self,
-        tenant: Tenant,
-        uris: Sequence[str] | None,
-        prefix: str | None,
-        manifest: str | None,
-        output: S3Uri,
-    ) -> list[S3Uri]:
-        cap = tenant.limits.images_per_batch
-        if uris is not None:
-            found = inputs.from_uris(list(uris), cap=cap)
-        elif prefix is not None:
-            found = inputs.from_prefix(self.storage, prefix, exclude=output, cap=cap)
-        else:
-            assert manifest is not None
-            found = inputs.from_manifest(self.storage, manifest, cap=cap)
-        if not found:
-            raise InvalidJob("the batch has no inputs")
-        return found
 
     def _send(self, batch_id: str, jobs: list[JobMessage], queue: str, before: int) -> None:
         """Publish the jobs; ``before``: how many of the batch's first messages were sent."""
@@ -283,10 +268,3 @@ class Client:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"batch {batch_id} not finished after {timeout} s")
             time.sleep(poll)
-
-
-def _queue(asked: str | None, count: int) -> str:
-    """The batch's queue: interactive only for batches within INTERACTIVE_MAX images."""
-    if asked == "interactive" and count > INTERACTIVE_MAX:
-        raise InvalidJob(f"the interactive queue takes batches of up to {INTERACTIVE_MAX} images")
-    return asked or ("interactive" if count <= INTERACTIVE_MAX else "bulk")

@@ -1,5 +1,5 @@
-"""A batch's throughput and time left: the one definition that the CLI, the API and so the
-dashboard show.
+"""A batch's state, throughput and time left: the one definition that the CLI, the API and so
+the dashboard show.
 
 ``rate`` counts images that were processed, done or failed, per second:
 
@@ -22,6 +22,20 @@ from __future__ import annotations
 import time
 
 from infra.status.records import BatchStatus
+
+
+def state(batch: BatchStatus) -> str:
+    """What a batch is doing, in one word: expanding (its inputs still being listed), failed (as
+    a whole: ``error``), cancelled, finished, running or queued."""
+    if batch.expanding:
+        return "expanding"
+    if batch.error:
+        return "failed"
+    if batch.cancel_requested:
+        return "cancelled"
+    if batch.finished:
+        return "finished"
+    return "running" if batch.started_at is not None else "queued"
 
 
 def rate(batch: BatchStatus, *, now: float | None = None) -> float:

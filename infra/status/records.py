@@ -110,12 +110,14 @@ class BatchStatus:
     webhook_attempts: int = 0
     request_digest: str = ""  # of the submission that made it (inputs, output, params, webhook)
     sent: int = 0  # its first messages known to be sent (where a takeover of sending goes on)
+    expanding: bool = False  # its inputs are still being listed: total is what is found so far
+    error: str = ""  # why the batch failed as a whole (its expansion), "" when it did not
     recent: RecentWindow | None = None  # read with the record; None when built by hand
 
     @property
     def finished(self) -> bool:
-        """True once every image is done, failed or cancelled."""
-        return self.done + self.failed + self.cancelled == self.total
+        """True once every image is done, failed or cancelled, and no more are to be found."""
+        return not self.expanding and self.done + self.failed + self.cancelled == self.total
 
 
 class StatusReader:
@@ -143,11 +145,8 @@ class StatusReader:
         return int(value or 0)
 
     def tenant_summary(self, tenant: str) -> dict[str, int]:
-        """The tenant's batches not finished (``active``) and images queued or running
-        (``outstanding``): two counters the transitions keep, read in one O(1) call.
-
-        ``active`` counts batches made since the release that keeps it; it never reads below 0.
-        """
+        """The tenant's batches not finished (``active``, counted from this release on) and its
+        images queued or running (``outstanding``): two counters the transitions keep."""
         with mapped_errors():
             active, outstanding = self.redis.hmget(tenant_key(tenant), "active", "outstanding")
         return {"active": max(0, int(active or 0)), "outstanding": int(outstanding or 0)}
@@ -231,11 +230,8 @@ class StatusReader:
 
     def batch_states(self) -> dict[str, int]:
         """How many batches on record are queued, running, finished or cancelled, and how many
-        of them are still expanding (their inputs being listed).
-
-        Counted from the sets the transitions keep (five ZCARDs, whatever the number of
-        batches); the phase sets are trimmed with the index of batches as new ones are created.
-        """
+        of them are expanding: five ZCARDs of sets the transitions keep, whatever the number of
+        batches (the phase sets are trimmed with the index of batches)."""
         with mapped_errors():
             pipe = self.redis.pipeline(transaction=False)
             for key in (*PHASE_KEYS, EXPANDING_KEY):
@@ -267,6 +263,8 @@ def _batch(batch_id: str, record: dict[str, str], recent: RecentWindow) -> Batch
         webhook_attempts=int(record.get("webhook_attempts", 0)),
         request_digest=record.get("digest", ""),
         sent=int(record.get("sent", 0)),
+        expanding="expanding" in record,
+        error=record.get("error", ""),
         recent=recent,
     )
 

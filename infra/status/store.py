@@ -10,7 +10,8 @@ is in. A delivery count per image turns an image that keeps killing its worker i
 after ``max_deliveries`` instead of an endless loop.
 
 Making a batch (its records in steps, the lease on sending its messages) is in
-``infra.status.creation``, which this store inherits.
+``infra.status.creation``, expanding one in the background in ``infra.status.expansion``; this
+store inherits both.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any, NamedTuple
 import redis
 
 from infra.status import transitions
-from infra.status.creation import Arg, BatchCreation, flat
+from infra.status.creation import Arg, flat
+from infra.status.expansion import BatchExpansion
 from infra.status.keys import (
     EVENTS_KEY,
     PHASE_KEYS,
@@ -56,7 +58,7 @@ class Started(NamedTuple):
     batch_created: float  # the batch record's created_at (0 when none): which batch of that id
 
 
-class StatusStore(BatchCreation):
+class StatusStore(BatchExpansion):
     """Reads and writes batch and image records; the only place that changes their state."""
 
     def __init__(

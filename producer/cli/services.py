@@ -1,4 +1,4 @@
-"""Service commands: ``flower``, ``api`` (HTTP API and dashboard) and ``models``."""
+"""Service commands: ``flower``, ``api`` (HTTP API and dashboard), ``expander`` and ``models``."""
 
 from __future__ import annotations
 
@@ -99,6 +99,48 @@ def _check_keys(settings: Settings) -> None:
             "no API key configured: set BLURQ_TENANTS_FILE (blurq tenants add) or "
             "BLURQ_API_KEYS=<key>[,<key>...] (without one every request would be refused)"
         )
+
+
+@click.command()
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 32),
+    default=2,
+    show_default=True,
+    help="Batches expanded at once (threads).",
+)
+@click.option("--name", "-n", default="expander@%h", show_default=True, help="Worker node name.")
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+def expander(concurrency: int, name: str, loglevel: str) -> None:
+    """Run the expander: lists prefix and manifest batches in the background (queue expand),
+    and the maintenance sweep.
+
+    It loads no image code. It takes no remote-control commands (ping, inspect): those count
+    and list the image workers.
+
+    \b
+    Example:
+      blurq expander --concurrency 2
+    """
+    import producer.expander  # noqa: F401  (registers the task on the app)
+    from infra import sweeper
+    from infra.celery_app import EXPAND_QUEUE, app
+
+    sweeper.install(app)
+    app.conf.worker_enable_remote_control = False
+    app.worker_main(
+        [
+            "worker",
+            f"--concurrency={concurrency}",
+            f"--queues={EXPAND_QUEUE}",
+            f"--hostname={name}",
+            f"--loglevel={loglevel}",
+            "--pool=threads",
+            "--task-events",
+            "--without-gossip",
+        ]
+    )
 
 
 @click.group()

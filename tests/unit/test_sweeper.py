@@ -13,7 +13,7 @@ import redis
 from celery.exceptions import Reject
 
 from infra.celery_app import create_app
-from infra.publish import Publisher, envelope, image_named
+from infra.publish import Publisher, envelope, image_named, message_of
 from infra.settings import Settings
 from infra.status import (
     CREATING_KEY,
@@ -23,7 +23,7 @@ from infra.status import (
     StatusStore,
     batch_key,
 )
-from infra.sweeper import Sweeper, message_of
+from infra.sweeper import Sweeper
 
 pytestmark = pytest.mark.services
 

@@ -40,6 +40,9 @@ function clock(epoch) {
 }
 
 function badge(batch) {
+  // A prefix or manifest still being listed; a batch that failed as a whole (the reason).
+  if (batch.state === "expanding") return [`listing inputs · ${batch.total} found`, "live"];
+  if (batch.state === "failed") return [`failed: ${batch.error}`, "warn"];
   if (batch.cancelled) return [batch.finished ? "cancelled" : "cancelling", "warn"];
   if (batch.finished) return batch.counts.failed ? ["finished with failures", "warn"] : ["done", "ok"];
   return batch.started_at ? ["running", "live"] : ["queued", "idle"];
