@@ -14,7 +14,8 @@ manifest twice, a chunk of ``EXPAND_CHUNK`` at a time, so its memory stays flat 
    the count of the first pass (inputs added meanwhile wait for another batch), and checks each
    input again (a manifest rewritten meanwhile).
 
-The batch's total is known when expansion ends. Its expander holds a lease that every chunk
+The batch's total is known when expansion ends. A batch cancelled while it is listed stops
+being listed: it holds the images found by then. Its expander holds a lease that every chunk
 renews; an expansion that stops (its process died) is sent to an expander again by the
 maintenance sweep and goes on from the records written and the messages sent. An S3 or Redis
 outage retries the task with backoff; anything permanent (a listing that vanished, a forbidden
@@ -58,6 +59,10 @@ class LeaseLost(Exception):
     """Raised when another expander has taken the batch over: this one stops."""
 
 
+class Cancelled(Exception):
+    """Raised when the batch was cancelled while it was listed: its listing stops there."""
+
+
 def choose_queue(asked: str | None, count: int) -> str:
     """The batch's queue: interactive only for batches within INTERACTIVE_MAX images."""
     if asked == "interactive" and count > INTERACTIVE_MAX:
@@ -85,7 +90,7 @@ class Expansion:
 
     def run(self) -> str:
         """Expand the batch: ``expanded``, ``failed: <reason>``, or why this run did nothing."""
-        if not self.store.claim_expansion(self.batch_id, self.token):
+        if self.store.claim_expansion(self.batch_id, self.token) == "lost":
             return "not expanding, or another expander has it"
         batch, state = self.store.batch(self.batch_id), self.store.expanding(self.batch_id)
         if batch is None or state is None:
@@ -95,6 +100,9 @@ class Expansion:
             self._record_and_send(batch, self._count(batch, state, tenant), tenant)
         except LeaseLost:
             return "another expander took it over"
+        except Cancelled:  # what was found is the batch; the rest is never listed
+            self.store.end_expansion(self.batch_id, self.token)
+            return "cancelled"
         except PermanentError as error:
             log.warning("batch %s failed while expanding: %s", self.batch_id, error)
             self.store.end_expansion(self.batch_id, self.token, error=str(error))
@@ -117,8 +125,11 @@ class Expansion:
             yield from chunk
 
     def _renew(self) -> None:
-        if not self.store.claim_expansion(self.batch_id, self.token):
+        lease = self.store.claim_expansion(self.batch_id, self.token)
+        if lease == "lost":
             raise LeaseLost
+        if lease == "cancelled":
+            raise Cancelled
 
     def _count(self, batch: BatchStatus, state: Expanding, tenant: Tenant) -> Expanding:
         """The first pass: the inputs counted and reserved, and the queue chosen (once: a resumed

@@ -92,12 +92,14 @@ class BatchExpansion(BatchCreation):
             int(sent or 0),
         )
 
-    def claim_expansion(self, batch_id: str, token: str) -> bool:
-        """Take (or renew) the lease on expanding the batch; False when another expander holds
-        it or the batch is no longer expanding."""
+    def claim_expansion(self, batch_id: str, token: str) -> str:
+        """Take (or renew) the lease on expanding the batch: ``held``, ``cancelled`` (held, but
+        the batch was cancelled: list no further), or ``lost`` (another expander holds it, or
+        the batch is no longer expanding)."""
         args: list[Arg] = [token, time.time(), SEND_LEASE_S, batch_id]
         with mapped_errors():
-            return bool(self._run("expand_claim", [batch_key(batch_id), EXPANDING_KEY], args))
+            found = int(self._run("expand_claim", [batch_key(batch_id), EXPANDING_KEY], args))
+        return ("lost", "held", "cancelled")[found]
 
     def reserve_expansion(
         self, batch_id: str, token: str, count: int, *, limit: int, queue: str
@@ -131,10 +133,10 @@ class BatchExpansion(BatchCreation):
         keys += [*PHASE_KEYS, WEBHOOKS_DUE_KEY, EXPANDING_KEY]
         args: list[Arg] = [token, time.time(), self.ttl, batch_id, error[:2000]]
         with mapped_errors():
-            ended, completed = self._run("expand_end", keys, args)
+            ended, completed, cancelling = self._run("expand_end", keys, args)
         if not int(ended):
             return False
-        if error:
+        if int(cancelling):
             self.cancel(batch_id)  # the flag is set: its queued images end cancelled
         self._completed(batch_id, int(completed))
         return True

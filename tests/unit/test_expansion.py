@@ -111,7 +111,8 @@ def test_a_refused_expansion_fails_the_batch_whole_and_sends_nothing(
     batch_id = submit(client, manifest(storage, "m.txt", lines, *extra))
     batch = client.status_store.batch(batch_id)
     assert batch is not None and reason in batch.error and batch.finished
-    assert (batch.total, batch.expanding) == (0, False)
+    assert (batch.total, batch.expanding, batch.cancel_requested) == (0, False, False)
+    assert client.status_store.batch_states()["finished"] == 1
     assert sent(redis_client) == [] and sent(redis_client, "interactive") == []
     assert not list(redis_client.scan_iter("blurq:image:*"))
     assert client.status_store.outstanding("shop") == 0
@@ -180,3 +181,22 @@ def test_the_cli_and_the_api_say_a_batch_is_expanding_or_failed_whole(
     assert Batch.of(listing).state == "expanding"
     assert "batch failed: the batch has no inputs" in render(refused)
     assert (Batch.of(refused).state, Batch.of(refused).error) == ("failed", refused.error)
+
+
+def test_a_batch_cancelled_while_it_is_listed_stops_there(
+    client: Client, storage: S3Storage, redis_client: redis.Redis, settings: Settings
+) -> None:
+    batch_id = submit(client, manifest(storage, "m.txt", 2_500), background=True)
+
+    class Cancelling(Publisher):
+        def push(self, queue: str, values: list[str]) -> None:
+            super().push(queue, values)
+            client.cancel(batch_id.split("/")[1], tenant="shop")  # after the first chunk
+
+    client.publisher = Cancelling(redis.Redis.from_url(settings.broker))
+    assert Expansion(client, batch_id).run() == "cancelled"
+    batch = client.status_store.batch(batch_id)
+    assert batch is not None and batch.finished and batch.cancel_requested
+    assert (batch.total, batch.cancelled, batch.expanding) == (EXPAND_CHUNK, EXPAND_CHUNK, False)
+    assert len(sent(redis_client)) == EXPAND_CHUNK  # nothing listed after the cancel
+    assert client.status_store.outstanding("shop") == 0  # the reservation given back
