@@ -136,7 +136,7 @@ class LocalStack:
             for number in range(1, self.workers + 1):
                 self.start_worker(f"worker{number}")
             if self.expander:
-                self._spawn("expander", [sys.executable, "-m", "producer.cli", "expander"])
+                self.start_expander()
             if self.flower:
                 self._start_flower()
             if self.api:
@@ -207,20 +207,12 @@ class LocalStack:
 
     def start_worker(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start one more worker process (concurrency 1) consuming both queues; env overrides."""
-        return self._spawn(
-            name,
-            [
-                sys.executable,
-                "-m",
-                "producer.cli",
-                "worker",
-                "--name",
-                f"{name}@%h",
-                "--concurrency",
-                "1",
-            ],
-            env,
-        )
+        argv = [sys.executable, "-m", "producer.cli", "worker", "--name", f"{name}@%h"]
+        return self._spawn(name, [*argv, "--concurrency", "1"], env)
+
+    def start_expander(self) -> subprocess.Popen[bytes]:
+        """Start the expander (``blurq expander``: prefix and manifest batches, the sweep)."""
+        return self._spawn("expander", [sys.executable, "-m", "producer.cli", "expander"])
 
     def _start_flower(self) -> None:
         # blurq flower reads its credentials from BLURQ_FLOWER_BASIC_AUTH (environment()).
