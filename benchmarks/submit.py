@@ -14,7 +14,9 @@ so the previous release runs the same code paths it ships:
   submission, split into the queue's MEMORY USAGE and the rest;
 - with --images: the workers' time for a batch of that many tiny JPEGs (64x48, u2netp) through two
   workers of the embedded stack, from the batch's first start to its end (submission excluded),
-  runs of the two trees interleaved, medians compared.
+  runs of the two trees interleaved, medians compared; with each run, the Redis commands per
+  image (INFO commandstats from the submission to the end, those inside Lua steps included), the
+  Redis CPU they took, and the memory of a done image's record.
 """
 
 from __future__ import annotations
@@ -128,11 +130,20 @@ def measure_workers(images: int) -> dict[str, Any]:
             uris.append(f"s3://tiny/in/{n:05d}.jpg")
         client = Client(settings, storage=storage)
         params = BlurParams(strength=30, model="u2netp")
+        raw = client.status_store.redis
+        raw.config_resetstat()
         batch = client.submit(uris=uris, output="s3://tiny/out/", params=params)
         status = client.wait(batch, timeout=3600, poll=0.5)
         assert status.done == images, status
         assert status.started_at is not None and status.finished_at is not None
-        return {"workers": status.finished_at - status.started_at}
+        stats = raw.info("commandstats")  # commands run inside Lua steps count too
+        records = [raw.memory_usage(key) for key in raw.scan_iter("blurq:image:*", count=1000)]
+        return {
+            "workers": status.finished_at - status.started_at,
+            "commands": sum(stat["calls"] for stat in stats.values()) / images,
+            "redis_us": sum(stat["usec"] for stat in stats.values()) / images,
+            "record": statistics.mean(records),
+        }
 
 
 def main() -> None:
@@ -184,7 +195,12 @@ def report_workers(trees: dict[str, Path], args: argparse.Namespace) -> None:
         for name in order if round_ % 2 == 0 else order[::-1]:
             found = child(trees[name], "--child", "workers", "--images", str(args.images))
             runs[name].append(found["workers"])
-            print(f"  workers, {name}: {found['workers']:.1f} s", flush=True)
+            print(
+                f"  workers, {name}: {found['workers']:.1f} s; per image: Redis commands "
+                f"{found['commands']:.0f} (Redis CPU {found['redis_us']:.0f} us), "
+                f"a done image's record {found['record']:.0f} B",
+                flush=True,
+            )
     medians = {name: statistics.median(times) for name, times in runs.items()}
     print(f"{args.images} tiny images through two workers, first start to end (median):")
     for name, value in medians.items():
