@@ -7,9 +7,12 @@
 
 Every call acts for one tenant (``infra.tenants``; default: ``default``, single-tenant mode).
 A submission is admitted in this order, before anything is queued: confinement (every input,
-the prefix, the manifest, the output, then each manifest line, depth map and matte, each before
-any S3 call on it), quotas (submits per minute, images per batch, outstanding images), then the
-batch.
+the prefix, the manifest, the output, each before any S3 call on it), the submits per minute,
+then the batch. A list of URIs is checked whole here (each input's depth map and matte, images
+per batch, outstanding images), recorded, and its messages pushed a chunk at a time
+(``infra.publish``). A prefix or a manifest is recorded at once, ``expanding``, and listed by
+``producer.expander`` (here, or in an expander with ``background``), which applies the same
+checks to what it finds before it sends anything.
 Batch ids are the tenant's own; Redis and the job messages hold them qualified by the tenant.
 """
 
@@ -126,11 +129,8 @@ class Client:
         tenant: Tenant | None = None,
         background: bool = False,
     ) -> Submission:
-        """Like submit, and says whether the batch was created or already existed.
-
-        With background, a prefix or manifest is listed by an expander (``producer.expander``)
-        and this returns at once, the batch ``expanding``; otherwise it is listed here.
-        """
+        """Like submit, and says whether the batch was created or already existed; with
+        background, a prefix or manifest is listed by an expander and this returns at once."""
         tenant = tenant or self.tenant()
         destination = S3Uri.parse(output)
         inputs.confine(tenant, destination, uris, prefix, manifest)  # before any S3 call
@@ -160,20 +160,32 @@ class Client:
         if uris is None:  # a prefix or a manifest: listed in the background, or here
             source = ("prefix", prefix) if prefix is not None else ("manifest", str(manifest))
             meta |= {"queue": queue or "", source[0]: str(source[1])}
-            created = expander.begin(self, qualified, meta, digest, inline=not background)
-            return Submission(own_id, created)
-        sources = inputs.from_uris(list(uris), cap=tenant.limits.images_per_batch)
-        if not sources:
-            raise InvalidJob("the batch has no inputs")
-        inputs.confine_found(tenant, sources, params.depth_suffix, destination, params.matte_suffix)
-        meta["queue"] = expander.choose_queue(queue, len(sources))
-        quotas.check_outstanding(self.status_store, tenant, len(sources))
-        jobs = [
-            JobMessage(qualified, f"{n:06d}", source.bucket, source.key)
-            for n, source in enumerate(sources)
-        ]
+            return Submission(own_id, expander.begin(self, qualified, meta, digest, not background))
+        meta["queue"] = queue or ""
+        jobs = self._jobs(tenant, qualified, list(uris), meta, destination, params)
         created = self._create(qualified, jobs, meta, (destination, params, digest), tenant)
         return Submission(own_id, created)
+
+    def _jobs(
+        self,
+        tenant: Tenant,
+        batch_id: str,
+        uris: list[str],
+        meta: dict[str, str],
+        output: S3Uri,
+        params: BlurParams,
+    ) -> list[JobMessage]:
+        """The messages of a batch of URIs, checked whole; its queue chosen into meta."""
+        sources = inputs.from_uris(uris, cap=tenant.limits.images_per_batch)
+        if not sources:
+            raise InvalidJob("the batch has no inputs")
+        inputs.confine_found(tenant, sources, params.depth_suffix, output, params.matte_suffix)
+        meta["queue"] = expander.choose_queue(meta["queue"] or None, len(sources))
+        quotas.check_outstanding(self.status_store, tenant, len(sources))
+        return [
+            JobMessage(batch_id, f"{n:06d}", source.bucket, source.key)
+            for n, source in enumerate(sources)
+        ]
 
     def _create(
         self,

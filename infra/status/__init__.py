@@ -6,10 +6,12 @@ batch's three keys together::
 
     blurq:batches                     sorted set  batch id -> created time (trimmed past the TTL)
     blurq:batches:<tenant>            sorted set  the same for one tenant's batches
-    blurq:tenant:<tenant>             hash        outstanding: its images queued or running
+    blurq:tenant:<tenant>             hash        outstanding: its images queued or running;
+                                                  active: its batches not finished
     blurq:tenant:<tenant>:submits:<m> string      its submissions in minute m (expires)
     blurq:batch:<batch>               hash        totals, counters, times, parameters,
-                                                  cancel flag, webhook URL and outcome
+                                                  cancel flag, webhook URL and outcome,
+                                                  messages sent, expansion's source and lease
     blurq:batch:<batch>:images        list        image ids in submission order
     blurq:batch:<batch>:rate          hash        images done or failed per 10 s bucket
     blurq:batches:phase:<phase>       sorted set  batch id -> created time, one per phase
@@ -18,6 +20,13 @@ batch's three keys together::
                                                   output, error
     blurq:events                      stream      one entry per transition (for live views)
     blurq:metrics                     hash        totals for Prometheus (``metrics``)
+    blurq:running                     sorted set  <batch>:<image> of running images -> started
+    blurq:webhooks:due                sorted set  batches whose webhook is due -> last sent for
+    blurq:batches:creating            sorted set  batches claimed, not made whole -> claimed
+    blurq:batches:sending             sorted set  batches made whole, not all sent -> made
+    blurq:batches:expanding           sorted set  batches being listed -> the expander's last step
+
+The last five are what the maintenance sweep reads (``infra.sweeper``); it empties them.
 
 A batch id here is qualified by its tenant (``infra.tenants.qualify``): ``<tenant>/<id>``, or the
 bare id for the ``default`` tenant.
@@ -25,6 +34,7 @@ bare id for the ``default`` tenant.
 An image's states (``ImageState``) and the store's transitions, each one Lua script::
 
     create_batch ──► queued ──start──► running ──complete──► done
+    (add_expanded)
                        ▲                │  │
                        └────requeue─────┘  └─────fail──────► failed
     (every move, with reject and cancel, in the table below)
@@ -42,8 +52,9 @@ An image's states (``ImageState``) and the store's transitions, each one Lua scr
 
 ``done``, ``failed`` and ``cancelled`` are final: no transition leaves them. Modules:
 ``records`` (keys, record types, read-only queries), ``store`` (``StatusStore``, the only
-writer), ``transitions`` (loads the scripts in ``lua/``), ``metrics`` (Prometheus totals),
-``progress`` (rate and ETA), ``keys`` (the key names).
+writer), ``creation`` and ``expansion`` (the steps that make a batch, which the store inherits),
+``transitions`` (loads the scripts in ``lua/``), ``metrics`` (Prometheus totals), ``progress``
+(state, rate and ETA), ``keys`` (the key names).
 """
 
 from __future__ import annotations

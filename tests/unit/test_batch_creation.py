@@ -51,8 +51,7 @@ def stopping(after: int) -> Iterator[tuple[str, str]]:
     raise KeyboardInterrupt
 
 
-SWEPT_INDEXES = {CREATING_KEY, SENDING_KEY, RUNNING_KEY, WEBHOOKS_DUE_KEY}
-"""Indexes without a TTL by design: the maintenance sweep empties them (infra.sweeper)."""
+SWEPT_INDEXES = {CREATING_KEY, SENDING_KEY, RUNNING_KEY, WEBHOOKS_DUE_KEY}  # the sweep's: no TTL
 
 
 def without_ttl(client: redis.Redis) -> list[str]:
@@ -112,10 +111,7 @@ def sent(client: redis.Redis, queue: str = "bulk") -> list[JobMessage]:
 class _Dying(Publisher):
     """A real publisher whose process dies while pushing its second chunk."""
 
-    def __init__(self, broker: redis.Redis) -> None:
-        super().__init__(broker)
-        self.pushes = 0
-        self.dies = True
+    pushes, dies = 0, True
 
     def push(self, queue: str, values: list[str]) -> None:
         self.pushes += 1
