@@ -130,11 +130,15 @@ class Sweeper:
         return taken
 
     def _expanding(self, now: float) -> int:
-        stale = self._stale(EXPANDING_KEY, now - SEND_LEASE_S)
-        for batch_id in stale:
+        resent = 0
+        for batch_id in self._stale(EXPANDING_KEY, now - SEND_LEASE_S):
+            if self.store.expanding(batch_id) is None:  # expired, or ended meanwhile
+                self.store.redis.zrem(EXPANDING_KEY, batch_id)
+                continue
             self.store.redis.zadd(EXPANDING_KEY, {batch_id: now})  # the expander renews it
             self.app.send_task(EXPAND_TASK, args=[batch_id], queue=EXPAND_QUEUE)
-        return len(stale)
+            resent += 1
+        return resent
 
     def _lost(self, now: float) -> int:
         before = now - self.settings.visibility_timeout - LOST_AFTER_S

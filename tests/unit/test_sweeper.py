@@ -3,6 +3,7 @@ tests/integration/test_sweeper.py runs it in worker processes)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from infra.publish import Publisher, envelope, image_named, message_of
 from infra.settings import Settings
 from infra.status import (
     CREATING_KEY,
+    EXPANDING_KEY,
     RUNNING_KEY,
     SENDING_KEY,
     WEBHOOKS_DUE_KEY,
@@ -133,3 +135,19 @@ def test_a_retry_that_cannot_be_published_puts_the_message_back() -> None:
     with pytest.raises(Reject) as raised:
         _retry(Unpublishable(), 1.0, ConnectionError("down"))  # type: ignore[arg-type]
     assert raised.value.requeue is True
+
+
+def test_a_stalled_expansion_is_sent_to_an_expander_and_a_vanished_one_forgotten(
+    sweeper: Sweeper, status_store: StatusStore, redis_client: redis.Redis
+) -> None:
+    meta = {"output": "s3://out/", "params": "{}", "manifest": "s3://inp/m.txt", "queue": ""}
+    assert status_store.create_expanding("b", meta, digest="d")
+    assert status_store.create_expanding("gone", meta, digest="d")
+    redis_client.delete(batch_key("gone"))  # expired while it was listed
+    assert sweeper.sweep()["expansions resent"] == 0  # made just now: its expander may be on it
+    for batch_id in ("b", "gone"):
+        backdate(redis_client, EXPANDING_KEY, batch_id, 61)
+    assert sweeper.sweep()["expansions resent"] == 1
+    [task] = queued(redis_client, "expand")
+    assert json.loads(base64.b64decode(task["body"]))[0] == ["b"]  # sent by Celery: base64
+    assert redis_client.zrange(EXPANDING_KEY, 0, -1) == ["b"]
