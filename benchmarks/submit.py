@@ -12,12 +12,13 @@ so the previous release runs the same code paths it ships:
   beside it the floor: the same N message envelopes pushed with one pipelined LPUSH each;
 - Redis memory per queued image (messages and records), from INFO used_memory around the first
   submission, split into the queue's MEMORY USAGE and the rest;
-- with --images: the workers' time for a batch of that many tiny JPEGs (64x48, u2netp) through two
-  workers of the embedded stack, from the batch's first start to its end (submission excluded),
-  runs of the two trees interleaved, medians compared; with each run, the Redis commands per
-  image (INFO commandstats from the submission to the end, those inside Lua steps included), the
-  redis-server's CPU time per image (INFO cpu, everything included: the benchmark's polling and
-  the workers' heartbeats too), and the memory of a done image's record.
+- with --images: the workers' cost for a batch of that many tiny JPEGs (64x48, u2netp) through two
+  workers of the embedded stack: their CPU seconds per image (worker and pool processes, from
+  /proc: what a busy machine disturbs least) and the time from the batch's first start to its
+  end (submission excluded), runs of the two trees interleaved, medians compared; with each run,
+  the Redis commands per image (INFO commandstats from the submission to the end, those inside
+  Lua steps included), the redis-server's CPU time per image (INFO cpu, everything included: the
+  benchmark's polling and the workers' heartbeats too), and the memory of a done image's record.
 """
 
 from __future__ import annotations
@@ -107,33 +108,23 @@ def floor(raw: Any, envelopes: list[bytes]) -> float:
 
 
 def measure_workers(images: int) -> dict[str, Any]:
-    """(child) Seconds from a batch's first start to its end: tiny images, two workers."""
-    import numpy as np
-    from PIL import Image
-
+    """(child) A batch of tiny images through two workers: seconds from its first start to its
+    end, the workers' CPU seconds per image, and what it cost Redis."""
     from infra.jobs import BlurParams
     from infra.storage import S3Storage
     from producer.client import Client
     from producer.local.stack import LocalStack
 
-    rng = np.random.default_rng(14)
     with LocalStack(workers=2, flower=False, api=False) as stack:
         stack.wait_for_workers(timeout=180)
-        settings = stack.settings()
-        storage = S3Storage(settings)
-        storage.ensure_bucket("tiny")
-        uris = []
-        for n in range(images):
-            pixels = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
-            buffer = io.BytesIO()
-            Image.fromarray(pixels).save(buffer, format="JPEG")
-            storage.put("tiny", f"in/{n:05d}.jpg", buffer.getvalue(), content_type="image/jpeg")
-            uris.append(f"s3://tiny/in/{n:05d}.jpg")
-        client = Client(settings, storage=storage)
-        params = BlurParams(strength=30, model="u2netp")
+        storage = S3Storage(stack.settings())
+        uris = upload_tiny(storage, images)
+        client = Client(stack.settings(), storage=storage)
         raw = client.status_store.redis
         raw.config_resetstat()
-        cpu = redis_cpu(raw)
+        pids = [stack.processes[name].pid for name in ("worker1", "worker2")]
+        before = (worker_cpu(pids), redis_cpu(raw))
+        params = BlurParams(strength=30, model="u2netp")
         batch = client.submit(uris=uris, output="s3://tiny/out/", params=params)
         status = client.wait(batch, timeout=3600, poll=0.5)
         assert status.done == images, status
@@ -142,11 +133,41 @@ def measure_workers(images: int) -> dict[str, Any]:
         records = [raw.memory_usage(key) for key in raw.scan_iter("blurq:image:*", count=1000)]
         return {
             "workers": status.finished_at - status.started_at,
+            "cpu": (worker_cpu(pids) - before[0]) / images,
             "commands": sum(stat["calls"] for stat in stats.values()) / images,
             "scripts": stats.get("cmdstat_evalsha", {}).get("calls", 0) / images,
-            "redis_us": (redis_cpu(raw) - cpu) * 1e6 / images,
+            "redis_us": (redis_cpu(raw) - before[1]) * 1e6 / images,
             "record": statistics.mean(records),
         }
+
+
+def upload_tiny(storage: Any, images: int) -> list[str]:
+    """That many distinct 64x48 JPEGs of noise in a bucket "tiny"; their URIs."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(14)
+    storage.ensure_bucket("tiny")
+    uris = []
+    for n in range(images):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(buffer, "JPEG")
+        storage.put("tiny", f"in/{n:05d}.jpg", buffer.getvalue(), content_type="image/jpeg")
+        uris.append(f"s3://tiny/in/{n:05d}.jpg")
+    return uris
+
+
+def worker_cpu(pids: list[int]) -> float:
+    """CPU seconds (user and system) of the worker processes and their pool processes."""
+    tick = os.sysconf("SC_CLK_TCK")
+    every = list(pids)
+    for pid in pids:
+        every += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    total = 0
+    for pid in every:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / tick
 
 
 def redis_cpu(raw: Any) -> float:
@@ -198,25 +219,29 @@ def report_submit(name: str, found: dict[str, Any], count: int) -> None:
 
 
 def report_workers(trees: dict[str, Path], args: argparse.Namespace) -> None:
-    runs: dict[str, list[float]] = {name: [] for name in trees}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
     order = list(trees)
     for round_ in range(args.rounds):
         for name in order if round_ % 2 == 0 else order[::-1]:
             found = child(trees[name], "--child", "workers", "--images", str(args.images))
-            runs[name].append(found["workers"])
+            runs[name].append(found)
             print(
-                f"  workers, {name}: {found['workers']:.1f} s; per image: Redis commands "
-                f"{found['commands']:.0f} ({found['scripts']:.0f} Lua steps), Redis CPU "
-                f"{found['redis_us']:.0f} us, "
+                f"  workers, {name}: {found['workers']:.1f} s, {found['cpu'] * 1000:.0f} ms of "
+                f"worker CPU per image; Redis per image: {found['commands']:.0f} commands "
+                f"({found['scripts']:.0f} Lua steps), {found['redis_us']:.0f} us of CPU; "
                 f"a done image's record {found['record']:.0f} B",
                 flush=True,
             )
-    medians = {name: statistics.median(times) for name, times in runs.items()}
-    print(f"{args.images} tiny images through two workers, first start to end (median):")
-    for name, value in medians.items():
-        print(f"  {name}: {value:.1f} s ({args.images / value:.1f} images/s)")
-    change = medians["this tree"] / medians["base"] - 1
-    print(f"  this tree vs base: {change:+.1%}")
+    print(f"{args.images} tiny images through two workers (medians):")
+    medians = {}
+    for name, found in runs.items():
+        wall = statistics.median(run["workers"] for run in found)
+        cpu = statistics.median(run["cpu"] for run in found)
+        medians[name] = (wall, cpu)
+        print(f"  {name}: first start to end {wall:.1f} s, worker CPU {cpu * 1000:.0f} ms/image")
+    (wall, cpu), (base_wall, base_cpu) = medians["this tree"], medians["base"]
+    change = f"worker CPU per image {cpu / base_cpu - 1:+.1%}, time {wall / base_wall - 1:+.1%}"
+    print(f"  this tree vs base: {change}")
 
 
 if __name__ == "__main__":
