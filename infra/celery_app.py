@@ -23,6 +23,10 @@ WEBHOOK_QUEUE = "webhooks"
 """Its own queue, so that a slow receiver never sits in front of images."""
 WORKER_QUEUES = ("interactive", WEBHOOK_QUEUE, "bulk")
 """What a worker consumes, in priority order: webhooks ahead of a bulk backlog."""
+EXPAND_TASK = "blurq.expand_batch"
+"""The task that lists a prefix or manifest batch in the background (``producer.expander``)."""
+EXPAND_QUEUE = "expand"
+"""Its own small queue, consumed by ``blurq expander`` only: never behind bulk work."""
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -57,7 +61,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_soft_time_limit": settings.task_soft_time_limit,
         "task_time_limit": settings.task_time_limit,
-        "task_queues": [Queue(name) for name in (*QUEUES, WEBHOOK_QUEUE)],
+        "task_queues": [Queue(name) for name in (*QUEUES, WEBHOOK_QUEUE, EXPAND_QUEUE)],
         "task_default_queue": "bulk",
         "task_create_missing_queues": False,
         "worker_send_task_events": True,

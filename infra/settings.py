@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     )
     max_deliveries: int = Field(5, ge=1, description="Deliveries after which an image is poison.")
     max_retries: int = Field(3, ge=0, description="Retries of a transient failure per image.")
+    sweep_interval: int = Field(
+        30, ge=1, description="Seconds between maintenance sweeps (one worker sweeps at a time)."
+    )
     status_ttl: int = Field(
         7 * 24 * 3600,
         ge=60,

@@ -1,10 +1,15 @@
 """Completion webhooks: where they may go, the body, its signature, and checking one.
 
 When the last image of a batch reaches a final state, blurq POSTs ``payload(batch)`` (JSON) to the
-batch's ``webhook_url`` with two headers::
+batch's ``webhook_url`` with three headers::
 
     X-Blurq-Timestamp: <unix seconds>
     X-Blurq-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>\\n<url>\\n" + raw body)>
+    X-Blurq-Delivery: <the notice's id, also the body's delivery_id>
+
+Delivery is at least once: an attempt whose answer was lost is tried again, and the maintenance
+sweep (``infra.sweeper``) sends a due notice again when its sender died. Every attempt at one
+batch's notice carries the same delivery id (``delivery_id``): receivers drop repeats by it.
 
 ``<url>`` is the webhook URL exactly as it was submitted, so a notice captured at one receiver
 fails verification at any other; the timestamp is signed too, so an old notice cannot be replayed
@@ -42,6 +47,7 @@ from infra.tenants import split
 
 SIGNATURE_HEADER = "X-Blurq-Signature"
 TIMESTAMP_HEADER = "X-Blurq-Timestamp"
+DELIVERY_HEADER = "X-Blurq-Delivery"
 TOLERANCE_S = 300
 """How old (or how far in the future) a timestamp ``verify`` accepts, in seconds."""
 MAX_URL_LENGTH = 2000
@@ -174,9 +180,16 @@ def check_url(url: str, *, allow_private: bool | None = None) -> str:
     return url
 
 
+def delivery_id(batch: BatchStatus) -> str:
+    """The id of a batch's end notice: the same for every attempt at it, another for any other."""
+    ended = f"{batch.batch_id}\n{batch.finished_at!r}".encode()
+    return hashlib.sha256(ended).hexdigest()[:32]
+
+
 def payload(batch: BatchStatus) -> bytes:
     """The JSON body announcing that a batch has finished (its id as the tenant knows it)."""
     body = {
+        "delivery_id": delivery_id(batch),
         "batch_id": split(batch.batch_id)[1],
         "total": batch.total,
         "done": batch.done,
@@ -185,6 +198,8 @@ def payload(batch: BatchStatus) -> bytes:
         "finished_at": batch.finished_at,
         "output": batch.output,
     }
+    if batch.error:  # it failed as a whole (its inputs could not all be found)
+        body["error"] = batch.error
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -200,15 +215,19 @@ def signature(secret: str, timestamp: str, url: str, body: bytes) -> str:
 
 
 def signed_headers(
-    secret: str, url: str, body: bytes, *, now: float | None = None
+    secret: str, url: str, body: bytes, *, delivery: str = "", now: float | None = None
 ) -> dict[str, str]:
-    """The headers of one delivery of body to url: content type, timestamp and signature."""
+    """The headers of one delivery of body to url: content type, timestamp, signature and the
+    delivery id (when given)."""
     timestamp = str(int(time.time() if now is None else now))
-    return {
+    headers = {
         "Content-Type": "application/json",
         TIMESTAMP_HEADER: timestamp,
         SIGNATURE_HEADER: signature(secret, timestamp, url, body),
     }
+    if delivery:
+        headers[DELIVERY_HEADER] = delivery
+    return headers
 
 
 def verify(

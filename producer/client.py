@@ -7,9 +7,12 @@
 
 Every call acts for one tenant (``infra.tenants``; default: ``default``, single-tenant mode).
 A submission is admitted in this order, before anything is queued: confinement (every input,
-the prefix, the manifest, the output, then each manifest line, depth map and matte, each before
-any S3 call on it), quotas (submits per minute, images per batch, outstanding images), then the
-batch.
+the prefix, the manifest, the output, each before any S3 call on it), the submits per minute,
+then the batch. A list of URIs is checked whole here (each input's depth map and matte, images
+per batch, outstanding images), recorded, and its messages pushed a chunk at a time
+(``infra.publish``). A prefix or a manifest is recorded at once, ``expanding``, and listed by
+``producer.expander`` (here, or in an expander with ``background``), which applies the same
+checks to what it finds before it sends anything.
 Batch ids are the tenant's own; Redis and the job messages hold them qualified by the tenant.
 """
 
@@ -24,21 +27,18 @@ from functools import partial
 
 from celery import Celery
 
-from infra.celery_app import BLUR_TASK, create_app, send_webhook
+from infra.celery_app import create_app, send_webhook
 from infra.errors import InvalidJob
-from infra.jobs import QUEUES, BlurParams, Job, check_batch_id, normalise_prefix
+from infra.jobs import QUEUES, BlurParams, JobMessage, check_batch_id
+from infra.publish import Publisher
 from infra.settings import Settings, get_settings
 from infra.status import BatchStatus, ImageState, ImageStatus, StatusStore
+from infra.status.records import mapped_errors
 from infra.storage import S3Storage, S3Uri, Storage
 from infra.tenants import DEFAULT_TENANT, Tenant, Tenants, load, qualify, split
 from infra.webhooks import check_url
-from producer import inputs, quotas
+from producer import expander, inputs, quotas
 from producer.idempotency import check_same, request_digest
-
-INTERACTIVE_MAX = 8
-"""Batches up to this many images go to the interactive queue; larger ones may not use it."""
-SEND_PROGRESS = 1_000
-"""Messages sent between renewals of the sender's lease (``StatusStore.still_sending``)."""
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,12 @@ class Client:
         storage: Storage | None = None,
         status: StatusStore | None = None,
         app: Celery | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         self.storage = storage or S3Storage(self.settings)
         self.app = app or create_app(self.settings)
+        self.publisher = publisher or Publisher.from_url(self.settings.broker)
         self.status_store = status or StatusStore.from_url(
             self.settings.redis_url,
             ttl=self.settings.status_ttl,
@@ -125,8 +127,10 @@ class Client:
         queue: str | None = None,
         webhook_url: str | None = None,
         tenant: Tenant | None = None,
+        background: bool = False,
     ) -> Submission:
-        """Like submit, and says whether the batch was created or already existed."""
+        """Like submit, and says whether the batch was created or already existed; with
+        background, a prefix or manifest is listed by an expander and this returns at once."""
         tenant = tenant or self.tenant()
         destination = S3Uri.parse(output)
         inputs.confine(tenant, destination, uris, prefix, manifest)  # before any S3 call
@@ -150,86 +154,88 @@ class Client:
             existing = check_same(self.status_store.batch(qualified), digest, destination, params)
             if existing is not None and existing.submitted:
                 return Submission(own_id, created=False)
-        sources = self._expand(tenant, uris, prefix, manifest, destination)
-        inputs.confine_found(tenant, sources, params.depth_suffix, destination, params.matte_suffix)
-        queue = _queue(queue, len(sources))
+        meta = {"params": json.dumps(asdict(params)), "output": str(destination)}
+        if webhook_url:
+            meta["webhook_url"] = webhook_url
+        if uris is None:  # a prefix or a manifest: listed in the background, or here
+            source = ("prefix", prefix) if prefix is not None else ("manifest", str(manifest))
+            meta |= {"queue": queue or "", source[0]: str(source[1])}
+            return Submission(own_id, expander.begin(self, qualified, meta, digest, not background))
+        meta["queue"] = queue or ""
+        jobs = self._jobs(tenant, qualified, list(uris), meta, destination, params)
+        created = self._create(qualified, jobs, meta, (destination, params, digest), tenant)
+        return Submission(own_id, created)
+
+    def _jobs(
+        self,
+        tenant: Tenant,
+        batch_id: str,
+        uris: list[str],
+        meta: dict[str, str],
+        output: S3Uri,
+        params: BlurParams,
+    ) -> list[JobMessage]:
+        """The messages of a batch of URIs, checked whole; its queue chosen into meta."""
+        sources = inputs.from_uris(uris, cap=tenant.limits.images_per_batch)
+        if not sources:
+            raise InvalidJob("the batch has no inputs")
+        inputs.confine_found(tenant, sources, params.depth_suffix, output, params.matte_suffix)
+        meta["queue"] = expander.choose_queue(meta["queue"] or None, len(sources))
         quotas.check_outstanding(self.status_store, tenant, len(sources))
-        jobs = [
-            _job(qualified, f"{n:06d}", source, destination, params, tenant.name)
+        return [
+            JobMessage(batch_id, f"{n:06d}", source.bucket, source.key)
             for n, source in enumerate(sources)
         ]
-        request = (destination, params, digest)
-        limit = tenant.limits.outstanding_images
-        created = self._create(qualified, jobs, request, queue, webhook_url, limit)
-        return Submission(own_id, created)
 
     def _create(
         self,
         batch_id: str,
-        jobs: list[Job],
+        jobs: list[JobMessage],
+        meta: dict[str, str],
         request: tuple[S3Uri, BlurParams, str],
-        queue: str,
-        webhook: str | None,
-        limit: int,
+        tenant: Tenant,
     ) -> bool:
         """Record the batch and send its messages; False when it existed already.
 
-        ``request`` is the output, the parameters and the request's digest; ``limit`` the
-        tenant's outstanding images.
+        ``request`` is the output, the parameters and the request's digest.
         """
         output, params, digest = request
-        meta = {"params": json.dumps(asdict(params)), "output": str(output), "queue": queue}
-        if webhook:
-            meta["webhook_url"] = webhook
         created = self.status_store.create_batch(
             batch_id,
             ((job.image_id, f"s3://{job.input_bucket}/{job.input_key}") for job in jobs),
             meta,
             digest=digest,
-            max_outstanding=limit,
+            max_outstanding=tenant.limits.outstanding_images,
         )
+        before = 0
         if not created:
             # Another submission of the same id may have created the batch since the check above.
             existing = check_same(self.status_store.batch(batch_id), digest, output, params)
             if existing is None or not self.status_store.claim_sending(batch_id):
                 return False  # all sent, or its sender is still at it
-            jobs = self._still_queued(batch_id, jobs)  # its sender stopped half-way
-        self._send(batch_id, jobs, queue)
+            # Its sender stopped half-way: what it had not sent, if still queued.
+            before = existing.sent
+            jobs = self._still_queued(batch_id, jobs[before:])
+        self._send(batch_id, jobs, meta["queue"], before)
         self.status_store.mark_submitted(batch_id)
         return created
 
-    def _still_queued(self, batch_id: str, jobs: list[Job]) -> list[Job]:
+    def _still_queued(self, batch_id: str, jobs: list[JobMessage]) -> list[JobMessage]:
         """The jobs whose image is still queued: those a stopped submission may not have sent."""
         tenant, own_id = split(batch_id)
         queued = {i.image_id for i in self.images(own_id, ImageState.QUEUED, tenant=tenant)}
         return [job for job in jobs if job.image_id in queued]
 
-    def _expand(
-        self,
-        tenant: Tenant,
-        uris: Sequence[str] | None,
-        prefix: str | None,
-        manifest: str | None,
-        output: S3Uri,
-    ) -> list[S3Uri]:
-        cap = tenant.limits.images_per_batch
-        if uris is not None:
-            found = inputs.from_uris(list(uris), cap=cap)
-        elif prefix is not None:
-            found = inputs.from_prefix(self.storage, prefix, exclude=output, cap=cap)
-        else:
-            assert manifest is not None
-            found = inputs.from_manifest(self.storage, manifest, cap=cap)
-        if not found:
-            raise InvalidJob("the batch has no inputs")
-        return found
+    def _send(self, batch_id: str, jobs: list[JobMessage], queue: str, before: int) -> None:
+        """Publish the jobs; ``before``: how many of the batch's first messages were sent."""
 
-    def _send(self, batch_id: str, jobs: list[Job], queue: str) -> None:
-        with self.app.producer_or_acquire() as producer:
-            for n, job in enumerate(jobs, 1):
-                self.app.send_task(BLUR_TASK, args=[job.encode()], queue=queue, producer=producer)
-                if n % SEND_PROGRESS == 0:
-                    self.status_store.still_sending(batch_id)  # keeps the lease: not taken over
+        def progress(sent: int) -> None:
+            # Keeps the lease (not taken over) and says where a takeover goes on from; after a
+            # takeover that skipped images no longer queued, an underestimate: safe.
+            self.status_store.still_sending(batch_id, before + sent)
+
+        with mapped_errors():
+            self.publisher.publish(queue, jobs, progress=progress)
 
     def status(self, batch_id: str, *, tenant: str = DEFAULT_TENANT) -> BatchStatus:
         """The tenant's batch; InvalidJob when it has no such batch (or it expired)."""
@@ -274,25 +280,3 @@ class Client:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"batch {batch_id} not finished after {timeout} s")
             time.sleep(poll)
-
-
-def _queue(asked: str | None, count: int) -> str:
-    """The batch's queue: interactive only for batches within INTERACTIVE_MAX images."""
-    if asked == "interactive" and count > INTERACTIVE_MAX:
-        raise InvalidJob(f"the interactive queue takes batches of up to {INTERACTIVE_MAX} images")
-    return asked or ("interactive" if count <= INTERACTIVE_MAX else "bulk")
-
-
-def _job(
-    batch_id: str, image_id: str, source: S3Uri, output: S3Uri, params: BlurParams, tenant: str
-) -> Job:
-    return Job(
-        batch_id=batch_id,
-        image_id=image_id,
-        input_bucket=source.bucket,
-        input_key=source.key,
-        output_bucket=output.bucket,
-        output_prefix=normalise_prefix(output.key),
-        params=params,
-        tenant=tenant,
-    )

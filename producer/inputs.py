@@ -1,5 +1,8 @@
 """Expanding a batch's inputs into S3 objects: a list of URIs, an S3 prefix, or a manifest.
 
+A list of URIs is parsed whole (``from_uris``: it came in the request); a prefix or a manifest is
+streamed (``stream``), so that a batch of any size is expanded in bounded memory.
+
 A manifest is a text file (local or in S3) with one input per line: an ``s3://`` URI, or a key
 relative to the manifest's own bucket when the manifest is in S3. Blank lines and lines starting
 with ``#`` are ignored. A prefix expands to the image files under it (by extension), leaving out
@@ -84,19 +87,33 @@ def _overlap(prefix: S3Uri, output: S3Uri) -> bool:
 
 def from_uris(uris: list[str], *, cap: int = DEFAULT_CAP) -> list[S3Uri]:
     """Parse a list of ``s3://`` URIs; anything else is refused."""
-    parsed = _capped((S3Uri.parse(uri) for uri in uris), cap, "uris")
+    parsed = list(_capped((S3Uri.parse(uri) for uri in uris), cap, "uris"))
     for uri in parsed:
         if not uri.key or uri.key.endswith("/"):
             raise InvalidJob(f"not an object URI (no key): {uri}")
     return parsed
 
 
-def from_prefix(
-    storage: Storage, prefix: str, *, exclude: S3Uri | None = None, cap: int = DEFAULT_CAP
-) -> list[S3Uri]:
-    """Every image object under an ``s3://bucket/prefix``, in key order."""
-    root = S3Uri.parse(prefix)
-    return _capped(_images_under(storage, root, exclude), cap, f"prefix {root}")
+def stream(
+    storage: Storage,
+    *,
+    prefix: str | None = None,
+    manifest: str | None = None,
+    exclude: S3Uri | None = None,
+    cap: int = DEFAULT_CAP,
+) -> Iterator[S3Uri]:
+    """The inputs under a prefix or listed in a manifest, one at a time as they are read, never
+    held whole; InvalidJob once there are more than cap."""
+    if prefix is not None:
+        root = S3Uri.parse(prefix)
+        return _capped(_images_under(storage, root, exclude), cap, f"prefix {root}")
+    assert manifest is not None
+    max_bytes = MANIFEST_BYTES_PER_IMAGE * cap
+    if not manifest.startswith("s3://"):
+        return _capped(_local_manifest(manifest, max_bytes), cap, f"manifest {manifest}")
+    where = S3Uri.parse(manifest)
+    lines = storage.lines(where.bucket, where.key, max_bytes=max_bytes)
+    return _capped(_manifest_inputs(lines, where.bucket), cap, f"manifest {manifest}")
 
 
 def _images_under(storage: Storage, root: S3Uri, exclude: S3Uri | None) -> Iterator[S3Uri]:
@@ -107,17 +124,7 @@ def _images_under(storage: Storage, root: S3Uri, exclude: S3Uri | None) -> Itera
             yield S3Uri(root.bucket, key)
 
 
-def from_manifest(storage: Storage, manifest: str, *, cap: int = DEFAULT_CAP) -> list[S3Uri]:
-    """The inputs listed in a manifest file, local path or ``s3://`` URI, read line by line."""
-    max_bytes = MANIFEST_BYTES_PER_IMAGE * cap
-    if not manifest.startswith("s3://"):
-        return _from_local_manifest(manifest, max_bytes, cap)
-    where = S3Uri.parse(manifest)
-    lines = storage.lines(where.bucket, where.key, max_bytes=max_bytes)
-    return _capped(_manifest_inputs(lines, where.bucket), cap, f"manifest {manifest}")
-
-
-def _from_local_manifest(manifest: str, max_bytes: int, cap: int) -> list[S3Uri]:
+def _local_manifest(manifest: str, max_bytes: int) -> Iterator[S3Uri]:
     path = Path(manifest)
     if not path.is_file():
         raise InvalidJob(f"manifest not found: {manifest}")
@@ -125,17 +132,15 @@ def _from_local_manifest(manifest: str, max_bytes: int, cap: int) -> list[S3Uri]
         raise InvalidJob(f"manifest {manifest} is larger than {max_bytes} bytes")
     with path.open("rb") as file:
         lines = text_lines(file.read, max_bytes=max_bytes, name=f"manifest {manifest}")
-        return _capped(_manifest_inputs(lines, None), cap, f"manifest {manifest}")
+        yield from _manifest_inputs(lines, None)
 
 
-def _capped(found: Iterable[S3Uri], cap: int, where: str) -> list[S3Uri]:
+def _capped(found: Iterable[S3Uri], cap: int, where: str) -> Iterator[S3Uri]:
     """The inputs found, read no further than cap + 1; InvalidJob past cap."""
-    taken: list[S3Uri] = []
-    for uri in found:
-        taken.append(uri)
-        if len(taken) > cap:
+    for count, uri in enumerate(found, 1):
+        if count > cap:
             raise InvalidJob(f"{where}: more than {cap} images (the limit per batch)")
-    return taken
+        yield uri
 
 
 def _manifest_inputs(lines: Iterable[str], bucket: str | None) -> Iterator[S3Uri]:

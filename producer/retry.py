@@ -16,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from infra.errors import InvalidJob
-from infra.jobs import QUEUES, BlurParams
+from infra.jobs import QUEUES, JobMessage
+from infra.status.records import mapped_errors
 from infra.storage import S3Uri
 from infra.tenants import Tenant, qualify
 from producer import quotas
-from producer.client import INTERACTIVE_MAX, Client, _job
+from producer.client import Client
+from producer.expander import INTERACTIVE_MAX
 
 
 def retry(
@@ -49,15 +51,14 @@ def retry(
         raise InvalidJob(f"the interactive queue takes up to {INTERACTIVE_MAX} images at once")
     if lane not in QUEUES:
         raise InvalidJob(f"queue must be one of {QUEUES}, got {lane!r}")
-    params = BlurParams.from_dict(batch.params)
-    output = S3Uri.parse(batch.output)
 
     def send(images: list[tuple[str, str]]) -> None:
-        jobs = [
-            _job(qualified, image_id, S3Uri.parse(source), output, params, tenant.name)
-            for image_id, source in images
-        ]
-        client._send(qualified, jobs, lane)
+        jobs = []
+        for image_id, source in images:
+            uri = S3Uri.parse(source)
+            jobs.append(JobMessage(qualified, image_id, uri.bucket, uri.key))
+        with mapped_errors():
+            client.publisher.publish(lane, jobs)
 
     return client.status_store.retry(
         qualified,

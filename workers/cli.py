@@ -54,20 +54,22 @@ if TYPE_CHECKING:
 def worker(
     concurrency: int, queues: str, name: str, loglevel: str, heartbeat_file: Path | None
 ) -> None:
-    """Run a Celery worker (prefork; settings from BLURQ_* variables).
+    """Run a Celery worker (prefork; settings from BLURQ_* variables) and the maintenance sweep.
 
     A worker of the webhooks queue alone loads no image code (nor onnxruntime), so the webhook
     sender runs from the producer's image.
     """
     import workers.webhooks  # registers the webhook task on the app
+    from infra import sweeper
     from infra.celery_app import app
 
     if set(queues.split(",")) != {WEBHOOK_QUEUE}:
         import workers.tasks  # noqa: F401  (registers the image task: loads onnxruntime)
     if heartbeat_file is not None:
-        from workers import heartbeat
+        from infra import heartbeat
 
         heartbeat.install(heartbeat_file)
+    sweeper.install(app)
     app.worker_main(
         [
             "worker",

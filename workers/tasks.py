@@ -1,10 +1,20 @@
 """The Celery task: a thin view that decodes the message, runs the pipeline, maps errors.
 
+A message names one image (``infra.jobs.JobMessage``); what its batch's images share (output,
+parameters) is read from the batch record once per batch and cached per worker process, keyed
+by the batch's creation time that ``start`` returns, so a batch id that expired and was made again
+is read again. Cancellation, deliveries and confinement are still decided per image: ``start``
+reads the batch's cancel flag, and the pipeline checks every job against its tenant.
+
 PermanentError → the image fails with the reason, never retried. TransientError → the image goes
 back to queued and the task is retried with exponential backoff and jitter, then fails when
 ``max_retries`` is spent. Anything unexpected fails the image with the exception's text and is
 logged with its traceback; the worker process lives on. When the status store itself cannot be
-reached (longer than its client's retries), the message is sent again later, untouched. An image
+reached (longer than its client's retries), the message is sent again later, untouched. A
+message is never dropped while its image is not final: when a retry cannot be published (the
+broker is away too), Celery would reject the message for good; it is put back on its queue
+instead, or, when even that does not reach the broker, it stays unacknowledged and comes back
+after the visibility timeout. An image
 that is already final, or queued in a cancelled batch, is not run: the status store's ``start``
 says so (and, for a cancelled batch, moves it to ``cancelled`` in the same step). A message that
 breaks the job contract fails its image (``reject``) when it names one.
@@ -20,15 +30,15 @@ fail it again, and a retry asked for later sends a new message.
 from __future__ import annotations
 
 import logging
-from functools import cache
-from typing import Any
+from functools import cache, lru_cache
+from typing import Any, NoReturn
 
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from infra.celery_app import BLUR_TASK, app
 from infra.errors import InvalidJob, PermanentError, StatusUnavailable, TransientError
-from infra.jobs import Job
+from infra.jobs import BatchSpec, Job, JobMessage
 from infra.models import ModelStore
 from infra.settings import Settings, get_settings
 from infra.status import StatusStore
@@ -60,7 +70,7 @@ def _tenants() -> Tenants:
 
 # throws: an expected outcome, logged in a line without a traceback.
 @app.task(name=BLUR_TASK, bind=True, max_retries=None, throws=(ImageFailed,))
-def blur_image(self: Task, message: dict[str, Any]) -> str:
+def blur_image(self: Task, message: Any) -> str:
     """Blur one image described by a job message; returns its final state, or raises
     ImageFailed when this delivery failed it."""
     try:
@@ -69,21 +79,46 @@ def blur_image(self: Task, message: dict[str, Any]) -> str:
         # Redis stayed away longer than its client's own retries. Acknowledging this message
         # would leave the image queued or running forever: send it again later instead.
         log.warning("status store unavailable, image comes back later: %s", error)
-        raise self.retry(countdown=backoff(min(self.request.retries, 4)), exc=error) from error
+        _retry(self, backoff(min(self.request.retries, 4)), error)
 
 
-def _blur(task: Task, message: dict[str, Any]) -> str:
+def _retry(task: Task, countdown: float, error: Exception) -> NoReturn:
+    """Send the message again after countdown; back on its queue if that cannot be published."""
+    try:
+        raise task.retry(countdown=countdown, exc=error)
+    except Reject as refused:  # Celery's answer to a retry it could not publish: requeue=False
+        log.warning("retry not published, message goes back to its queue: %s", refused.reason)
+        raise Reject(refused.reason, requeue=True) from error
+
+
+@lru_cache(maxsize=64)
+def _batch_spec(batch_id: str, created: float) -> BatchSpec:
+    # Once per batch (and per process): what its images share. created tells a batch id made
+    # again after it expired from the batch that was read.
+    found = status_store().batch(batch_id)
+    if found is None or found.created_at != created:
+        raise InvalidJob(f"batch {batch_id!r} has no record (expired or not made whole)")
+    return BatchSpec.of(found.output, found.params)
+
+
+def _blur(task: Task, message: Any) -> str:
     status = status_store()
     try:
-        job = Job.decode(message)
+        image = JobMessage.decode(message)
     except InvalidJob as error:
         return _failed(_refuse(status, message, error, task.request.hostname), str(error))
-    outcome, deliveries = status.start(job.batch_id, job.image_id, worker=task.request.hostname)
-    if outcome == "poison":
-        raise ImageFailed(f"poison: delivered {deliveries} times without finishing")
-    if outcome != "running":
-        log.info("image %s/%s not run: %s", job.batch_id, job.image_id, outcome)
-        return outcome
+    ids = (image.batch_id, image.image_id)
+    started = status.start(*ids, worker=task.request.hostname)
+    if started.outcome == "poison":
+        raise ImageFailed(f"poison: delivered {started.deliveries} times without finishing")
+    if started.outcome != "running":
+        log.info("image %s/%s not run: %s", *ids, started.outcome)
+        return started.outcome
+    try:
+        job = image.job(_batch_spec(image.batch_id, started.batch_created))
+    except InvalidJob as error:
+        reason = f"invalid job: {error}"
+        return _failed(status.fail(*ids, reason), reason)
     return _run(task, job, status, get_settings())
 
 
@@ -94,11 +129,10 @@ def _refuse(status: StatusStore, message: Any, error: InvalidJob, worker: str) -
     when the message names no image.
     """
     log.error("invalid job message: %s", error)
-    ids = message if isinstance(message, dict) else {}
-    batch_id, image_id = ids.get("batch_id"), ids.get("image_id")
-    if not (isinstance(batch_id, str) and isinstance(image_id, str)):
+    ids = JobMessage.names(message)
+    if ids is None:
         return "invalid"
-    return status.reject(batch_id, image_id, f"invalid job: {error}", worker=worker)
+    return status.reject(*ids, f"invalid job: {error}", worker=worker)
 
 
 def _failed(state: str, reason: str) -> str:
@@ -124,7 +158,7 @@ def _run(task: Task, job: Job, status: StatusStore, settings: Settings) -> str:
     except TransientError as error:
         if task.request.retries < settings.max_retries:
             status.requeue(*ids, f"retrying: {error}", retries=task.request.retries + 1)
-            raise task.retry(countdown=backoff(task.request.retries), exc=error) from error
+            _retry(task, backoff(task.request.retries), error)
         reason = f"gave up after {task.request.retries} retries: {error}"
     except SoftTimeLimitExceeded:
         reason = f"timed out after {settings.task_soft_time_limit} s"

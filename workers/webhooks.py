@@ -8,12 +8,15 @@ connection to the very address it vetted: the Host header, TLS SNI and certifica
 URL's host name, so DNS cannot rebind between the check and the connection. Redirects are answers,
 never followed; only http and https exist here (no urllib opener, so no file/ftp/data handlers).
 
-Network errors, a resolver outage, 429 and 5xx answers are retried with exponential backoff and
-full jitter until ``webhook_max_attempts``; any other answer, and a refused URL, end it. A refused
-URL is recorded with one text whatever is behind it, without ever connecting, so delivery status
-says nothing about private hosts or ports. Every attempt is recorded on the batch record:
-``webhook_attempts``, ``webhook_error`` and ``webhook_status``, which goes from ``pending`` to
-``retrying`` while attempts remain, and ends ``delivered`` or ``failed``. It imports no image code
+Every attempt carries the notice's stable ``X-Blurq-Delivery`` id: delivery is at least once (a
+lost answer is tried again; the maintenance sweep sends a notice again whose task never ran), and
+receivers drop repeats by that id. Network errors, a resolver outage, 429 and 5xx answers are
+retried with exponential backoff and full jitter until ``webhook_max_attempts``; any other
+answer, and a refused URL, end it. A refused URL is recorded with one text whatever is behind
+it, without ever connecting, so delivery status says nothing about private hosts or ports. Every
+attempt is recorded on the batch record: ``webhook_attempts``, ``webhook_error`` and
+``webhook_status``, which goes from ``pending`` to ``retrying`` while attempts remain, and ends
+``delivered`` or ``failed``. It imports no image code
 (``workers.runtime``), so a process that only sends webhooks stays small.
 """
 
@@ -30,7 +33,7 @@ from infra.celery_app import WEBHOOK_TASK, app
 from infra.errors import InvalidJob
 from infra.settings import Settings, get_settings
 from infra.tenants import split
-from infra.webhooks import Target, payload, secret_for, signed_headers, vet
+from infra.webhooks import Target, delivery_id, payload, secret_for, signed_headers, vet
 from workers.runtime import backoff, status_store
 
 log = logging.getLogger(__name__)
@@ -87,13 +90,15 @@ def deliver(
         connection.close()
 
 
-def _attempt(url: str, body: bytes, secret: str, settings: Settings) -> tuple[str, bool]:
-    """One delivery: (error or "" on success, whether to retry)."""
+def _attempt(
+    url: str, body: bytes, secret: str, settings: Settings, delivery: str = ""
+) -> tuple[str, bool]:
+    """One delivery (delivery: its id): (error or "" on success, whether to retry)."""
     try:
         target = vet(
             url, allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout
         )
-        headers = signed_headers(secret, url, body)
+        headers = signed_headers(secret, url, body, delivery=delivery)
         code = deliver(target, body, headers, timeout=settings.webhook_timeout)
     except InvalidJob as error:  # refused before any connection: the same text for every host
         return str(error), False
@@ -120,7 +125,8 @@ def send_webhook(self: Task, batch_id: str) -> str:
         status.webhook_attempted(batch_id, "failed", "no webhook_secret configured on the workers")
         return "failed"
     secret = secret_for(settings.webhook_secret, split(batch.batch_id)[0])
-    error, retry = _attempt(batch.webhook_url, payload(batch), secret, settings)
+    body, delivery = payload(batch), delivery_id(batch)
+    error, retry = _attempt(batch.webhook_url, body, secret, settings, delivery)
     if not error:
         status.webhook_attempted(batch_id, "delivered")
         return "delivered"

@@ -7,11 +7,13 @@ batch's three keys together::
     blurq:batches                     sorted set  batch id -> created time (trimmed past the TTL)
     blurq:batches:<tenant>            sorted set  the same for one tenant's batches
     blurq:tenant:<tenant>             hash        outstanding: its images queued or running;
+                                                  active: its batches not finished;
                                                   images per minute, last hour (``throughput``)
     blurq:tenant:<tenant>:submits:<m> string      its submissions in minute m (expires)
     blurq:batch:<batch>               hash        totals, counters, times, parameters,
                                                   cancel flag, webhook URL and outcome,
-                                                  review count, warm_at (``progress``)
+                                                  review count, warm_at (``progress``),
+                                                  messages sent, expansion's source and lease
     blurq:batch:<batch>:images        list        image ids in submission order
     blurq:batch:<batch>:rate          hash        images processed per 10 s bucket
                                                   (``window``)
@@ -22,6 +24,13 @@ batch's three keys together::
     blurq:events                      stream      one entry per transition (for live views)
     blurq:metrics                     hash        totals for Prometheus (``metrics``);
                                                   images per minute, last hour, every tenant
+    blurq:running                     sorted set  <batch>:<image> of running images -> started
+    blurq:webhooks:due                sorted set  batches whose webhook is due -> last sent for
+    blurq:batches:creating            sorted set  batches claimed, not made whole -> claimed
+    blurq:batches:sending             sorted set  batches made whole, not all sent -> made
+    blurq:batches:expanding           sorted set  batches being listed -> the expander's last step
+
+The last five are what the maintenance sweep reads (``infra.sweeper``); it empties them.
 
 A batch id here is qualified by its tenant (``infra.tenants.qualify``): ``<tenant>/<id>``, or the
 bare id for the ``default`` tenant.
@@ -29,7 +38,7 @@ bare id for the ``default`` tenant.
 An image's states (``ImageState``) and the store's transitions, each one Lua script::
 
     create_batch ──► queued ──start──► running ──complete──► done
-                     ▲  ▲                │  │
+    (add_expanded)   ▲  ▲                │  │
                      │  └────requeue─────┘  └─────fail──────► failed
                      └─────────────────retry─────────────────────┘
     (every move, with reject and cancel, in the table below)
@@ -48,21 +57,27 @@ An image's states (``ImageState``) and the store's transitions, each one Lua scr
 
 ``done``, ``failed`` and ``cancelled`` are final: only ``retry``, which a person asks for, leaves
 one (``failed``; never in a cancelled batch). Modules: ``records`` (record types, read-only
-queries), ``store`` (``StatusStore``, the only writer), ``retry`` (its retry, mixed in),
-``transitions`` (loads the scripts in ``lua/``), ``metrics`` (Prometheus totals), ``window``
-(rate buckets), ``progress`` (rate and ETA), ``throughput`` (images per minute), ``keys`` (the
-key names).
+queries), ``store`` (``StatusStore``, the only writer), ``creation`` and ``expansion`` (the steps
+that make a batch, which the store inherits), ``retry`` (its retry, mixed in), ``transitions``
+(loads the scripts in ``lua/``), ``metrics`` (Prometheus totals), ``window`` (rate buckets),
+``progress`` (rate and ETA), ``throughput`` (images per minute), ``keys`` (the key names).
 """
 
 from __future__ import annotations
 
+from infra.status.creation import CLAIM_TTL_S, OUTSTANDING_RETRY_S, SEND_LEASE_S
 from infra.status.keys import (
     BATCH_PHASES,
     BATCHES_KEY,
+    CREATING_KEY,
     EVENTS_KEY,
     EVENTS_MAXLEN,
+    EXPANDING_KEY,
     KEY_PREFIX,
     PHASE_KEYS,
+    RUNNING_KEY,
+    SENDING_KEY,
+    WEBHOOKS_DUE_KEY,
     batch_key,
     image_key,
     images_key,
@@ -74,13 +89,7 @@ from infra.status.keys import (
 from infra.status.metrics import METRICS_KEY, STAGES, StageHistogram, stage_histograms
 from infra.status.progress import eta_seconds, rate
 from infra.status.records import CREATE_CHUNK, BatchStatus, ImageState, ImageStatus
-from infra.status.store import (
-    CANCEL_CHUNK,
-    CLAIM_TTL_S,
-    OUTSTANDING_RETRY_S,
-    SEND_LEASE_S,
-    StatusStore,
-)
+from infra.status.store import CANCEL_CHUNK, Started, StatusStore
 from infra.status.window import RATE_BUCKET_S, RATE_WINDOW_S, RecentWindow
 
 __all__ = [
@@ -89,21 +98,27 @@ __all__ = [
     "CANCEL_CHUNK",
     "CLAIM_TTL_S",
     "CREATE_CHUNK",
+    "CREATING_KEY",
     "EVENTS_KEY",
     "EVENTS_MAXLEN",
+    "EXPANDING_KEY",
     "KEY_PREFIX",
     "METRICS_KEY",
     "OUTSTANDING_RETRY_S",
     "PHASE_KEYS",
     "RATE_BUCKET_S",
     "RATE_WINDOW_S",
+    "RUNNING_KEY",
+    "SENDING_KEY",
     "SEND_LEASE_S",
     "STAGES",
+    "WEBHOOKS_DUE_KEY",
     "BatchStatus",
     "ImageState",
     "ImageStatus",
     "RecentWindow",
     "StageHistogram",
+    "Started",
     "StatusStore",
     "batch_key",
     "eta_seconds",

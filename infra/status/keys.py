@@ -40,13 +40,26 @@ PHASE_KEYS = tuple(f"{KEY_PREFIX}batches:phase:{phase}" for phase in BATCH_PHASE
 """One sorted set per phase (batch id -> created time), kept by the transitions (``common.lua``)."""
 
 
+RUNNING_KEY = f"{KEY_PREFIX}running"
+"""Sorted set: ``<batch id>:<image id>`` of every running image -> when it last started."""
+WEBHOOKS_DUE_KEY = f"{KEY_PREFIX}webhooks:due"
+"""Sorted set: batches whose webhook is pending or retrying -> when it was last sent for."""
+CREATING_KEY = f"{KEY_PREFIX}batches:creating"
+"""Sorted set: batches being created (claimed, not made whole yet) -> when claimed."""
+SENDING_KEY = f"{KEY_PREFIX}batches:sending"
+"""Sorted set: batches made whole whose messages are not all sent -> when their sending began."""
+EXPANDING_KEY = f"{KEY_PREFIX}batches:expanding"
+"""Sorted set: batches whose inputs are being listed in the background -> last progress."""
+
+
 def tenant_of(batch_id: str) -> str:
     """The tenant a qualified batch id belongs to (``infra.tenants.split``)."""
     return split(batch_id)[0]
 
 
 def tenant_key(tenant: str) -> str:
-    """The key of a tenant's counters (``outstanding``: its images queued or running)."""
+    """The key of a tenant's counters: ``outstanding`` (its images queued or running) and
+    ``active`` (its batches not finished)."""
     return f"{KEY_PREFIX}tenant:{tenant}"
 
 

@@ -1,5 +1,5 @@
-"""A batch's throughput and time left: the one definition that the CLI, the API and so the
-dashboard show.
+"""A batch's state, throughput and time left: the one definition that the CLI, the API and so
+the dashboard show.
 
 ``rate`` counts processed images per second: done ones, and failed ones that took a worker at
 least a second (a failure that comes at once, a missing key or a file that is not an image,
@@ -41,6 +41,20 @@ class _Sample:
 
     images: int
     seconds: float
+
+
+def state(batch: BatchStatus) -> str:
+    """What a batch is doing, in one word: expanding (its inputs still being listed), failed (as
+    a whole: ``error``), cancelled, finished, running or queued."""
+    if batch.expanding:
+        return "expanding"
+    if batch.error:
+        return "failed"
+    if batch.cancel_requested:
+        return "cancelled"
+    if batch.finished:
+        return "finished"
+    return "running" if batch.started_at is not None else "queued"
 
 
 def rate(batch: BatchStatus, *, now: float | None = None) -> float:

@@ -20,6 +20,7 @@ from infra.errors import StatusUnavailable
 from infra.status.keys import (
     BATCH_PHASES,
     BATCHES_KEY,
+    EXPANDING_KEY,
     PHASE_KEYS,
     batch_key,
     image_key,
@@ -89,14 +90,17 @@ class BatchStatus:
     webhook_status: str = ""
     webhook_attempts: int = 0
     request_digest: str = ""  # of the submission that made it (inputs, output, params, webhook)
+    sent: int = 0  # its first messages known to be sent (where a takeover of sending goes on)
+    expanding: bool = False  # its inputs are still being listed: total is what is found so far
+    error: str = ""  # why the batch failed as a whole (its expansion), "" when it did not
     recent: RecentWindow | None = None  # read with the record; None when built by hand
     warm_at: float | None = None  # its first image counted in the rate (``infra.status.progress``)
     review: int = 0  # done images whose matte is in doubt
 
     @property
     def finished(self) -> bool:
-        """True once every image is done, failed or cancelled."""
-        return self.done + self.failed + self.cancelled == self.total
+        """True once every image is done, failed or cancelled, and no more are to be found."""
+        return not self.expanding and self.done + self.failed + self.cancelled == self.total
 
 
 class StatusReader:
@@ -122,6 +126,13 @@ class StatusReader:
         with mapped_errors():
             value = self.redis.hget(tenant_key(tenant), "outstanding")
         return int(value or 0)
+
+    def tenant_summary(self, tenant: str) -> dict[str, int]:
+        """The tenant's batches not finished (``active``, counted from this release on) and its
+        images queued or running (``outstanding``): two counters the transitions keep."""
+        with mapped_errors():
+            active, outstanding = self.redis.hmget(tenant_key(tenant), "active", "outstanding")
+        return {"active": max(0, int(active or 0)), "outstanding": int(outstanding or 0)}
 
     def batches(self, batch_ids: Iterable[str]) -> list[BatchStatus]:
         """The records of the given batches in one round trip; unknown or expired ones left out."""
@@ -206,17 +217,16 @@ class StatusReader:
         return found, position
 
     def batch_states(self) -> dict[str, int]:
-        """How many batches on record are queued, running, finished or cancelled.
-
-        Counted from the phase sets the transitions keep (four ZCARDs, whatever the number of
-        batches), trimmed with the index of batches as new ones are created.
-        """
+        """How many batches on record are queued, running, finished or cancelled, and how many
+        of them are expanding: five ZCARDs of sets the transitions keep, whatever the number of
+        batches (the phase sets are trimmed with the index of batches)."""
         with mapped_errors():
             pipe = self.redis.pipeline(transaction=False)
-            for key in PHASE_KEYS:
+            for key in (*PHASE_KEYS, EXPANDING_KEY):
                 pipe.zcard(key)
             counts = pipe.execute()
-        return {phase: int(count) for phase, count in zip(BATCH_PHASES, counts, strict=True)}
+        states = (*BATCH_PHASES, "expanding")
+        return {state: int(count) for state, count in zip(states, counts, strict=True)}
 
 
 @dataclass(frozen=True)
@@ -257,6 +267,9 @@ def _batch(batch_id: str, record: dict[str, str], recent: RecentWindow) -> Batch
         webhook_status=record.get("webhook_status", ""),
         webhook_attempts=int(record.get("webhook_attempts", 0)),
         request_digest=record.get("digest", ""),
+        sent=int(record.get("sent", 0)),
+        expanding="expanding" in record,
+        error=record.get("error", ""),
         recent=recent,
         warm_at=_float(record.get("warm_at")),
         review=int(record.get("review", 0)),

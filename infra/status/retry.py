@@ -18,6 +18,7 @@ from infra.status.keys import (
     EVENTS_KEY,
     EVENTS_MAXLEN,
     PHASE_KEYS,
+    WEBHOOKS_DUE_KEY,
     batch_key,
     image_key,
     images_key,
@@ -81,7 +82,7 @@ class Retrying:
         """One Lua step over ids; the (image id, input) pairs it moved."""
         keys = [batch_key(batch_id), images_key(batch_id), rate_key(batch_id)]
         keys += [EVENTS_KEY, METRICS_KEY, tenant_key(tenant_of(batch_id)), *PHASE_KEYS]
-        keys += [image_key(batch_id, image_id) for image_id in ids]
+        keys += [WEBHOOKS_DUE_KEY, *(image_key(batch_id, image_id) for image_id in ids)]
         args = [time.time(), self.ttl, EVENTS_MAXLEN, batch_id, max_outstanding, *ids]
         code, *moved = self._scripts["retry"](keys=keys, args=args)
         own = split(batch_id)[1]

@@ -37,6 +37,12 @@ NAMES = (
     "create_end",  # batch creation 3/3: the counters that make the batch exist
     "update",  # set fields of a record only while it exists
     "claim_sending",  # who sends a created batch's messages (a lease, taken over when idle)
+    "drop_half_created",  # what a creation that stopped half-way wrote, a chunk at a time
+    "expand_begin",  # a prefix or manifest batch exists at once, expanding, with no images yet
+    "expand_claim",  # who expands it (a lease, taken over when its expander stalls)
+    "expand_reserve",  # its counted inputs against the tenant's outstanding images
+    "expand_images",  # one chunk of its images, queued
+    "expand_end",  # all found, or failed as a whole
 )
 """Every script, by the name of its file in ``lua/``."""
 SCRIPTS = {name: _script(name) for name in NAMES}

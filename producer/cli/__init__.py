@@ -1,10 +1,10 @@
 """The ``blurq`` command: one group, one small function per subcommand.
 
 The commands live by topic: ``batches`` (submit, status, watch, cancel, retry, images; directly
-on Redis or through the HTTP API, ``modes``), ``services`` (flower,
-api, models) and ``local`` (dev up, demo); ``options`` holds the options they share. Worker-side
-subcommands (``worker``, ``blur``, ``matte``, ``eval``) are found through the ``blurq.commands``
-entry points and imported only when run, so submitting never loads the worker code or onnxruntime.
+on Redis or through the HTTP API, ``modes``), ``services`` (flower, api, expander, models) and
+``local`` (dev up, demo); ``options`` holds the options they share. Worker-side subcommands
+(``worker``, ``blur``, ``matte``, ``eval``) are found through the ``blurq.commands`` entry points
+and imported only when run, so submitting never loads the worker code or onnxruntime.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ Examples:
   blurq images spring-01 --state failed
   BLURQ_API_KEY=<key> blurq status spring-01 --api https://blurq.example.com
   blurq worker --concurrency 1
+  blurq expander
   BLURQ_FLOWER_BASIC_AUTH=ops:<password, 16+ characters> blurq flower --port 5555
   blurq tenants add shop-a --input s3://shop-a-in/ --output s3://shop-a-out/ --file tenants.json
   BLURQ_TENANTS_FILE=tenants.json blurq api --port 8000
@@ -70,6 +71,7 @@ for command in (
     batches.images,
     services.flower,
     services.api,
+    services.expander,
     services.models,
     tenants.tenants,
     local.dev,

@@ -115,6 +115,8 @@ def _shown(batch: Batch) -> Shown:
         cancelled=counts.cancelled,
         cancel_requested=batch.cancelled,
         review=batch.review,
+        expanding=batch.state == "expanding",
+        error=batch.error,
         created_at=batch.created_at,
         started_at=batch.started_at,
         finished_at=batch.finished_at,

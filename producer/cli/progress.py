@@ -45,14 +45,23 @@ def shown(status: BatchStatus) -> Shown:
 
 
 def render(status: BatchStatus, *, now: float | None = None, pace: Pace | None = None) -> str:
-    """One line: bar, counts per state, throughput and ETA (pace: computed from status)."""
+    """One line: bar, counts per state, throughput and ETA (pace: computed from status); while
+    the batch's inputs are still being listed, how many were found instead of the bar; the
+    reason of a batch that failed whole.
+    """
     finished = status.done + status.failed + status.cancelled
     filled = int(WIDTH * finished / status.total) if status.total else WIDTH
     bar = "#" * filled + "-" * (WIDTH - filled)
+    if status.expanding:
+        bar = f"{'listing inputs':^{WIDTH}}"
     line = (
         f"[{bar}] {finished}/{status.total}  done {status.done}  failed {status.failed}  "
         f"running {status.running}  queued {status.queued}"
     )
+    if status.expanding:
+        line += f"  expanding: {status.total} found so far"
+    if status.error:
+        line += f"  batch failed: {status.error}"
     if status.cancel_requested:
         line += f"  cancelled {status.cancelled}"
     if status.review:
@@ -83,7 +92,7 @@ def follow(
     last = None
     while True:
         status, pace = read()
-        counts = (status.queued, status.running, status.done, status.failed)
+        counts = (status.queued, status.running, status.done, status.failed, status.expanding)
         if live:
             out.write("\r" + render(status, pace=pace) + "\033[K")
         elif counts != last:

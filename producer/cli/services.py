@@ -1,9 +1,10 @@
-"""Service commands: ``flower``, ``api`` (HTTP API and dashboard) and ``models``."""
+"""Service commands: ``flower``, ``api`` (HTTP API and dashboard), ``expander`` and ``models``."""
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -99,6 +100,57 @@ def _check_keys(settings: Settings) -> None:
             "no API key configured: set BLURQ_TENANTS_FILE (blurq tenants add) or "
             "BLURQ_API_KEYS=<key>[,<key>...] (without one every request would be refused)"
         )
+
+
+@click.command()
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 32),
+    default=2,
+    show_default=True,
+    help="Batches expanded at once (threads).",
+)
+@click.option("--name", "-n", default="expander@%h", show_default=True, help="Worker node name.")
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+@click.option(
+    "--heartbeat-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Touch this file at every heartbeat (every 2 s while consuming), for liveness probes.",
+)
+def expander(concurrency: int, name: str, loglevel: str, heartbeat_file: Path | None) -> None:
+    """Run the expander: lists prefix and manifest batches in the background (queue expand),
+    and the maintenance sweep.
+
+    It loads no image code. It takes no remote-control commands (ping, inspect): those count
+    and list the image workers.
+
+    \b
+    Example:
+      blurq expander --concurrency 2
+    """
+    import producer.expander  # noqa: F401  (registers the task on the app)
+    from infra import sweeper
+    from infra.celery_app import EXPAND_QUEUE, app
+
+    if heartbeat_file is not None:
+        from infra import heartbeat
+
+        heartbeat.install(heartbeat_file)
+    sweeper.install(app)
+    app.conf.worker_enable_remote_control = False
+    app.worker_main(
+        [
+            "worker",
+            f"--concurrency={concurrency}",
+            f"--queues={EXPAND_QUEUE}",
+            f"--hostname={name}",
+            f"--loglevel={loglevel}",
+            "--pool=threads",
+            "--task-events",
+            "--without-gossip",
+        ]
+    )
 
 
 @click.group()

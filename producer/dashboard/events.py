@@ -6,10 +6,13 @@ changed, and at most every ``MIN_INTERVAL_S`` sends one ``batches`` event with t
 summaries, read from their records (counters), never from their images. Events:
 
     snapshot   {now, tenant, role, flower_url,         first, the recent batches and who is
-                batches: [batch...]}                   signed in (role: submit or view)
-    batches    {now, batches: [batch...]}              batches that changed
-    heartbeat  {now, batches: [batch...]}              every HEARTBEAT_S: unfinished batches, so
+                batches: [batch...], summary}          signed in (role: submit or view)
+    batches    {now, batches: [batch...], summary}     batches that changed
+    heartbeat  {now, batches: [batch...], summary}     every HEARTBEAT_S: unfinished batches, so
                                                        rate and ETA stay current when idle
+
+``summary`` is the tenant's whole picture, whatever the page shows: its batches not finished and
+its images queued or running, two counters the transitions keep (``StatusReader.tenant_summary``).
 
 Each batch is shown as the JSON API shows it (``producer.http.schemas.Batch``: the tenant's own
 id). A connection sees only its principal's tenant: the snapshot reads the tenant's index, and
@@ -70,7 +73,8 @@ def snapshot(
         found = store.recent_batches(count=limit, tenant=principal.tenant.name)
     else:
         found = store.batches([only])
-    return {**signed_in(settings, principal), "batches": summaries(found)}
+    summary = store.tenant_summary(principal.tenant.name)
+    return {**signed_in(settings, principal), "batches": summaries(found), "summary": summary}
 
 
 def signed_in(settings: Settings, principal: Principal) -> dict[str, Any]:
@@ -165,6 +169,7 @@ async def _due(client: Any, store: StatusStore, watch: _Watch) -> str | None:
     found = await run_in_threadpool(store.batches, sorted(ids))
     data: dict[str, Any] = {"now": time.time()}
     data["batches"] = summaries(found)
+    data["summary"] = await run_in_threadpool(store.tenant_summary, watch.tenant)
     if event == "batches":
         watch.sent = now
     watch.unfinished = (watch.unfinished - set(ids)) | {b.batch_id for b in found if not b.finished}

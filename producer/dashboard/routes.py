@@ -103,7 +103,8 @@ def batches(
     state: listing.Outcome | None = None,
     q: Annotated[str, Query(max_length=64)] = "",
 ) -> dict[str, Any]:
-    """A page of batches, newest first, with counters, rate and ETA; reads batch records only."""
+    """A page of batches, newest first, with counters, rate and ETA, and the tenant's summary
+    (its active batches, its images queued or running); reads batch records only."""
     found, after = listing.page(
         store_of(request),
         principal.tenant.name,
@@ -113,7 +114,8 @@ def batches(
         text=q,
     )
     answer = live.signed_in(settings_of(request), principal)
-    return {**answer, "batches": live.summaries(found), "next_offset": after}
+    summary = store_of(request).tenant_summary(principal.tenant.name)  # every batch, two counters
+    return {**answer, "batches": live.summaries(found), "next_offset": after, "summary": summary}
 
 
 @viewer.get("/fleet")

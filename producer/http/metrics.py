@@ -7,7 +7,9 @@ figures.
     blurq_queue_depth{queue}            messages waiting per Celery queue (priority lists summed)
     blurq_images_total{state}           images that ended done, failed or cancelled
     blurq_stage_seconds{stage}          histogram of seconds per pipeline stage (done images)
-    blurq_batches{state}                batches on record: queued, running, finished, cancelled
+    blurq_batches{state}                batches on record: queued, running, finished, cancelled;
+                                        and expanding (inputs still being listed, also counted
+                                        in one of the four)
     blurq_oldest_queued_batch_seconds   age of the oldest batch none of whose images has started
                                         (0 when there is none): how long work has been waiting
     blurq_webhook_attempts_total{outcome}  completion webhook attempts: delivered, failed (the

@@ -1,7 +1,13 @@
 """The JSON API under ``/v1``: submit, list, read, page through images, cancel.
 
 Every route needs an API key (``producer.http.auth``) and acts for the key's tenant: batch ids
-are the tenant's own, and another tenant's batch answers exactly like an unknown one. Errors
+are the tenant's own, and another tenant's batch answers exactly like an unknown one. A batch of
+URIs is made whole before the answer (201); a prefix or a manifest is listed in the background by
+an expander (``producer.expander``): 202 at once, the batch ``expanding``, and a refusal found
+while listing (the images-per-batch cap, the outstanding quota, a line outside the tenant's
+prefixes) fails the batch as a whole, with the reason in its ``error``. A manifest of any length
+comes as the ``s3://`` URI of a manifest object, which the expander streams from S3: request
+bodies stay within the gate's limit (``producer.http.limits``). Errors
 are ``{"error": {"code", "message"}}``: 401 no or bad key, 403 a ``view`` key that tries to
 change something or a place outside the tenant's S3 prefixes, 404 unknown batch, 409 an
 idempotency key reused for a different batch or a cancel of a finished batch, 422 malformed
@@ -93,7 +99,7 @@ def _batch(api: Client, who: Principal, batch_id: str) -> BatchStatus:
     return found
 
 
-@router.post("/batches", status_code=201, response_model=Batch)
+@router.post("/batches", status_code=201, response_model=Batch, responses={202: {"model": Batch}})
 def submit(
     body: BatchRequest,
     response: Response,
@@ -101,7 +107,8 @@ def submit(
     who: Writer,
     idempotency_key: Annotated[str | None, Header(max_length=64)] = None,
 ) -> Batch:
-    """Submit a batch; 201 when created, 200 when the same key named an existing batch."""
+    """Submit a batch; 201 when created (URIs), 202 when created and being listed (a prefix or
+    a manifest: state expanding), 200 when the same key named an existing batch."""
     if body.webhook_url and not api.settings.webhook_secret:
         raise ApiError(422, "webhooks_disabled", "webhooks need BLURQ_WEBHOOK_SECRET on the API")
     batch_id = _idempotency(body.batch_id, idempotency_key)
@@ -116,8 +123,10 @@ def submit(
         queue=body.queue,
         webhook_url=body.webhook_url,
         tenant=who.tenant,
+        background=True,
     )
-    response.status_code = 201 if submission.created else 200
+    listed = body.uris is None
+    response.status_code = (202 if listed else 201) if submission.created else 200
     response.headers["Location"] = f"/v1/batches/{submission.batch_id}"
     return Batch.of(_batch(api, who, submission.batch_id))
 

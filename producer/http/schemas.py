@@ -110,6 +110,11 @@ class Batch(BaseModel):
     """A batch's progress, parameters and times (unix seconds)."""
 
     batch_id: str
+    state: Literal["expanding", "queued", "running", "finished", "cancelled", "failed"] = Field(
+        description="expanding: its prefix or manifest is still being listed (total is what was "
+        "found so far); failed: it failed as a whole, see error (infra.status.progress.state)."
+    )
+    error: str = Field("", description="Why the batch failed as a whole (its expansion).")
     total: int
     counts: Counts
     finished: bool
@@ -140,6 +145,8 @@ class Batch(BaseModel):
         eta = progress.eta_seconds(batch)
         return cls(
             batch_id=split(batch.batch_id)[1],  # the tenant's own id
+            state=progress.state(batch),
+            error=batch.error,
             total=batch.total,
             counts=Counts(
                 queued=batch.queued,

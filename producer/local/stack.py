@@ -1,7 +1,8 @@
 """The embedded local stack: real processes on loopback, no Docker.
 
 ``LocalStack`` starts a ``redis-server``, a local S3 server (moto's server mode), Celery worker
-processes, Flower and the HTTP API (with the dashboard) on free ports, waits until each answers,
+processes, the expander (``blurq expander``), Flower and the HTTP API (with the dashboard) on free
+ports, waits until each answers,
 and stops everything it started. It makes up fresh secrets for its children: the API key, the
 webhook secret, Redis's password (given to redis-server on its standard input, never in argv) and
 Flower's basic-auth password (in Flower's environment).
@@ -42,10 +43,11 @@ def free_port() -> int:
 
 @dataclass
 class LocalStack:
-    """Redis, S3, workers, Flower and the API as child processes; a context manager."""
+    """Redis, S3, workers, the expander, Flower and the API: child processes; a context manager."""
 
     workers: int = 2
     log_dir: Path | None = None
+    expander: bool = True
     flower: bool = True
     redis_appendonly: bool = False
     redis_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
@@ -133,6 +135,8 @@ class LocalStack:
             self._start_s3()
             for number in range(1, self.workers + 1):
                 self.start_worker(f"worker{number}")
+            if self.expander:
+                self.start_expander()
             if self.flower:
                 self._start_flower()
             if self.api:
@@ -203,20 +207,12 @@ class LocalStack:
 
     def start_worker(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start one more worker process (concurrency 1) consuming both queues; env overrides."""
-        return self._spawn(
-            name,
-            [
-                sys.executable,
-                "-m",
-                "producer.cli",
-                "worker",
-                "--name",
-                f"{name}@%h",
-                "--concurrency",
-                "1",
-            ],
-            env,
-        )
+        argv = [sys.executable, "-m", "producer.cli", "worker", "--name", f"{name}@%h"]
+        return self._spawn(name, [*argv, "--concurrency", "1"], env)
+
+    def start_expander(self) -> subprocess.Popen[bytes]:
+        """Start the expander (``blurq expander``: prefix and manifest batches, the sweep)."""
+        return self._spawn("expander", [sys.executable, "-m", "producer.cli", "expander"])
 
     def _start_flower(self) -> None:
         # blurq flower reads its credentials from BLURQ_FLOWER_BASIC_AUTH (environment()).

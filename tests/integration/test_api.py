@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.settings import Settings
@@ -59,6 +60,18 @@ def wait_finished(api: httpx.Client, batch_id: str, timeout: float = 300) -> dic
             return batch
         assert time.monotonic() < deadline, batch
         time.sleep(0.5)
+
+
+def listed(api: httpx.Client, reply: httpx.Response, timeout: float = 120) -> dict[str, Any]:
+    """A prefix or manifest batch (answered 202, expanding) once all its inputs are found."""
+    assert reply.status_code == 202 and reply.json()["state"] == "expanding", reply.text
+    deadline = time.monotonic() + timeout
+    while True:
+        batch: dict[str, Any] = api.get(reply.headers["location"]).raise_for_status().json()
+        if batch["state"] != "expanding":
+            return batch
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.2)
 
 
 def adds_up(batch: dict[str, Any]) -> bool:
@@ -111,12 +124,13 @@ def test_images_by_state_with_reasons_and_outputs(
 
 
 def tasks_sent(stack: LocalStack, batch_id: str, *, at_least: int = 0) -> int:
-    """How many blur tasks of the batch Flower has seen sent (from Celery's task-sent events)."""
+    """How many blur tasks of the batch Flower has seen (from the workers' task-received events;
+    a task's id is ``<batch id>:<image id>``, infra.publish)."""
     deadline = time.monotonic() + 60
     while True:
         reply = httpx.get(f"{stack.flower_url}/api/tasks", headers=stack.flower_headers, timeout=10)
         tasks = reply.json().values()
-        seen = sum(f"'batch_id': '{batch_id}'" in str(task.get("args")) for task in tasks)
+        seen = sum(task["uuid"].startswith(f"{batch_id}:") for task in tasks)
         if seen >= at_least or time.monotonic() > deadline:
             return seen
         time.sleep(0.5)
@@ -132,8 +146,12 @@ def test_resubmitting_the_same_key_sends_nothing_twice(
         "params": {"strength": 50, "format": "png"},
         "batch_id": "api-1",
     }
+    broker = redis.Redis.from_url(stack.redis_url)
+    pushes = broker.info("commandstats").get("cmdstat_lpush", {}).get("calls", 0)
     again = api.post("/v1/batches", json=body, headers={"Idempotency-Key": "api-1"})
     assert again.status_code == 200 and again.json()["batch_id"] == "api-1"
+    # Messages go out as LPUSHes (infra.publish): none was pushed for the resubmission.
+    assert broker.info("commandstats").get("cmdstat_lpush", {}).get("calls", 0) == pushes
     time.sleep(3)  # events of anything sent again would reach Flower well within this
     assert tasks_sent(stack, "api-1") == 4
     other = {**body, "params": {"strength": 60, "format": "png"}}
@@ -159,10 +177,14 @@ def test_racing_submissions_of_one_id_give_one_batch_and_409s(
         answers.append((body["output"], api.post("/v1/batches", json=body)))
 
     threads = [threading.Thread(target=submit, args=(body,)) for body in bodies]
+    broker = redis.Redis.from_url(stack.redis_url)
+    pushes = broker.info("commandstats").get("cmdstat_lpush", {}).get("calls", 0)
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    # One chunk of messages pushed (infra.publish), not one per racing submission.
+    assert broker.info("commandstats")["cmdstat_lpush"]["calls"] - pushes == 1
     created = [output for output, answer in answers if answer.status_code == 201]
     assert len(created) == 1, [(output, answer.text) for output, answer in answers]
     for output, answer in answers:
@@ -173,7 +195,9 @@ def test_racing_submissions_of_one_id_give_one_batch_and_409s(
             assert answer.json()["error"]["code"] == "idempotency_conflict"
     batch = api.get("/v1/batches/race-1").raise_for_status().json()
     assert batch["output"] == created[0] and batch["total"] == len(uris)
-    assert tasks_sent(stack, "race-1", at_least=len(uris)) == len(uris)  # sent once, not 5 times
+    # Flower sees a task once a worker takes it: each image once, and only once it ran.
+    wait_finished(api, "race-1")
+    assert tasks_sent(stack, "race-1", at_least=len(uris)) == len(uris)
     wait_finished(api, "race-1")
 
 
@@ -219,14 +243,16 @@ def test_malformed_input_is_a_clear_422(
 
 def test_empty_prefix_and_unknown_batch(api: httpx.Client) -> None:
     empty = api.post("/v1/batches", json={"prefix": "s3://api/nothing/", "output": "s3://api/o/"})
-    assert empty.status_code == 422 and "no inputs" in empty.json()["error"]["message"]
+    failed = listed(api, empty)  # found while listing: the batch fails whole
+    assert (failed["state"], failed["error"]) == ("failed", "the batch has no inputs")
+    assert failed["finished"] and failed["total"] == 0
     for reply in (api.get("/v1/batches/nope"), api.post("/v1/batches/nope/cancel")):
         assert reply.status_code == 404 and reply.json()["error"]["code"] == "batch_not_found"
 
 
 def test_cancel_skips_queued_images_and_lets_running_ones_finish(api: httpx.Client) -> None:
     body = {"prefix": f"s3://{BUCKET}/many/", "output": f"s3://{BUCKET}/many-out/", "queue": "bulk"}
-    submitted = api.post("/v1/batches", json=body).json()
+    submitted = listed(api, api.post("/v1/batches", json=body))
     assert submitted["total"] == COPIES and submitted["queue"] == "bulk"
     cancelled = api.post(f"/v1/batches/{submitted['batch_id']}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["cancelled"]
@@ -290,6 +316,10 @@ def test_webhook_is_signed_and_retried(api: httpx.Client, stack: LocalStack) -> 
     )
     assert sent["cancelled"] == 0 and sent["output"] == f"s3://{BUCKET}/hooked/"
     assert sent["finished_at"] > 0
+    # Both attempts are one delivery to the receiver: the same id, by which it drops repeats.
+    assert {headers["X-Blurq-Delivery"] for headers, _ in Receiver.received} == {
+        sent["delivery_id"]
+    }
     deadline = time.monotonic() + 10
     while (webhook := api.get(f"/v1/batches/{batch_id}").json()["webhook"])[
         "status"

@@ -4,7 +4,6 @@ manifest, and the fleet (from real Celery heartbeat events on the broker's event
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json
@@ -20,7 +19,7 @@ import redis
 from fastapi import FastAPI
 
 from infra.celery_app import create_app as celery_app
-from infra.jobs import Job
+from infra.jobs import JobMessage
 from infra.settings import Settings
 from infra.status import StatusStore
 from infra.status.keys import image_key
@@ -71,13 +70,13 @@ def end(store: StatusStore, batch: str, image: str, error: str = "") -> None:
         store.complete(batch, image, timings={"get": 0.25, "bokeh": 1.5}, output=f"s3://o/{image}")
 
 
-def queued_jobs(broker: redis.Redis, queue: str) -> list[Job]:
+def queued_jobs(broker: redis.Redis, queue: str) -> list[JobMessage]:
     """The blur jobs waiting in a broker queue in delivery order, decoded from kombu's messages."""
     jobs = []
     for raw in reversed(broker.lrange(queue, 0, -1)):  # kombu pushes left, pops right
         message = json.loads(raw)  # type: ignore[arg-type]
-        args, _, _ = json.loads(base64.b64decode(message["body"]))
-        jobs.append(Job.decode(args[0]))
+        args, _, _ = json.loads(message["body"])  # infra.publish: JSON text, not base64
+        jobs.append(JobMessage.decode(args[0]))
     return jobs
 
 
@@ -102,10 +101,10 @@ def test_retry_sends_exactly_the_failed_images_again(
         ("000001", "in/Shot-1.jpg"),
         ("000002", "in/Shot-2.jpg"),
     ]
-    assert all(job.params.strength == 35 and job.params.format == "png" for job in jobs)
-    assert {(job.batch_id, job.output_bucket, job.output_prefix) for job in jobs} == {
-        ("shoot", BUCKET, "out/")
-    }
+    assert {(job.batch_id, job.input_bucket) for job in jobs} == {("shoot", BUCKET)}
+    # the parameters and output stay the batch's, which workers read from its record
+    batch = store.batch("shoot")
+    assert batch is not None and batch.params["strength"] == 35 and batch.output.endswith("out/")
     again = api.post("/v1/batches/shoot/retry", json={"images": ["000000", "000003"]})
     assert again.json()["retried"] == 0 and redis_client.llen("bulk") == 2  # nothing failed
     assert api.post("/v1/batches/nope/retry").status_code == 404

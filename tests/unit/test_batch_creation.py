@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import redis
 
 from infra.errors import BatchConflict, QuotaExceeded, StatusUnavailable, TransientError
+from infra.jobs import JobMessage
+from infra.publish import PUBLISH_CHUNK, Publisher
 from infra.settings import Settings
 from infra.status import (
     BATCHES_KEY,
     CLAIM_TTL_S,
     CREATE_CHUNK,
+    CREATING_KEY,
     EVENTS_KEY,
     METRICS_KEY,
     PHASE_KEYS,
+    RUNNING_KEY,
     SEND_LEASE_S,
+    SENDING_KEY,
+    WEBHOOKS_DUE_KEY,
     StatusStore,
     batch_key,
     image_key,
@@ -45,8 +51,12 @@ def stopping(after: int) -> Iterator[tuple[str, str]]:
     raise KeyboardInterrupt
 
 
+SWEPT_INDEXES = {CREATING_KEY, SENDING_KEY, RUNNING_KEY, WEBHOOKS_DUE_KEY}  # the sweep's: no TTL
+
+
 def without_ttl(client: redis.Redis) -> list[str]:
-    return [key for key in client.scan_iter("blurq:*") if client.ttl(key) < 0]
+    keys = client.scan_iter("blurq:*")
+    return [key for key in keys if client.ttl(key) < 0 and key not in SWEPT_INDEXES]
 
 
 def assert_whole(store: StatusStore, client: redis.Redis, batch_id: str = "b") -> None:
@@ -92,25 +102,28 @@ def test_a_submission_that_lost_its_claim_stops(status_store: StatusStore) -> No
     assert batch is not None and batch.total == COUNT
 
 
-class _Broker:
-    """Stands in for the Celery app: records what the client sends."""
+def sent(client: redis.Redis, queue: str = "bulk") -> list[JobMessage]:
+    """The job messages in the queue's Redis list, first sent first (what a worker would take)."""
+    bodies = [json.loads(json.loads(raw)["body"]) for raw in client.lrange(queue, 0, -1)[::-1]]
+    return [JobMessage.decode(body[0][0]) for body in bodies]
 
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
 
-    @contextmanager
-    def producer_or_acquire(self) -> Iterator[None]:
-        yield None
+class _Dying(Publisher):
+    """A real publisher whose process dies while pushing its second chunk."""
 
-    def send_task(self, name: str, *, args: list[Any], queue: str, producer: Any) -> None:
-        self.sent.append(args[0])
+    pushes, dies = 0, True
+
+    def push(self, queue: str, values: list[str]) -> None:
+        self.pushes += 1
+        if self.dies and self.pushes == 2:
+            raise KeyboardInterrupt
+        super().push(queue, values)
 
 
 def test_a_resubmission_after_redis_dropped_mid_creation_sends_each_image_once(
     status_store: StatusStore, redis_client: redis.Redis, settings: Settings
 ) -> None:
-    broker = _Broker()
-    client = Client(settings, status=status_store, app=broker)  # type: ignore[arg-type]
+    client = Client(settings, status=status_store)
     uris = [source for _, source in pairs()]
     script = status_store._scripts["create_images"]
     calls = 0
@@ -125,40 +138,39 @@ def test_a_resubmission_after_redis_dropped_mid_creation_sends_each_image_once(
     status_store._scripts["create_images"] = dropping
     with pytest.raises(StatusUnavailable):
         client.submit(uris=uris, output="s3://out/x/", batch_id="b")
-    assert broker.sent == [] and without_ttl(redis_client) == []
+    assert sent(redis_client) == [] and without_ttl(redis_client) == []
     assert client.submit_batch(uris=uris, output="s3://out/x/", batch_id="b").created
-    assert sorted(message["image_id"] for message in broker.sent) == [i for i, _ in pairs()]
+    assert [message.image_id for message in sent(redis_client)] == [i for i, _ in pairs()]
+    redis_client.delete("bulk")  # the queue has no TTL by design; checked as it is above
     assert_whole(status_store, redis_client)
     client.submit(uris=uris, output="s3://out/x/", batch_id="b")  # a third time: sends nothing
-    assert len(broker.sent) == COUNT
+    assert sent(redis_client) == []
 
 
 def test_a_sender_that_died_is_taken_over_only_once_its_lease_lapsed(
     settings: Settings, status_store: StatusStore, redis_client: redis.Redis
 ) -> None:
-    """Resubmissions racing a live sender send nothing; one after a dead sender's lease sends."""
-    broker = _Broker()
-    client = Client(settings, status=status_store, app=broker)  # type: ignore[arg-type]
+    """Resubmissions racing a live sender send nothing; one after a dead sender's lease sends
+    what it had not sent."""
+    publisher = _Dying(redis.Redis.from_url(settings.broker))
+    client = Client(settings, status=status_store, publisher=publisher)
     uris = [source for _, source in pairs()]
-    send = broker.send_task
-
-    def dying(name: str, **kwargs: Any) -> None:
-        if len(broker.sent) == 1500:
-            raise KeyboardInterrupt  # the submitting process dies mid-send
-        send(name, **kwargs)
-
-    broker.send_task = dying  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
         client.submit(uris=uris, output="s3://out/x/", batch_id="b")
-    broker.send_task = send  # type: ignore[method-assign]
+    publisher.dies = False
     assert not client.submit_batch(uris=uris, output="s3://out/x/", batch_id="b").created
-    assert len(broker.sent) == 1500  # its lease was renewed at 1,000 messages: still its own
+    assert len(sent(redis_client)) == PUBLISH_CHUNK  # its lease was renewed: still its own
     lapsed = time.time() - SEND_LEASE_S - 1
     redis_client.hset(batch_key("b"), "sending_at", str(lapsed))  # as if a minute had passed
+    status_store.start("b", "000000", "w")  # an image taken by a worker is not sent again
+    status_store.start("b", f"{PUBLISH_CHUNK + 1:06d}", "w")
     client.submit(uris=uris, output="s3://out/x/", batch_id="b")
-    assert len(broker.sent) == 1500 + COUNT  # every image still queued, sent again
+    ids = [message.image_id for message in sent(redis_client)]
+    expected = [i for i, _ in pairs()]
+    del expected[PUBLISH_CHUNK + 1]
+    assert ids == expected  # the dead sender's chunk, then the rest: each once
     client.submit(uris=uris, output="s3://out/x/", batch_id="b")  # all sent: nothing more
-    assert len(broker.sent) == 1500 + COUNT
+    assert len(sent(redis_client)) == COUNT - 1
 
 
 def test_a_batch_running_longer_than_the_ttl_keeps_its_image_list_and_rate(
@@ -233,10 +245,27 @@ def test_a_dead_submissions_claim_lapses_soon(
     """A submission that died half-way blocks other requests only for the claim's short TTL."""
     with pytest.raises(KeyboardInterrupt):
         status_store.create_batch("b", stopping(CREATE_CHUNK + 10), {}, digest="dead")
-    for key in (batch_key("b"), images_key("b")):
-        assert 0 < redis_client.ttl(key) <= CLAIM_TTL_S
+    assert 0 < redis_client.ttl(batch_key("b")) <= CLAIM_TTL_S
     redis_client.delete(batch_key("b"))  # as when the claim's TTL has run out
     assert status_store.create_batch("b", pairs(), {"output": "s3://out/"}, digest="other")
+
+
+def test_what_a_dead_creation_wrote_is_dropped_once_its_claim_is_stale(
+    status_store: StatusStore, redis_client: redis.Redis
+) -> None:
+    """The image records of a creation nobody finishes go (the sweep's job), not only at TTL;
+    a creation claimed since the cutoff, or one made whole, is left alone."""
+    with pytest.raises(KeyboardInterrupt):
+        status_store.create_batch("b", stopping(CREATE_CHUNK + 10), {}, digest="dead")
+    claimed = float(redis_client.zscore(CREATING_KEY, "b") or 0)
+    assert redis_client.exists(image_key("b", "000000"))
+    assert not status_store.drop_half_created("b", claimed - 1)  # claimed after the cutoff
+    assert redis_client.exists(image_key("b", "000000"))
+    assert status_store.drop_half_created("b", claimed)
+    assert list(redis_client.scan_iter("blurq:*")) == []
+    assert status_store.create_batch("b", pairs(3), {"output": "s3://out/", "params": "{}"})
+    assert status_store.drop_half_created("b", time.time())  # made whole: left alone
+    assert status_store.batch("b") is not None and len(status_store.images("b")) == 3
 
 
 def test_the_outstanding_limit_is_checked_in_the_step_that_counts(

@@ -23,14 +23,14 @@ def test_prefix_lists_images_and_skips_the_output_prefix(storage: S3Storage) -> 
     storage.ensure_bucket("inputs")
     for key in ("p/a.jpg", "p/b.PNG", "p/notes.txt", "p/sub/c.webp", "p/out/done.jpg", "q/x.jpg"):
         storage.put("inputs", key, b"x", content_type="application/octet-stream")
-    found = inputs.from_prefix(storage, "s3://inputs/p/", exclude=S3Uri("inputs", "p/out/"))
+    found = list(inputs.stream(storage, prefix="s3://inputs/p/", exclude=S3Uri("inputs", "p/out/")))
     assert [uri.key for uri in found] == ["p/a.jpg", "p/b.PNG", "p/sub/c.webp"]
 
 
 def test_manifest_on_disk_and_in_s3(storage: S3Storage, tmp_path: Path) -> None:
     manifest = tmp_path / "list.txt"
     manifest.write_text("# photos\ns3://bkt/one.jpg\n\n  s3://bkt/two.jpg  \n")
-    assert inputs.from_manifest(storage, str(manifest)) == [
+    assert list(inputs.stream(storage, manifest=str(manifest))) == [
         S3Uri("bkt", "one.jpg"),
         S3Uri("bkt", "two.jpg"),
     ]
@@ -38,7 +38,7 @@ def test_manifest_on_disk_and_in_s3(storage: S3Storage, tmp_path: Path) -> None:
     storage.put(
         "manifests", "m.txt", b"rel/three.jpg\ns3://other/four.jpg\n", content_type="text/plain"
     )
-    assert inputs.from_manifest(storage, "s3://manifests/m.txt") == [
+    assert list(inputs.stream(storage, manifest="s3://manifests/m.txt")) == [
         S3Uri("manifests", "rel/three.jpg"),
         S3Uri("other", "four.jpg"),
     ]
@@ -52,9 +52,9 @@ def test_bad_inputs_are_refused(storage: S3Storage, tmp_path: Path) -> None:
     local = tmp_path / "local.txt"
     local.write_text("relative/key.jpg\n")
     with pytest.raises(InvalidJob, match="not an s3"):
-        inputs.from_manifest(storage, str(local))
+        list(inputs.stream(storage, manifest=str(local)))
     with pytest.raises(InvalidJob, match="not found"):
-        inputs.from_manifest(storage, str(tmp_path / "missing.txt"))
+        list(inputs.stream(storage, manifest=str(tmp_path / "missing.txt")))
 
 
 class Counted:
@@ -87,11 +87,11 @@ def test_manifest_lines_parse_as_before(storage: S3Storage, tmp_path: Path) -> N
     local = tmp_path / "crlf.txt"
     local.write_bytes(MANIFEST.replace(b"rel/", b"s3://bkt/"))
     expected = [S3Uri("bkt", "one.jpg"), S3Uri("bkt", "two.jpg"), S3Uri("bkt", "three.jpg")]
-    assert inputs.from_manifest(storage, str(local)) == expected
+    assert list(inputs.stream(storage, manifest=str(local))) == expected
     storage.ensure_bucket("manifests")
     storage.put("manifests", "crlf.txt", MANIFEST, content_type="text/plain")
     expected[2] = S3Uri("manifests", "rel/three.jpg")
-    assert inputs.from_manifest(storage, "s3://manifests/crlf.txt") == expected
+    assert list(inputs.stream(storage, manifest="s3://manifests/crlf.txt")) == expected
 
 
 def test_a_manifest_over_the_byte_cap_is_refused_unread(
@@ -101,7 +101,7 @@ def test_a_manifest_over_the_byte_cap_is_refused_unread(
     storage.put("manifests", "big.txt", b"s3://bkt/a.jpg\n" * 100, content_type="text/plain")
     counted = Counted(monkeypatch, storage, size=None)
     with pytest.raises(InputTooLarge, match=re.escape("big.txt is 1500 bytes, limit 300")):
-        inputs.from_manifest(storage, "s3://manifests/big.txt", cap=3)
+        list(inputs.stream(storage, manifest="s3://manifests/big.txt", cap=3))
     assert counted.read == 0  # S3 said how large it is: refused before downloading
 
 
@@ -113,7 +113,7 @@ def test_a_manifest_that_lies_about_its_size_is_cut_at_the_cap(
     storage.put("manifests", "liar.txt", comments, content_type="text/plain")
     counted = Counted(monkeypatch, storage, size=10)
     with pytest.raises(InputTooLarge, match=re.escape("liar.txt is larger than 1000 bytes")):
-        inputs.from_manifest(storage, "s3://manifests/liar.txt", cap=10)
+        list(inputs.stream(storage, manifest="s3://manifests/liar.txt", cap=10))
     assert counted.read == 1001  # the cap and one byte
 
 
@@ -127,7 +127,7 @@ def test_a_manifest_is_read_no_further_than_cap_plus_one_image(
     counted = Counted(monkeypatch, storage, size=None)
     refusal = re.escape("manifest s3://manifests/many.txt: more than 3 images")
     with pytest.raises(InvalidJob, match=refusal):
-        inputs.from_manifest(storage, "s3://manifests/many.txt", cap=3)
+        list(inputs.stream(storage, manifest="s3://manifests/many.txt", cap=3))
     assert counted.read == 4 * 19  # four lines of ten
 
 
@@ -135,18 +135,18 @@ def test_a_manifest_that_is_not_utf8_is_refused(storage: S3Storage, tmp_path: Pa
     local = tmp_path / "binary.txt"
     local.write_bytes(bytes(range(256)))
     with pytest.raises(InvalidJob, match=re.escape(f"manifest {local} is not UTF-8 text")):
-        inputs.from_manifest(storage, str(local))
+        list(inputs.stream(storage, manifest=str(local)))
     storage.ensure_bucket("manifests")
     storage.put("manifests", "binary.txt", bytes(range(256)), content_type="text/plain")
     with pytest.raises(InvalidJob, match=re.escape("s3://manifests/binary.txt is not UTF-8 text")):
-        inputs.from_manifest(storage, "s3://manifests/binary.txt")
+        list(inputs.stream(storage, manifest="s3://manifests/binary.txt"))
 
 
 def test_a_local_manifest_over_the_byte_cap_is_refused(tmp_path: Path) -> None:
     local = tmp_path / "big.txt"
     local.write_bytes(b"s3://bkt/a.jpg\n" * 100)
     with pytest.raises(InvalidJob, match=re.escape(f"manifest {local} is larger than 300 bytes")):
-        inputs.from_manifest(None, str(local), cap=3)  # type: ignore[arg-type]  # no S3 needed
+        list(inputs.stream(None, manifest=str(local), cap=3))  # type: ignore[arg-type]  # no S3 needed
 
 
 def test_an_output_prefix_without_its_slash_leaves_out_only_its_own_folder() -> None:
@@ -154,5 +154,5 @@ def test_an_output_prefix_without_its_slash_leaves_out_only_its_own_folder() -> 
         def list(self, bucket: str, prefix: str) -> list[str]:
             return ["outx/a.jpg", "out/b.jpg", "c.jpg"]
 
-    found = inputs.from_prefix(Listing(), "s3://bkt/", exclude=S3Uri("bkt", "out"))  # type: ignore[arg-type]
+    found = list(inputs.stream(Listing(), prefix="s3://bkt/", exclude=S3Uri("bkt", "out")))  # type: ignore[arg-type]
     assert [str(uri) for uri in found] == ["s3://bkt/outx/a.jpg", "s3://bkt/c.jpg"]

@@ -10,7 +10,16 @@ import click
 import pytest
 
 from infra.errors import InvalidJob
-from infra.jobs import QUEUES, SCHEMA_VERSION, BlurParams, Job, normalise_prefix, output_key
+from infra.jobs import (
+    QUEUES,
+    SCHEMA_VERSION,
+    BatchSpec,
+    BlurParams,
+    Job,
+    JobMessage,
+    normalise_prefix,
+    output_key,
+)
 from infra.params import limit
 
 
@@ -18,40 +27,77 @@ def make_job(key: str = "shoot/a.jpg", prefix: str = "out/", **params: object) -
     return Job("b1", "000001", "in", key, "outb", prefix, BlurParams(**params))  # type: ignore[arg-type]
 
 
-def test_round_trip_is_plain_json_data() -> None:
-    import json
+def make_message() -> JobMessage:
+    return JobMessage("shop-a/b1", "000001", "in", "shoot/a.jpg")
 
-    job = make_job(strength=55, aperture=6, format="png")
-    message = json.loads(json.dumps(job.encode()))
-    assert message["schema"] == SCHEMA_VERSION
-    assert Job.decode(message) == job
+
+def test_a_message_carries_the_image_only_and_its_batch_the_rest() -> None:
+    message = json.loads(json.dumps(make_message().encode()))
+    assert message == [SCHEMA_VERSION, "shop-a/b1", "000001", "in", "shoot/a.jpg"]
+    batch = BatchSpec.of("s3://outb/out", {"strength": 55, "aperture": 6})
+    job = JobMessage.decode(message).job(batch)
+    assert job == Job(
+        "shop-a/b1",
+        "000001",
+        "in",
+        "shoot/a.jpg",
+        "outb",
+        "out/",
+        BlurParams(55, aperture=6),
+        tenant="shop-a",
+    )
+
+
+def test_a_message_of_the_previous_schema_is_read_for_its_image() -> None:
+    """Messages queued before an upgrade carried the whole job: their image is still found, and
+    what the batch shares (and the tenant) comes from the batch, not from the message."""
+    old = {"schema": 2, "batch_id": "shop-a/b1", "image_id": "000001", "input_bucket": "in"}
+    old |= {"input_key": "shoot/a.jpg", "output_bucket": "elsewhere", "tenant": "x"}
+    assert JobMessage.decode(old | {"params": {"strength": 99}}) == make_message()
 
 
 @pytest.mark.parametrize(
-    "change",
+    "message",
     [
-        {"schema": 99},
-        {"batch_id": ""},
-        {"params": {"strength": 0}},
-        {"params": {"strength": 101}},
-        {"params": {"model": "sam"}},
-        {"params": {"format": "gif"}},
-        {"params": {"aperture": 2}},
-        {"params": {"colour": "red"}},
-        {"params": {"depth_suffix": "/../../x.png"}},
-        {"params": {"depth_suffix": ""}},
-        {"extra": 1},
+        [99, "b", "1", "in", "k"],
+        [SCHEMA_VERSION, "", "1", "in", "k"],
+        [SCHEMA_VERSION, "b", "1", "in", 5],
+        [SCHEMA_VERSION, "b", None, "in", "k"],
+        [SCHEMA_VERSION, "b", "1", "in", "k", "extra"],
+        [SCHEMA_VERSION, "b", "1", "in"],
+        {"schema": SCHEMA_VERSION, "batch_id": "b"},
+        {"schema": 2, "batch_id": "b", "image_id": "1", "input_bucket": "in"},
+        [],
+        "not a job",
     ],
 )
-def test_invalid_messages_are_refused(change: dict[str, object]) -> None:
-    message = {**make_job().encode(), **change}
+def test_invalid_messages_are_refused(message: Any) -> None:
     with pytest.raises(InvalidJob):
-        Job.decode(message)
+        JobMessage.decode(message)
 
 
-def test_non_dict_message_is_refused() -> None:
-    with pytest.raises(InvalidJob, match="object"):
-        Job.decode(["not", "a", "job"])
+def test_a_refused_message_still_names_its_image_when_it_does() -> None:
+    assert JobMessage.names([99, "b", "000001"]) == ("b", "000001")
+    assert JobMessage.names({"schema": 1, "batch_id": "b", "image_id": "2"}) == ("b", "2")
+    assert JobMessage.names([3, "b"]) is None and JobMessage.names("x") is None
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"strength": 0},
+        {"strength": 101},
+        {"model": "sam"},
+        {"format": "gif"},
+        {"aperture": 2},
+        {"colour": "red"},
+        {"depth_suffix": "/../../x.png"},
+        {"depth_suffix": ""},
+    ],
+)
+def test_invalid_batch_parameters_are_refused(params: dict[str, object]) -> None:
+    with pytest.raises(InvalidJob):
+        BatchSpec.of("s3://outb/out/", params)
 
 
 def test_output_key_is_deterministic_and_depends_on_everything() -> None:

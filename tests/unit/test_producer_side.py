@@ -81,7 +81,8 @@ def test_celery_config_follows_the_design() -> None:
         transport["visibility_timeout"] > config["task_time_limit"] > config["task_soft_time_limit"]
     )
     assert transport["queue_order_strategy"] == "priority"
-    assert [queue.name for queue in config["task_queues"]] == ["interactive", "bulk", "webhooks"]
+    queues = [queue.name for queue in config["task_queues"]]
+    assert queues == ["interactive", "bulk", "webhooks", "expand"]
     assert config["broker_url"] == "redis://example:1/0"
 
 

@@ -29,6 +29,7 @@ def batch_body(batch_id: str = "b1") -> bytes:
     counts = {"queued": 1, "running": 0, "done": 0, "failed": 0, "cancelled": 0}
     batch = {
         "batch_id": batch_id,
+        "state": "queued",
         "total": 1,
         "counts": counts,
         "finished": False,

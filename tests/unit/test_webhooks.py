@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import socket
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from infra.webhooks import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     check_url,
+    delivery_id,
     payload,
     secret_for,
     signed_headers,
@@ -111,6 +113,7 @@ def test_payload_carries_the_batch_outcome() -> None:
         cancelled=1,
     )
     assert json.loads(payload(batch)) == {
+        "delivery_id": delivery_id(batch),
         "batch_id": "b",
         "total": 5,
         "done": 3,
@@ -119,6 +122,13 @@ def test_payload_carries_the_batch_outcome() -> None:
         "finished_at": 9.5,
         "output": "s3://out/x/",
     }
+    # One id per batch's end, the same for every attempt: receivers drop repeats by it.
+    again = replace(batch, webhook_attempts=3)
+    assert delivery_id(again) == delivery_id(batch)
+    assert delivery_id(replace(batch, finished_at=9.6)) != delivery_id(batch)
+    assert delivery_id(replace(batch, batch_id="c")) != delivery_id(batch)
+    headers = signed_headers("s", "https://x.example/", b"{}", delivery=delivery_id(batch))
+    assert headers["X-Blurq-Delivery"] == delivery_id(batch)
 
 
 @pytest.mark.parametrize(

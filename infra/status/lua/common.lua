@@ -4,7 +4,7 @@
 -- The image transitions (start, complete, fail, requeue, reject) share one calling convention:
 --   KEYS: image, batch, batch's image list, batch's rate buckets, events stream, metrics hash,
 --         the batch's tenant's counters, the four batch phase sets (queued, running, finished,
---         cancelled)
+--         cancelled), the due webhooks, the running images
 --   ARGV: now, ttl, events maxlen, batch id, image id, rate bucket, then the script's own
 -- Each returns {state the image has now, completed}; start adds its deliveries count.
 
@@ -54,7 +54,19 @@ local function image_call()
     image = KEYS[1], batch = KEYS[2], images = KEYS[3], rate = KEYS[4], events = KEYS[5],
     metrics = KEYS[6], tenant = KEYS[7], now = ARGV[1], ttl = ARGV[2], maxlen = ARGV[3],
     batch_id = ARGV[4], image_id = ARGV[5], bucket = ARGV[6], phases = phase_keys(8),
+    due = KEYS[12], running = KEYS[13],
   }
+end
+
+-- Keeps the index of running images (<batch id>:<image id> -> when it last started), which the
+-- maintenance sweep reads to find images whose message was lost.
+local function track_running(c, to)
+  local member = c.batch_id .. ':' .. c.image_id
+  if to == 'running' then
+    redis.call('ZADD', c.running, c.now, member)
+  else
+    redis.call('ZREM', c.running, member)
+  end
 end
 
 -- The batch record and the keys that live as long as it get a fresh TTL together, so that a
@@ -63,15 +75,20 @@ local function keep_batch(batch, images, rate, ttl)
   for _, key in ipairs({batch, images, rate}) do redis.call('EXPIRE', key, ttl) end
 end
 
--- Returns 1 when this transition finished the batch (every image final) and the batch has a
--- webhook: finished_at is set once and the webhook marked pending, so the caller sends it once.
-local function batch_completed(batch, now, phases, batch_id)
+-- Returns 1 when this transition finished the batch (every image final, and its inputs all
+-- found: not expanding) and the batch has a webhook: finished_at is set once, the tenant's
+-- active batches drop by one, and the webhook is marked pending and joins the due webhooks (the
+-- sweep sends it again if its task never ran), so the caller sends it once.
+local function batch_completed(batch, now, phases, batch_id, tenant, due)
+  if redis.call('HEXISTS', batch, 'expanding') == 1 then return 0 end
   local b = redis.call('HMGET', batch, 'total', 'done', 'failed', 'cancelled')
   if n(b[2]) + n(b[3]) + n(b[4]) ~= n(b[1]) then return 0 end
   if redis.call('HSETNX', batch, 'finished_at', now) == 0 then return 0 end
   set_phase(phases, batch, batch_id, 'finished')
+  redis.call('HINCRBY', tenant, 'active', -1)
   if redis.call('HEXISTS', batch, 'webhook_url') == 0 then return 0 end
   redis.call('HSET', batch, 'webhook_status', 'pending')
+  redis.call('ZADD', due, now, batch_id)
   return 1
 end
 
@@ -130,7 +147,8 @@ local function move(c, from, to, fields)
     -- The tenant's outstanding images (its quota): every move into a final state leaves it.
     redis.call('HINCRBY', c.tenant, 'outstanding', -1)
   end
-  local completed = batch_completed(c.batch, c.now, c.phases, c.batch_id)
+  track_running(c, to)
+  local completed = batch_completed(c.batch, c.now, c.phases, c.batch_id, c.tenant, c.due)
   redis.call('EXPIRE', c.image, c.ttl)
   keep_batch(c.batch, c.images, c.rate, c.ttl)
   event(c.events, c.maxlen, c.batch_id, c.image_id, to)

@@ -33,6 +33,9 @@ export function clock(epoch) {
 // The batch's outcome in words, and its tone: what happened, not what was asked for.
 export function outcome(batch) {
   const { failed, cancelled } = batch.counts;
+  // A prefix or manifest still being listed; a batch that failed as a whole (its reason).
+  if (batch.state === "expanding") return [`listing inputs · ${batch.total.toLocaleString()} found`, "live"];
+  if (batch.state === "failed") return [`failed: ${batch.error}`, "warn"];
   if (!batch.finished) {
     if (batch.cancelled) return ["cancelling", "warn"];
     return batch.started_at ? ["running", "live"] : ["queued", "idle"];
