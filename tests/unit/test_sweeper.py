@@ -1,5 +1,5 @@
 """The maintenance sweep on real Redis: each repair, and what it leaves alone (no workers here;
-tests/integration/test_sweeper.py runs it in worker processes)."""
+tests/integration/test_sweeper_faults.py runs it in worker processes)."""
 
 from __future__ import annotations
 
