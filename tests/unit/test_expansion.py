@@ -1,6 +1,7 @@
 """Prefix and manifest batches expanded on real Redis and the local S3 server: the records and
 messages they make, the refusals that fail them whole with nothing sent, and a resumed expansion
-(no worker processes here: tests/integration/test_expansion_faults.py runs the expander and the API)."""
+(no worker processes here: tests/integration/test_expansion_faults.py runs the expander and the
+API)."""
 
 from __future__ import annotations
 
