@@ -8,8 +8,9 @@ CSV columns, in this order::
     image_id, input, state, output, error, deliveries, retried, confidence, review,
     started_at, finished_at, seconds, <one column per stage: get, decode, matting, ...>
 
-(times in unix seconds, ``seconds`` the stages' sum, empty cells for what is not known). A JSON
-line is the image exactly as ``GET /v1/batches/{id}/images`` shows it.
+(times in unix seconds, ``seconds`` the stages' sum, empty cells for what is not known; a text
+cell that a spreadsheet would take for a formula starts with an apostrophe). A JSON line is the
+image exactly as ``GET /v1/batches/{id}/images`` shows it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ COLUMNS = (
     "seconds",
     *STAGES,
 )
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make spreadsheet software read a CSV cell as a formula."""
 Format = Literal["csv", "jsonl"]
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
@@ -94,8 +97,16 @@ def row(image: ImageStatus) -> tuple[object, ...]:
 
 def _csv(rows: list[tuple[object, ...]]) -> str:
     out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    csv.writer(out, lineterminator="\r\n").writerows([tuple(map(inert, row)) for row in rows])
     return out.getvalue()
+
+
+def inert(cell: object) -> object:
+    """A text cell a spreadsheet would run as a formula (an S3 key or an error is anyone's text:
+    ``=HYPERLINK(...)``) gets a leading apostrophe, which spreadsheets show as text."""
+    if isinstance(cell, str) and cell[:1] in _FORMULA_STARTS:
+        return "'" + cell
+    return cell
 
 
 router = APIRouter(prefix="/v1", responses=ERRORS)

@@ -25,7 +25,7 @@ from infra.status import StatusStore
 from infra.status.keys import image_key
 from infra.tenants import key_hash, new_key
 from producer.http.app import create_app
-from producer.http.manifest import COLUMNS
+from producer.http.manifest import COLUMNS, inert
 
 Serve = Callable[[FastAPI], AbstractContextManager[str]]
 KEY, VIEW = new_key(), new_key()
@@ -246,3 +246,16 @@ def test_every_route_in_the_openapi_document_refuses_a_request_without_a_key(
                 checked.append(f"{method.upper()} {path}")
     assert {"POST /v1/batches/{batch_id}/retry", "GET /v1/fleet"} <= set(checked)
     assert "POST /dashboard/batches/{batch_id}/retry" in checked and len(checked) >= 17
+
+
+def test_csv_cells_that_look_like_formulas_stay_text() -> None:
+    """An input key or a reason is anyone's text: a spreadsheet must not run it."""
+    assert inert('=HYPERLINK("http://x")') == '\'=HYPERLINK("http://x")'
+    assert [inert(c) for c in ("+1", "-2", "@a", "\tb", "s3://b/k.jpg", 3.5)] == [
+        "'+1",
+        "'-2",
+        "'@a",
+        "'\tb",
+        "s3://b/k.jpg",
+        3.5,
+    ]
