@@ -13,11 +13,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from celery.signals import heartbeat_sent
+import click
+
+option = click.option(
+    "--heartbeat-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Touch this file at every heartbeat (every 2 s while consuming), for liveness probes.",
+)
+"""``--heartbeat-file``, shared by ``blurq worker`` and ``blurq expander``."""
 
 
 def install(path: Path) -> None:
     """Touch path at every heartbeat of this process's worker (connect before it starts)."""
+    from celery.signals import heartbeat_sent  # here: the CLIs that offer the option load fast
+
     path.parent.mkdir(parents=True, exist_ok=True)
 
     def touch(**_: Any) -> None:

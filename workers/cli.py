@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from infra import heartbeat
 from infra.celery_app import WEBHOOK_QUEUE, WORKER_QUEUES
 from infra.errors import BlurqError
 from infra.models import ModelStore
@@ -46,11 +47,7 @@ if TYPE_CHECKING:
 )
 @click.option("--name", "-n", default="blurq@%h", show_default=True, help="Worker node name.")
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
-@click.option(
-    "--heartbeat-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Touch this file at every heartbeat (every 2 s while consuming), for liveness probes.",
-)
+@heartbeat.option
 def worker(
     concurrency: int, queues: str, name: str, loglevel: str, heartbeat_file: Path | None
 ) -> None:
@@ -66,8 +63,6 @@ def worker(
     if set(queues.split(",")) != {WEBHOOK_QUEUE}:
         import workers.tasks  # noqa: F401  (registers the image task: loads onnxruntime)
     if heartbeat_file is not None:
-        from infra import heartbeat
-
         heartbeat.install(heartbeat_file)
     sweeper.install(app)
     app.worker_main(

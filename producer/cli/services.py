@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from infra import heartbeat
 from infra.settings import Settings, get_settings
 from producer.cli.options import fail_cleanly
 
@@ -113,11 +114,7 @@ def _check_keys(settings: Settings) -> None:
 )
 @click.option("--name", "-n", default="expander@%h", show_default=True, help="Worker node name.")
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
-@click.option(
-    "--heartbeat-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Touch this file at every heartbeat (every 2 s while consuming), for liveness probes.",
-)
+@heartbeat.option
 def expander(concurrency: int, name: str, loglevel: str, heartbeat_file: Path | None) -> None:
     """Run the expander: lists prefix and manifest batches in the background (queue expand),
     and the maintenance sweep.
@@ -134,8 +131,6 @@ def expander(concurrency: int, name: str, loglevel: str, heartbeat_file: Path | 
     from infra.celery_app import EXPAND_QUEUE, app
 
     if heartbeat_file is not None:
-        from infra import heartbeat
-
         heartbeat.install(heartbeat_file)
     sweeper.install(app)
     app.conf.worker_enable_remote_control = False
