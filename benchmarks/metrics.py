@@ -17,14 +17,13 @@ milliseconds of each read, measured in one run in interleaved rounds:
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 
 import redis
 from prometheus_client import generate_latest
+from scratch_redis import scratch_redis  # beside this script
 
 from infra.settings import Settings
 from infra.status import BATCHES_KEY, StatusStore, batch_key
@@ -94,16 +93,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=30_000)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(0.5)
-        url = f"redis://127.0.0.1:{port}/0"
+    with scratch_redis() as url:
         client = redis.Redis.from_url(url, decode_responses=True)
         store = StatusStore(client, ttl=86_400, max_deliveries=3)
         record(store, args.batches)
@@ -114,8 +104,6 @@ def main() -> None:
             for name, read in named.items():
                 timed(read, times[name])
         report(args.batches, store, times)
-    finally:
-        server.terminate()
 
 
 def report(batches: int, store: StatusStore, times: dict[str, list[float]]) -> None:

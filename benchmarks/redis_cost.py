@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
-import subprocess
 import time
 from typing import Any
 
 import redis
+from scratch_redis import scratch_redis  # beside this script
 
 from infra.settings import Settings
 from infra.status import STAGES, StatusStore
@@ -78,16 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20_000)
     args = parser.parse_args()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(0.5)
-        url = f"redis://127.0.0.1:{port}/0"
+    with scratch_redis() as url:
         raw = redis.Redis.from_url(url)
         client = Client(Settings(redis_url=url, s3_endpoint_url="http://127.0.0.1:9"))
         uris = [f"s3://shop/catalogue/{n:06d}.jpg" for n in range(args.images)]
@@ -104,8 +94,6 @@ def main() -> None:
             (begin_cpu, submitted_cpu, end_cpu),
             (begin_calls, submitted_calls, end_calls),
         )
-    finally:
-        server.terminate()
 
 
 def report(images: int, cpus: tuple[float, float, float], calls: tuple[int, int, int]) -> None:

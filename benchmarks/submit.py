@@ -27,13 +27,14 @@ import argparse
 import io
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from scratch_redis import scratch_redis  # beside this script
 
 HERE = Path(__file__).resolve().parent.parent
 
@@ -50,12 +51,6 @@ def child(tree: Path, *argv: str) -> dict[str, Any]:
     return result
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def measure_submit(count: int, repeats: int) -> dict[str, Any]:
     """(child) Client.submit of count URIs, the LPUSH floor, and memory per queued image."""
     import redis
@@ -63,14 +58,7 @@ def measure_submit(count: int, repeats: int) -> dict[str, Any]:
     from infra.settings import Settings
     from producer.client import Client
 
-    port = free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(0.5)
-        url = f"redis://127.0.0.1:{port}/0"
+    with scratch_redis() as url:
         raw = redis.Redis.from_url(url)
         client = Client(Settings(redis_url=url, s3_endpoint_url="http://127.0.0.1:9"))
         uris = [f"s3://shop/catalogue/{n:06d}.jpg" for n in range(count)]
@@ -91,8 +79,6 @@ def measure_submit(count: int, repeats: int) -> dict[str, Any]:
         return {"submit": statistics.median(submits), "floor": statistics.median(floors)} | {
             "memory": memory
         }
-    finally:
-        server.terminate()
 
 
 def floor(raw: Any, envelopes: list[bytes]) -> float:
