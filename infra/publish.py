@@ -52,9 +52,10 @@ _EMBED: dict[str, Any] = {}
 """Protocol 2's third body part (callbacks, errbacks, chain, chord): none, so empty."""
 
 
-def task_id(batch_id: str, image_id: str) -> str:
-    """The Celery task id of an image's message (batch ids hold no ':')."""
-    return f"{batch_id}:{image_id}"
+def task_id(batch_id: str, image_id: str, attempt: str = "") -> str:
+    """The Celery task id of an image's message (batch ids hold no ':'); a retry a person asked
+    for adds its own ``attempt`` mark, so Flower keeps the failed first task beside the new one."""
+    return f"{batch_id}:{image_id}" + (f":{attempt}" if attempt else "")
 
 
 def image_named(raw: bytes | str, *, unacked: bool = False) -> str | None:
@@ -78,8 +79,9 @@ def image_named(raw: bytes | str, *, unacked: bool = False) -> str | None:
     return None if ids is None else task_id(*ids)
 
 
-def envelope(message: JobMessage, queue: str) -> str:
-    """The message as kombu's Redis transport keeps it in the queue's list."""
+def envelope(message: JobMessage, queue: str, attempt: str = "") -> str:
+    """The message as kombu's Redis transport keeps it in the queue's list (``attempt``: as in
+    ``task_id``)."""
     body = json.dumps([[message.encode()], {}, _EMBED], separators=(",", ":"))
     return json.dumps(
         {
@@ -88,7 +90,7 @@ def envelope(message: JobMessage, queue: str) -> str:
             "headers": {
                 "lang": "py",
                 "task": BLUR_TASK,
-                "id": task_id(message.batch_id, message.image_id),
+                "id": task_id(message.batch_id, message.image_id, attempt),
             },
             "properties": {
                 "delivery_tag": secrets.token_hex(8),
@@ -116,14 +118,16 @@ class Publisher:
         messages: Iterable[JobMessage],
         *,
         progress: Callable[[int], None] | None = None,
+        attempt: str = "",
     ) -> int:
         """Push the messages in order (the first is taken first); returns how many.
 
-        ``progress`` is called with the count sent so far after each chunk.
+        ``progress`` is called with the count sent so far after each chunk; ``attempt`` marks
+        the task ids of a retry (``task_id``).
         """
         sent = 0
         for chunk in _chunks(messages, PUBLISH_CHUNK):
-            self.push(queue, [envelope(message, queue) for message in chunk])
+            self.push(queue, [envelope(message, queue, attempt) for message in chunk])
             sent += len(chunk)
             if progress is not None:
                 progress(sent)

@@ -72,10 +72,14 @@ def choose_queue(asked: str | None, count: int) -> str:
 
 def begin(client: Client, batch_id: str, meta: dict[str, str], digest: str, inline: bool) -> bool:
     """Record the batch, expanding, and expand it here (inline) or in an expander; False when it
-    existed already (then an inline caller helps a stalled expansion along)."""
+    existed already (then an inline caller helps a stalled expansion along). Inline, a batch that
+    fails whole raises its reason (InvalidJob, QuotaExceeded...) after it is recorded failed."""
     created = client.status_store.create_expanding(batch_id, meta, digest=digest)
     if inline:
-        Expansion(client, batch_id).run()
+        expansion = Expansion(client, batch_id)
+        expansion.run()
+        if expansion.refused is not None:  # the batch failed whole: the caller hears why
+            raise expansion.refused
     elif created:
         client.app.send_task(EXPAND_TASK, args=[batch_id], queue=EXPAND_QUEUE)
     return created
@@ -87,6 +91,7 @@ class Expansion:
     def __init__(self, client: Client, batch_id: str, token: str | None = None) -> None:
         self.client, self.store, self.batch_id = client, client.status_store, batch_id
         self.token = token or uuid.uuid4().hex
+        self.refused: PermanentError | None = None  # why the batch failed whole, if it did
 
     def run(self) -> str:
         """Expand the batch: ``expanded``, ``failed: <reason>``, or why this run did nothing."""
@@ -105,6 +110,7 @@ class Expansion:
             return "cancelled"
         except PermanentError as error:
             log.warning("batch %s failed while expanding: %s", self.batch_id, error)
+            self.refused = error
             self.store.end_expansion(self.batch_id, self.token, error=str(error))
             return f"failed: {error}"
         self.store.end_expansion(self.batch_id, self.token)

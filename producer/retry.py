@@ -13,6 +13,7 @@ retries race. A batch that had finished runs again, and its webhook is sent agai
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 
 from infra.errors import InvalidJob
@@ -51,6 +52,7 @@ def retry(
         raise InvalidJob(f"the interactive queue takes up to {INTERACTIVE_MAX} images at once")
     if lane not in QUEUES:
         raise InvalidJob(f"queue must be one of {QUEUES}, got {lane!r}")
+    attempt = f"retry-{secrets.token_hex(4)}"  # this retry's task ids, new to Flower
 
     def send(images: list[tuple[str, str]]) -> None:
         jobs = []
@@ -58,7 +60,7 @@ def retry(
             uri = S3Uri.parse(source)
             jobs.append(JobMessage(qualified, image_id, uri.bucket, uri.key))
         with mapped_errors():
-            client.publisher.publish(lane, jobs)
+            client.publisher.publish(lane, jobs, attempt=attempt)
 
     return client.status_store.retry(
         qualified,

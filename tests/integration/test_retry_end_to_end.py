@@ -80,7 +80,7 @@ def finished(api: httpx.Client) -> dict[str, Any] | None:
 
 def flower_tasks(stack: LocalStack) -> list[dict[str, Any]]:
     reply = httpx.get(f"{stack.flower_url}/api/tasks", headers=stack.flower_headers, timeout=10)
-    return [t for t in reply.json().values() if f"'batch_id': '{BATCH}'" in str(t.get("args"))]
+    return [t for t in reply.json().values() if t["uuid"].startswith(f"{BATCH}:")]
 
 
 def test_failures_are_failed_in_flower_and_a_retry_sends_exactly_them_again(

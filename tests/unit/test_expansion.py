@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 
+from infra.errors import PermanentError
 from infra.jobs import JobMessage
 from infra.publish import Publisher
 from infra.settings import Settings
@@ -109,8 +110,9 @@ def test_a_refused_expansion_fails_the_batch_whole_and_sends_nothing(
     client: Client, storage: S3Storage, redis_client: redis.Redis, lines: int, reason: str
 ) -> None:
     extra = ("s3://elsewhere/secret.jpg",) if "outside" in reason else ()
-    batch_id = submit(client, manifest(storage, "m.txt", lines, *extra))
-    batch = client.status_store.batch(batch_id)
+    with pytest.raises(PermanentError, match=reason):  # the caller hears it, and it is recorded
+        submit(client, manifest(storage, "m.txt", lines, *extra), batch_id="refused")
+    batch = client.status_store.batch("shop/refused")
     assert batch is not None and reason in batch.error and batch.finished
     assert (batch.total, batch.expanding, batch.cancel_requested) == (0, False, False)
     assert client.status_store.batch_states()["finished"] == 1
@@ -124,11 +126,12 @@ def test_over_the_outstanding_quota_the_batch_fails_with_the_reason(
     client: Client, storage: S3Storage, redis_client: redis.Redis
 ) -> None:
     first = submit(client, manifest(storage, "a.txt", 2_900))
-    second = submit(client, manifest(storage, "b.txt", 2_900))
-    found = client.status_store.batch(second)
+    with pytest.raises(PermanentError, match="limit of 5000"):
+        submit(client, manifest(storage, "b.txt", 2_900), batch_id="second")
+    found = client.status_store.batch("shop/second")
     assert found is not None and "limit of 5000 queued or running" in found.error
     assert client.status_store.outstanding("shop") == 2_900
-    assert len(sent(redis_client)) == 2_900 and first != second
+    assert len(sent(redis_client)) == 2_900 and first != "shop/second"
 
 
 class _Stopping(Publisher):
@@ -176,7 +179,9 @@ def test_the_cli_and_the_api_say_a_batch_is_expanding_or_failed_whole(
     listing = client.status_store.batch(
         submit(client, manifest(storage, "m.txt", 3), background=True)
     )
-    refused = client.status_store.batch(submit(client, manifest(storage, "n.txt", 0)))
+    with pytest.raises(PermanentError, match="no inputs"):
+        submit(client, manifest(storage, "n.txt", 0), batch_id="empty")
+    refused = client.status_store.batch("shop/empty")
     assert listing is not None and refused is not None
     assert "expanding: 0 found so far" in render(listing) and not listing.finished
     assert Batch.of(listing).state == "expanding"
