@@ -29,6 +29,7 @@ from infra.status.keys import (
     tenant_batches_key,
     tenant_key,
 )
+from infra.status.paging import filtered_page
 from infra.status.window import RecentWindow, rate_buckets
 
 CREATE_CHUNK = 1_000
@@ -195,26 +196,19 @@ class StatusReader:
         next position is None at the end of the list.
         """
         wanted = _Wanted(state, review, text.lower())
-        found: list[ImageStatus] = []
-        position, end = start, start + scan
-        while position < end:
-            chunk = min(CREATE_CHUNK, end - position)
+
+        def read(position: int, count: int) -> list[ImageStatus | None]:
             with mapped_errors():
-                ids = self.redis.lrange(images_key(batch_id), position, position + chunk - 1)
+                ids = self.redis.lrange(images_key(batch_id), position, position + count - 1)
                 pipe = self.redis.pipeline()
                 for image_id in ids:
                     pipe.hgetall(image_key(batch_id, image_id))
                 records = pipe.execute()
-            for offset, (image_id, record) in enumerate(zip(ids, records, strict=True)):
-                image = _image(image_id, record) if record else None
-                if image is not None and wanted.keeps(image):
-                    found.append(image)
-                    if len(found) == limit:
-                        return found, position + offset + 1
-            if len(ids) < chunk:
-                return found, None
-            position += chunk
-        return found, position
+            return [_image(i, r) if r else None for i, r in zip(ids, records, strict=True)]
+
+        return filtered_page(
+            read, wanted.keeps, start=start, limit=limit, scan=scan, chunk=CREATE_CHUNK
+        )
 
     def batch_states(self) -> dict[str, int]:
         """How many batches on record are queued, running, finished or cancelled, and how many

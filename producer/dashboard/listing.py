@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from infra.status import BatchStatus, StatusStore, tenant_batches_key
+from infra.status.paging import filtered_page
 from infra.status.records import mapped_errors
 from infra.tenants import split
 
@@ -46,20 +47,19 @@ def page(
         return found, offset + limit if len(found) == limit else None
     keeps = KEEPS[outcome] if outcome else None
     wanted = text.lower()
-    kept: list[BatchStatus] = []
-    position, end = offset, offset + SCAN
-    while position < end:
+
+    def read(position: int, count: int) -> list[BatchStatus | None]:
         with mapped_errors():
-            ids = store.redis.zrevrange(tenant_batches_key(tenant), position, position + CHUNK - 1)
+            ids = store.redis.zrevrange(tenant_batches_key(tenant), position, position + count - 1)
         matching = [i for i in ids if wanted in split(i)[1].lower()]
         records = {batch.batch_id: batch for batch in store.batches(matching)}
-        for number, batch_id in enumerate(ids):
-            batch = records.get(batch_id)
-            if batch is not None and (keeps is None or keeps(batch)):
-                kept.append(batch)
-                if len(kept) == limit:
-                    return kept, position + number + 1
-        if len(ids) < CHUNK:
-            return kept, None
-        position += CHUNK
-    return kept, position
+        return [records.get(batch_id) for batch_id in ids]
+
+    return filtered_page(
+        read,
+        keeps or (lambda _: True),
+        start=offset,
+        limit=limit,
+        scan=SCAN,
+        chunk=CHUNK,
+    )
