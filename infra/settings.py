@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,11 @@ class Settings(BaseSettings):
     u2netp_uri: str | None = Field(None, description="u2netp weights from s3:// or a file path.")
     model: str = Field("fusion", description="Default matting model: fusion, isnet or u2netp.")
     onnx_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 = all cores.")
+    renderer: Literal["auto", "opencv", "numpy", "cupy"] = Field(
+        "auto",
+        description="Where images are computed: auto (cupy with a CUDA GPU, else opencv), opencv "
+        "(the CPU path), cupy (the GPU path), numpy (the GPU path's code on the CPU, for checks).",
+    )
 
     task_soft_time_limit: int = Field(
         240, ge=1, description="Seconds before a task is asked to stop."

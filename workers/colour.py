@@ -28,7 +28,8 @@ def linear_to_srgb(v: NDArray[FloatT]) -> NDArray[FloatT]:
 DECODE = _srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
 """Linear light of each sRGB byte value; use with ``cv2.LUT``."""
 _STRIP_SAMPLES = 1 << 18  # samples encoded per step of to_srgb
-_ENCODE = np.round(255 * linear_to_srgb(np.arange(65536) / 65535.0)).astype(np.uint8)
+ENCODE = np.round(255 * linear_to_srgb(np.arange(65536) / 65535.0)).astype(np.uint8)
+"""sRGB byte of each 16-bit linear code (linear light × 65535, rounded): ``to_srgb``'s table."""
 
 
 def to_srgb(lin: NDArray[np.float32]) -> NDArray[np.uint8]:
@@ -41,5 +42,5 @@ def to_srgb(lin: NDArray[np.float32]) -> NDArray[np.uint8]:
     # page-fault in) a 288 MB temporary on every call; strips keep it small and in cache.
     rows = max(1, _STRIP_SAMPLES // max(1, codes.shape[1]))
     for top in range(0, codes.shape[0], rows):
-        np.take(_ENCODE, codes[top : top + rows], out=out[top : top + rows])
+        np.take(ENCODE, codes[top : top + rows], out=out[top : top + rows])
     return out.reshape(lin.shape)
