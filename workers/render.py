@@ -30,7 +30,7 @@ StageTimer = Callable[[str], AbstractContextManager[object]]
 """Called with a stage's name ("foreground", "bokeh"), wraps that stage: the pipeline times it."""
 
 
-def _untimed(name: str) -> AbstractContextManager[object]:
+def untimed(name: str) -> AbstractContextManager[object]:
     return nullcontext()
 
 
@@ -40,7 +40,7 @@ def render(
     params: BlurParams,
     depth: NDArray[np.float32] | None = None,
     *,
-    stage: StageTimer = _untimed,
+    stage: StageTimer = untimed,
 ) -> NDArray[np.uint8]:
     """Blur a photo's background behind its matted subject as the job's parameters say.
 

@@ -62,11 +62,13 @@ class Backend:
         return int(self.xp.get_default_memory_pool().total_bytes())
 
 
+@functools.cache
 def choose(renderer: str) -> Backend | None:
     """The backend of a ``BLURQ_RENDERER`` value; None means the OpenCV path on the CPU.
 
     Raises ``ValueError`` for an unknown value and ``RuntimeError`` when ``cupy`` is asked for on a
     machine where CuPy or a CUDA device is missing (a GPU worker must not fall back silently).
+    The answer is kept for the process: its devices do not come and go.
     """
     if renderer not in RENDERERS:
         raise ValueError(f"renderer must be one of {RENDERERS}, got {renderer!r}")
