@@ -25,12 +25,16 @@ from workers.matting.sessions import ModelSession, get_session
 # Bumped whenever the stage's output changes for the same input; part of Matting.version.
 _REVISION = 6
 
-_IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-_IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+# The networks' input: ISNet takes (rgb − ISNET_SHIFT) / ISNET_SCALE, U²-Net-p ImageNet-normalised
+# 0..1 colours, (rgb / 255 − IMAGENET_MEAN) / IMAGENET_STD.
+ISNET_SHIFT = 128.0
+ISNET_SCALE = 256.0
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 # Fusion core, relative to the U²-Net-p map's side: erosion keeps the core off the subject's
 # edges (U²-Net-p's 320² edges are soft and a few pixels wide), the blur makes it fade in.
-_CORE_THRESHOLD = 0.5
+CORE_THRESHOLD = 0.5
 _CORE_ERODE = 0.01
 _CORE_BLUR = 0.006
 
@@ -48,7 +52,7 @@ class Matting:
     @property
     def version(self) -> str:
         """Identifies the weights and the algorithm; equal versions give equal mattes."""
-        pins = "+".join(self._store.spec(name).sha256[:12] for name in self._names())
+        pins = "+".join(self._store.spec(name).sha256[:12] for name in self.networks)
         return f"{self.model}-{pins}-r{_REVISION}"
 
     def predict(self, rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
@@ -78,9 +82,10 @@ class Matting:
     def _networks(self, rgb: NDArray[np.uint8]) -> list[NDArray[np.float32]]:
         """The square maps of the networks this model uses: [ISNet, U²-Net-p] for fusion."""
         runs = {"isnet": isnet_alpha, "u2netp": u2netp_alpha}
-        return [runs[name](self._session(name), rgb) for name in self._names()]
+        return [runs[name](self.session(name), rgb) for name in self.networks]
 
-    def _names(self) -> tuple[str, ...]:
+    @property
+    def networks(self) -> tuple[str, ...]:
         """The networks this model runs, in the order fuse takes them."""
         return ("isnet", "u2netp") if self.model == "fusion" else (self.model,)
 
@@ -89,7 +94,8 @@ class Matting:
         """The one map of a single network; the fusion of two."""
         return networks[0] if len(networks) == 1 else fuse(*networks)
 
-    def _session(self, name: str) -> ModelSession:
+    def session(self, name: str) -> ModelSession:
+        """The process's session of one of the networks."""
         return get_session(name, self._store, self._threads)
 
 
@@ -97,7 +103,7 @@ def isnet_alpha(session: ModelSession, rgb: NDArray[np.uint8]) -> NDArray[np.flo
     """ISNet's S×S alpha of an RGB image; the model's output is already in 0..1."""
     side = session.input_size
     square = resize(rgb, (side, side)).astype(np.float32)
-    alpha: NDArray[np.float32] = session.run(_nchw((square - 128.0) / 256.0))[0, 0]
+    alpha: NDArray[np.float32] = session.run(_nchw((square - ISNET_SHIFT) / ISNET_SCALE))[0, 0]
     return np.clip(alpha, 0.0, 1.0).astype(np.float32)
 
 
@@ -105,7 +111,7 @@ def u2netp_alpha(session: ModelSession, rgb: NDArray[np.uint8]) -> NDArray[np.fl
     """U²-Net-p's S×S saliency map of an RGB image, min-max normalised to 0..1."""
     side = session.input_size
     square = resize(rgb, (side, side)).astype(np.float32)
-    tensor = _nchw((square / 255.0 - _IMAGENET_MEAN) / _IMAGENET_STD)
+    tensor = _nchw((square / 255.0 - IMAGENET_MEAN) / IMAGENET_STD)
     saliency: NDArray[np.float32] = session.run(tensor)[0, 0]
     low, high = float(saliency.min()), float(saliency.max())
     if high - low < 1e-6:  # a flat map has no subject in it, not a subject everywhere
@@ -115,13 +121,18 @@ def u2netp_alpha(session: ModelSession, rgb: NDArray[np.uint8]) -> NDArray[np.fl
 
 def fuse(isnet: NDArray[np.float32], u2netp: NDArray[np.float32]) -> NDArray[np.float32]:
     """max(ISNet, U²-Net-p core): the core is thresholded, eroded and blurred, then resized."""
-    side = max(u2netp.shape)
-    erode = max(1, round(_CORE_ERODE * side))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode + 1, 2 * erode + 1))
-    core = cv2.erode((u2netp >= _CORE_THRESHOLD).astype(np.float32), kernel)
-    core = cv2.GaussianBlur(core, (0, 0), sigmaX=max(0.5, _CORE_BLUR * side))
+    kernel, sigma = core_shaping(max(u2netp.shape))
+    core = cv2.erode((u2netp >= CORE_THRESHOLD).astype(np.float32), kernel)
+    core = cv2.GaussianBlur(core, (0, 0), sigmaX=sigma)
     core = cv2.resize(core, (isnet.shape[1], isnet.shape[0]), interpolation=cv2.INTER_LINEAR)
     return np.maximum(isnet, core)
+
+
+def core_shaping(side: int) -> tuple[NDArray[np.uint8], float]:
+    """The fusion core's erosion kernel (an ellipse) and blur sigma, for a map of this side."""
+    erode = max(1, round(_CORE_ERODE * side))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode + 1, 2 * erode + 1))
+    return np.asarray(kernel, np.uint8), max(0.5, _CORE_BLUR * side)
 
 
 def _nchw(image: NDArray[np.float32]) -> NDArray[np.float32]:

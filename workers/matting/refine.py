@@ -10,6 +10,7 @@ closed-form matting (closed_form.py), and that answer is upsampled the same way 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,18 +39,42 @@ def refine_with_decided(
     """refine's alpha, and the share of the subject (Σα) whose alpha doubt.py decided by colour."""
     check_photo(rgb)
     height, width = rgb.shape[:2]
-    scale = min(1.0, _WORK_SIDE / max(height, width))
-    work = rgb if scale == 1.0 else resize(rgb, scaled_size(width, height, scale))
+    work = resize(rgb, working_size(width, height))
     upsampled = refine_upsample(alpha_lowres, work)
+    solved, decided = solve(upsampled, work, (width, height), lambda size: resize(rgb, size))
+    # The solve ran at a working resolution: it comes to full size like the model's alpha.
+    full = solved if solved.shape == rgb.shape[:2] else refine_upsample(solved, rgb)
+    return full, decided
+
+
+def working_size(width: int, height: int) -> tuple[int, int]:
+    """The (width, height) a width×height photo is upsampled to and its doubt decided at."""
+    return scaled_size(width, height, _working_scale(width, height))
+
+
+def solve(
+    upsampled: NDArray[np.float32],
+    work: NDArray[np.uint8],
+    full_size: tuple[int, int],
+    photo_at: Callable[[tuple[int, int]], NDArray[np.uint8]],
+) -> tuple[NDArray[np.float32], float]:
+    """The working-resolution steps: doubt decided, then the closed-form solve; and the share.
+
+    ``upsampled`` is the model's alpha at ``work``'s size; ``photo_at(size)`` gives the photo (of
+    ``full_size``) resized, for when the band is too large to solve at ``work``'s size.
+    """
     alpha = resolve_doubt(upsampled, work, band_width(upsampled))
     changed = float(np.abs(alpha - upsampled).sum())
     decided = changed / max(float(upsampled.sum()), float(alpha.sum()), 1.0)
     unknown = unknown_pixels(alpha)
     if unknown > _MAX_UNKNOWN:
         # The band's width is relative to the image, so its pixels shrink with the scale squared.
-        size = scaled_size(width, height, scale * math.sqrt(_MAX_UNKNOWN / unknown))
-        work, alpha = resize(rgb, size), resize(alpha, size)
-    solved = closed_form_refine(work, alpha)
-    # The solve ran at a working resolution: it comes to full size like the model's alpha.
-    full = solved if solved.shape == rgb.shape[:2] else refine_upsample(solved, rgb)
-    return full, decided
+        scale = _working_scale(*full_size) * math.sqrt(_MAX_UNKNOWN / unknown)
+        size = scaled_size(*full_size, scale)
+        work, alpha = photo_at(size), resize(alpha, size)
+    return closed_form_refine(work, alpha), decided
+
+
+def _working_scale(width: int, height: int) -> float:
+    """The working resolution over the photo's: 1 up to a long side of _WORK_SIDE."""
+    return min(1.0, _WORK_SIDE / max(height, width))
