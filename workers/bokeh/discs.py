@@ -25,7 +25,7 @@ that gives the smallest canvases in all.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -49,6 +49,15 @@ def draw_lights(
     ``radius`` is each light's blur radius in pixels and ``corners(r)`` the aperture of radius r
     (in the cells it is drawn on) as second differences.
     """
+    for canvas, rows, cols in light_canvases(lights, radius, corners):
+        cv2.add(into[rows, cols], canvas, dst=into[rows, cols])
+
+
+def light_canvases(
+    lights: Lights, radius: NDArray[np.float64], corners: Callable[[float], Corners]
+) -> Iterator[tuple[NDArray[np.float32], slice, slice]]:
+    """The lights' discs, canvas by canvas (H'×W'×3 linear), and the photo's rows and columns
+    each is to be added to; arguments as ``draw_lights`` takes them."""
     radius = np.round(radius * _RADIUS_STEP) / _RADIUS_STEP
     cells = cell_sizes(lights.sizes, radius)
     # how far a light's canvas reaches around it: its kernel and a cell of bilinear tail
@@ -56,8 +65,7 @@ def draw_lights(
     group = _grouped(lights, cells, reach)
     for members in _groups(group[lights.light]):
         step = int(cells[lights.light[members[0]]])
-        canvas, rows, cols = _canvas(lights, members, radius[lights.light[members]], step, corners)
-        cv2.add(into[rows, cols], canvas, dst=into[rows, cols])
+        yield _canvas(lights, members, radius[lights.light[members]], step, corners)
 
 
 def _grouped(lights: Lights, cells: NDArray[np.intp], reach: NDArray[np.intp]) -> NDArray[np.intp]:
