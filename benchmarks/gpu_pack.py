@@ -34,9 +34,10 @@ MiB = 1 << 20
 CALL_LIMIT = 64 * MiB
 """What one call to the GPU machine carries at most: the working tree and the carried folder."""
 PART_LIMIT = 60 * MiB
-"""The largest call folder (and so the largest part) this packer makes."""
+"""The largest call folder, its manifest included, this packer makes."""
 RESERVE = 1 * MiB
-"""Kept free in each call for the manifest and for files added to the tree after packing."""
+"""Kept free in each call folder for the manifest, and beside the working tree for files added
+to it after packing."""
 
 WHEELS = (
     "onnxruntime-gpu==1.31.1",  # the CUDA provider: the machine's own onnxruntime is CPU-only
@@ -109,7 +110,7 @@ def tree_bytes(root: Path) -> int:
 
 def call_budget(tree: int) -> int:
     """The bytes of parts one call folder may hold beside a working tree of this size."""
-    budget = min(PART_LIMIT, CALL_LIMIT - tree - RESERVE)
+    budget = min(PART_LIMIT, CALL_LIMIT - tree) - RESERVE
     if budget <= 0:
         raise SystemExit(f"gpu_pack: the working tree alone ({tree / MiB:.1f} MiB) fills a call")
     return budget
