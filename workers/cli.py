@@ -24,6 +24,7 @@ from infra.errors import BlurqError
 from infra.models import ModelStore
 from infra.params import BlurParams, cli_option
 from infra.settings import get_settings
+from workers.gpu import placement
 
 if TYPE_CHECKING:
     from workers.matting import Matting
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Child processes; one per share of a GPU.",
+    help="Child processes (without --gpu).",
 )
 @click.option(
     "--queues",
@@ -47,15 +48,32 @@ if TYPE_CHECKING:
 )
 @click.option("--name", "-n", default="blurq@%h", show_default=True, help="Worker node name.")
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
+@placement.options
 @heartbeat.option
 def worker(
-    concurrency: int, queues: str, name: str, loglevel: str, heartbeat_file: Path | None
+    concurrency: int,
+    queues: str,
+    name: str,
+    loglevel: str,
+    gpu: bool,
+    processes_per_gpu: int | None,
+    heartbeat_file: Path | None,
 ) -> None:
     """Run a Celery worker (prefork; settings from BLURQ_* variables) and the maintenance sweep.
 
     A worker of the webhooks queue alone loads no image code (nor onnxruntime), so the webhook
-    sender runs from the producer's image.
+    sender runs from the producer's image. With --gpu it runs one worker per GPU instead
+    (workers.gpu.placement); exit status 1 if any failed, 2 without a GPU.
+
+    \b
+    Examples:
+      blurq worker --concurrency 2
+      blurq worker --gpu --processes-per-gpu 4
     """
+    if gpu:
+        sys.exit(placement.run(queues, loglevel, heartbeat_file, processes_per_gpu, click.echo))
+    if processes_per_gpu is not None:
+        raise click.UsageError("--processes-per-gpu goes with --gpu")
     import workers.webhooks  # registers the webhook task on the app
     from infra import sweeper
     from infra.celery_app import app
@@ -65,18 +83,9 @@ def worker(
     if heartbeat_file is not None:
         heartbeat.install(heartbeat_file)
     sweeper.install(app)
-    app.worker_main(
-        [
-            "worker",
-            f"--concurrency={concurrency}",
-            f"--queues={queues}",
-            f"--hostname={name}",
-            f"--loglevel={loglevel}",
-            "--pool=prefork",
-            "--task-events",
-            "--without-gossip",
-        ]
-    )
+    argv = [f"--concurrency={concurrency}", f"--queues={queues}", f"--hostname={name}"]
+    argv += [f"--loglevel={loglevel}", "--pool=prefork", "--task-events", "--without-gossip"]
+    app.worker_main(["worker", *argv])
 
 
 def _matting(model: str) -> Callable[[NDArray[np.uint8]], NDArray[np.float32]]:
