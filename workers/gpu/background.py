@@ -82,8 +82,8 @@ def _depth_range(backend: Backend, alpha: Array, depth: Array | None) -> tuple[f
         return depth_range(alpha, None)  # a fixed range: no array is read
     xp = backend.xp
     behind = alpha < 0.5  # the subject's own depth must not force a useless in-focus layer
-    nearest = float(xp.min(xp.where(behind, depth, np.float32(1.0))))
-    return nearest, float(xp.max(xp.where(behind, depth, np.float32(0.0))))
+    nearest = float(xp.min(xp.where(behind, depth, 1.0)))
+    return nearest, float(xp.max(xp.where(behind, depth, 0.0)))
 
 
 def _depth_on_grid(
