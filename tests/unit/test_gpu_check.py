@@ -4,6 +4,7 @@ check script's refusal of a missing part, the benchmark's dry run on NumPy, and 
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import subprocess
@@ -136,3 +137,69 @@ def _run_python(code: str, *args: str, timeout: float) -> subprocess.CompletedPr
         text=True,
         timeout=timeout,
     )
+
+
+GPU_STAGES = {"decode", "upload", "matting", "foreground", "bokeh", "download", "encode"}
+CPU_STAGES = {"decode", "matting", "foreground", "bokeh", "encode"}
+
+
+def test_benchmark_dry_run_on_numpy_makes_every_figure(tmp_path: Path) -> None:
+    figures_path = tmp_path / "gpu.json"
+    command = [sys.executable, "benchmarks/gpu.py", "--backend", "numpy", "--size", "320x240"]
+    command += ["--images", "2", "--processes", "1", "--window", "2", "--model", "u2netp"]
+    done = subprocess.run(
+        [*command, "--json", str(figures_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(figures_path.read_text())
+    assert figures["config"]["size"] == [320, 240] and figures["config"]["backend"] == "numpy"
+    assert set(figures["gpu"]["stages_ms"]) == GPU_STAGES
+    assert set(figures["cpu"]["stages_ms"]) == CPU_STAGES
+    assert all(ms > 0 for ms in figures["gpu"]["stages_ms"].values())
+    (run,) = figures["gpu"]["rates"]
+    for rate in (run, figures["cpu"]["rate"]):
+        assert rate["images_per_s"] > 0 and rate["per_process"]
+        for one in rate["per_process"]:
+            assert one["images"] >= 1 and one["seconds"] > 0
+            assert one["pool_bytes"] == one["pool_peak_bytes"] == 0  # NumPy holds no pool
+            assert one["nvidia_smi_mib"] is None
+    assert figures["cpu"]["rate"]["processes"] == max(1, (os.cpu_count() or 1) // 2)
+    assert figures["ratios"]["images_per_s_gpu_over_cpu"] > 0
+    assert set(figures["ratios"]["stage_cpu_ms_over_gpu_ms"]) == CPU_STAGES
+    agreement = figures["agreement"]
+    assert all(db >= 45.0 for db in agreement["psnr_vs_cpu_db"])  # the issue's bound
+    assert agreement["psnr_vs_numpy_db"] == [None, None]  # the GPU path ran on NumPy itself
+    assert set(figures["targets"]) == {"images_per_s", "matting_ms", "bokeh_ms", "psnr_db"}
+    assert "target psnr_db >= 45" in done.stdout
+
+
+DEVICE_MODULES = {
+    *("PIL", "certifi", "charset_normalizer", "click", "cv2", "cycler", "dateutil", "imageio"),
+    *("kiwisolver", "lazy_loader", "matplotlib", "numpy", "onnxruntime", "packaging"),
+    *("pyparsing", "scipy", "six", "skimage", "tifffile", "urllib3", "contourpy", "fontTools"),
+}
+"""Top-level modules of packages the GPU machine has (the device README's package list)."""
+OWN_MODULES = {"infra", "producer", "workers", "gpu", "gpu_paths"}
+WHEEL_MODULES = {"onnxruntime-gpu": "onnxruntime", "python-dotenv": "dotenv"}
+
+
+def test_benchmark_imports_only_what_the_machine_has_or_the_pack_carries() -> None:
+    carried = set()
+    for wheel in pack.WHEELS:
+        name = wheel.split("==")[0]
+        carried.add(WHEEL_MODULES.get(name, name.replace("-", "_")))
+    code = (
+        "import sys; sys.path.insert(0, 'benchmarks'); import gpu, gpu_paths\n"
+        "gpu_paths.photo(0, (8, 6)); gpu_paths.photo(1, (8, 6))  # scikit-image, matplotlib\n"
+        "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))"
+    )
+    done = _run_python(code, timeout=120)
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split()) - set(sys.stdlib_module_names) - {"__main__"}
+    public = {name for name in loaded if not name.startswith("_") and name != "cython_runtime"}
+    assert public - DEVICE_MODULES - OWN_MODULES - carried == set()
+    assert carried - {"typing_extensions"} <= public  # every wheel carried is needed
