@@ -7,6 +7,8 @@ planes into N×3×3 stacks, so the few formulas are written out here, one plane 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -14,6 +16,25 @@ from numpy.typing import NDArray
 PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
 # The identity matrix as six planes, in that order.
 IDENTITY = np.array([1.0, 0.0, 0.0, 1.0, 0.0, 1.0])
+
+
+def linear_fit(
+    planes: list[NDArray[np.float32]],
+    target: NDArray[np.float32],
+    mean: Callable[[NDArray[np.float32]], NDArray[np.float32]],
+    eps: float,
+) -> list[NDArray[np.float32]]:
+    """The colour guided filter's per-window least squares: the planes (a_r, a_g, a_b, b) of
+    target ≈ a·I + b, the guide I given as its three colour planes, ``mean`` the window mean.
+
+    Arithmetic only, so that the GPU path runs it on CuPy arrays with a mean of its own.
+    """
+    mean_i = [mean(plane) for plane in planes]
+    mean_p = mean(target)
+    cov_ip = [mean(plane * target) - m * mean_p for plane, m in zip(planes, mean_i, strict=True)]
+    var = [mean(planes[i] * planes[j]) - mean_i[i] * mean_i[j] for i, j in PAIRS]
+    a = solve(var, cov_ip, eps)
+    return [*a, mean_p - a[0] * mean_i[0] - a[1] * mean_i[1] - a[2] * mean_i[2]]
 
 
 def solve(

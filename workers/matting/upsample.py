@@ -126,13 +126,8 @@ def _guided_coefficients(
 
     # Colour planes one by one: interleaving them into H×W×6 stacks cost more than the filtering.
     planes = [np.ascontiguousarray(guide[..., c]) for c in range(3)]
-    mean_i = [mean(plane) for plane in planes]
-    mean_p = mean(target)
-    cov_ip = [mean(plane * target) - m * mean_p for plane, m in zip(planes, mean_i, strict=True)]
-    var = [mean(planes[i] * planes[j]) - mean_i[i] * mean_i[j] for i, j in covariance.PAIRS]
-    a = covariance.solve(var, cov_ip, eps)
-    b = mean_p - a[0] * mean_i[0] - a[1] * mean_i[1] - a[2] * mean_i[2]
-    return mean(np.asarray(cv2.merge([*a, b]), np.float32))
+    fit = covariance.linear_fit(planes, target, mean, eps)
+    return mean(np.asarray(cv2.merge(fit), np.float32))
 
 
 def _uncertain_band(alpha: NDArray[np.float32], reach: int) -> NDArray[np.bool_]:
