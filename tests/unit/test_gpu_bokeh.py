@@ -191,26 +191,22 @@ def through_this_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _tests(module: Any) -> list[Callable[..., None]]:
-    """The test functions of a module."""
+    """The test functions of a module (none of them takes a fixture)."""
     return [getattr(module, name) for name in dir(module) if name.startswith("test_")]
 
 
-def _cases(test: Callable[..., None], **only: list[Any]) -> Iterator[Any]:
-    """The test's own parametrized cases: all, or those whose arguments are among ``only``'s."""
+def _cases(test: Callable[..., None]) -> Iterator[Any]:
+    """The test's own parametrized cases (one without arguments when it has none)."""
     grids = []
     for mark in getattr(test, "pytestmark", []):
         if mark.name == "parametrize":
-            names = (
-                [n.strip() for n in mark.args[0].split(",")]
-                if isinstance(mark.args[0], str)
-                else list(mark.args[0])
-            )
+            names = mark.args[0]
+            names = [n.strip() for n in names.split(",")] if isinstance(names, str) else names
             rows = [v if len(names) > 1 else (v,) for v in mark.args[1]]
             grids.append([dict(zip(names, row, strict=True)) for row in rows])
     for combo in itertools.product(*grids):
         kwargs = {name: value for part in combo for name, value in part.items()}
-        if all(kwargs[name] in allowed for name, allowed in only.items()):
-            yield pytest.param(test, kwargs, id=test.__name__.removeprefix("test_"))
+        yield pytest.param(test, kwargs, id=test.__name__.removeprefix("test_"))
 
 
 PROPERTIES = [

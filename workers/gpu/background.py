@@ -1,7 +1,7 @@
 """The blurred background B on the backend's arrays: ``workers.bokeh.background``, step by step.
 
 The same steps as the CPU stage (its docstring and ``workers.bokeh`` tell why), planned by its own
-functions (``layer_radii``, ``plan_layers``, ``aperture_kernel``): estimate the background behind
+functions (``_layer_radii``, ``_plan_layers``, ``aperture_kernel``): estimate the background behind
 each pixel (``workers.gpu.behind``); find the point lights (``workers.gpu.lights``); area-average
 the premultiplied, boosted background onto the finest layer's grid; blur each layer with the
 aperture, without the point lights, and blend them by each pixel's radius; fill what no
@@ -10,7 +10,7 @@ photo where the background is nearly in focus.
 
 One difference: without a depth map, the proxy depth's distance to the subject is the exact
 Euclidean one (``distance_transform_edt``, in both namespaces) where the CPU uses OpenCV's 5×5
-mask approximation, which is off by up to about 2 %.
+mask approximation (within 2 % of it), so the blur radius there differs by as much.
 """
 
 from __future__ import annotations

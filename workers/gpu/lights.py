@@ -13,7 +13,8 @@ bright sky does not keep its small lights in the layers) and gathered (``point_l
 image on the layer grid (``area_grid``) and each canvas of discs (``light_canvases``: scatter
 and integral image) are built on the host and uploaded, and added on the device. That host
 share grows with the lights' pixels and radius, capped as on the CPU (2 % of the pixels, and
-about two photos of corners and canvas).
+about two photos of corners and of canvas, which is what crosses to the device at most); a
+photo with no pixel of max channel >= 230 where alpha = 0 has none.
 """
 
 from __future__ import annotations
