@@ -9,7 +9,11 @@ reads the batch's cancel flag, and the pipeline checks every job against its ten
 PermanentError → the image fails with the reason, never retried. TransientError → the image goes
 back to queued and the task is retried with exponential backoff and jitter, then fails when
 ``max_retries`` is spent. Anything unexpected fails the image with the exception's text and is
-logged with its traceback; the worker process lives on. When the status store itself cannot be
+logged with its traceback; the worker process lives on, except after a GPU failure (out of
+device memory, a lost device: ``workers.gpu.failures``), which puts the image back to queued and
+ends the process before the message is acknowledged, so that Celery puts the message back on
+its queue and replaces the process. Each image's done line in the log carries, on the GPU path,
+the process's GPU memory. When the status store itself cannot be
 reached (longer than its client's retries), the message is sent again later, untouched. A
 message is never dropped while its image is not final: when a retry cannot be published (the
 broker is away too), Celery would reject the message for good; it is put back on its queue
@@ -30,6 +34,7 @@ fail it again, and a retry asked for later sends a new message.
 from __future__ import annotations
 
 import logging
+import os
 from functools import cache, lru_cache
 from typing import Any, NoReturn
 
@@ -43,6 +48,8 @@ from infra.models import ModelStore
 from infra.settings import Settings, get_settings
 from infra.status import StatusStore
 from infra.tenants import Tenants, allowances
+from workers.gpu.backend import Backend, choose
+from workers.gpu.failures import GPU_FAILURE_EXIT, is_gpu_failure
 from workers.matting import Matting
 from workers.pipeline import process
 from workers.runtime import backoff, status_store, storage
@@ -60,6 +67,13 @@ def _matting(model: str) -> Matting:
     # survive fork, and the prefork pool forks.
     settings = get_settings()
     return Matting(model, ModelStore.from_settings(settings), threads=settings.onnx_threads)
+
+
+@cache
+def _backend() -> Backend | None:
+    # The arrays this process renders on, chosen as the renderer chooses them; only the GPU
+    # path has device memory to report.
+    return choose(get_settings().renderer)
 
 
 @cache
@@ -163,16 +177,56 @@ def _run(task: Task, job: Job, status: StatusStore, settings: Settings) -> str:
     except SoftTimeLimitExceeded:
         reason = f"timed out after {settings.task_soft_time_limit} s"
     except Exception as error:
+        if is_gpu_failure(error):
+            _end_process(status, job, error, task.request.retries)
         log.exception("unexpected failure on %s/%s", *ids)
         reason = f"internal error: {type(error).__name__}: {error}"
     else:
         output = f"s3://{job.output_bucket}/{result.output_key}"
         score = result.confidence
-        return status.complete(
+        state = status.complete(
             *ids,
             timings=result.timings,
             output=output,
             confidence=None if score is None else score.value,
             review=score is not None and score.review,
         )
+        seconds = sum(result.timings.values())
+        log.info("image %s/%s %s in %.2f s%s", *ids, state, seconds, _memory(_backend()))
+        return state
     return _failed(status.fail(*ids, reason), reason)
+
+
+def _memory(backend: Backend | None) -> str:
+    """This process's GPU memory for the done line; nothing off the GPU.
+
+    CuPy's pool keeps the blocks it took (it gives them back only when an allocation would
+    fail), so what it holds is its peak. onnxruntime's arenas cannot be read from Python: the
+    device's memory in use, every process on it together, includes them.
+    """
+    if backend is None or not backend.on_gpu:
+        return ""
+    free, total = backend.xp.cuda.runtime.memGetInfo()
+    return (
+        f"; GPU memory: CuPy pool {backend.memory_bytes() / 2**20:.0f} MiB in this process, "
+        f"device {(total - free) / 2**20:.0f} of {total / 2**20:.0f} MiB in use"
+    )
+
+
+def _end_process(status: StatusStore, job: Job, error: Exception, retries: int) -> NoReturn:
+    """Put the image back to queued and end this process before its message is acknowledged.
+
+    After a GPU failure the process's CUDA context cannot be trusted with the next image. Celery
+    (``task_reject_on_worker_lost``) puts the unacknowledged message back on its queue, the pool
+    starts a fresh process, and the image's delivery count bounds one that fails every time.
+    """
+    ids = (job.batch_id, job.image_id)
+    reason = f"GPU failure: {type(error).__name__}: {error}"
+    log.critical("%s/%s: %s; process %d exits", *ids, reason, os.getpid(), exc_info=error)
+    try:
+        status.requeue(*ids, reason, retries=retries)
+    except Exception:  # the store away too: the redelivery finds the image running, as after a kill
+        log.exception("image %s/%s not put back to queued", *ids)
+    finally:
+        logging.shutdown()  # os._exit skips the handlers' own flushing
+        os._exit(GPU_FAILURE_EXIT)

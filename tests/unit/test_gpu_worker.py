@@ -10,12 +10,14 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
 
 from workers.cli import worker
 from workers.gpu import placement
+from workers.gpu.failures import is_gpu_failure
 from workers.gpu.placement import (
     GIB,
     MAX_PROCESSES_PER_GPU,
@@ -177,3 +179,82 @@ def test_sigterm_is_passed_on_and_a_clean_stop_exits_0(tmp_path: Path) -> None:
     commands = [([sys.executable, "-c", SLEEPER, str(path)], PROBE) for path in ready]
     assert supervise(commands) == 0
     assert signal.getsignal(signal.SIGTERM) is before  # the handler before it is back
+
+
+ORT_CUDA_OOM = "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : CUDA failure 2: out of memory"
+
+
+def test_onnxruntime_errors_naming_cuda_are_gpu_failures() -> None:
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, RuntimeException
+
+    assert is_gpu_failure(RuntimeException(ORT_CUDA_OOM))
+    assert is_gpu_failure(Fail("CUBLAS failure 13: CUBLAS_STATUS_EXECUTION_FAILED"))
+    assert is_gpu_failure(Fail("CUDNN_STATUS_INTERNAL_ERROR ; GPU=0"))
+    assert not is_gpu_failure(Fail("Invalid rank for input: input.1 Got: 3 Expected: 4"))
+    # Only onnxruntime's own errors are read for the words: ours may name CUDA in passing.
+    assert not is_gpu_failure(RuntimeError("the GPU path needs onnxruntime's CUDA provider"))
+    assert not is_gpu_failure(ValueError("bad image"))
+
+
+def test_a_gpu_failure_anywhere_in_the_chain_counts() -> None:
+    from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException
+
+    try:
+        try:
+            raise RuntimeException(ORT_CUDA_OOM)
+        except RuntimeException as device:
+            raise ValueError("matting failed") from device
+    except ValueError as wrapped:
+        assert is_gpu_failure(wrapped)
+    try:
+        try:
+            raise RuntimeException(ORT_CUDA_OOM)
+        except RuntimeException:
+            raise KeyError("while handling it") from None  # suppressed: no longer its cause
+    except KeyError as unrelated:
+        assert not is_gpu_failure(unrelated)
+
+
+def test_cupy_errors_are_gpu_failures_without_importing_cupy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert "cupy" not in sys.modules  # this machine: no CuPy, and classifying imports none
+    assert not is_gpu_failure(MemoryError("host memory"))
+    assert "cupy" not in sys.modules
+
+    class OutOfMemoryError(MemoryError): ...
+
+    class CUDARuntimeError(RuntimeError): ...
+
+    class CUDADriverError(RuntimeError): ...
+
+    class CuFFTError(RuntimeError): ...
+
+    cuda = SimpleNamespace(
+        memory=SimpleNamespace(OutOfMemoryError=OutOfMemoryError),
+        runtime=SimpleNamespace(CUDARuntimeError=CUDARuntimeError),
+        driver=SimpleNamespace(CUDADriverError=CUDADriverError),
+    )
+    monkeypatch.setitem(sys.modules, "cupy", SimpleNamespace(cuda=cuda))
+    for error in (OutOfMemoryError, CUDARuntimeError, CUDADriverError):
+        assert is_gpu_failure(error("cudaErrorIllegalAddress"))
+    assert not is_gpu_failure(CuFFTError("CUFFT_ALLOC_FAILED"))  # cuFFT not loaded: not its
+    monkeypatch.setitem(sys.modules, "cupy.cuda.cufft", SimpleNamespace(CuFFTError=CuFFTError))
+    assert is_gpu_failure(CuFFTError("CUFFT_ALLOC_FAILED"))
+    assert not is_gpu_failure(MemoryError("host memory"))
+
+
+def test_the_done_line_reports_gpu_memory_on_the_gpu_path_only() -> None:
+    from workers.gpu.backend import Backend, numpy_backend
+    from workers.tasks import _memory
+
+    assert _memory(None) == "" and _memory(numpy_backend()) == ""
+    pool = SimpleNamespace(total_bytes=lambda: 1536 * 2**20)
+    runtime = SimpleNamespace(memGetInfo=lambda: (100 * GIB, 140 * GIB))  # (free, total)
+    xp = SimpleNamespace(
+        get_default_memory_pool=lambda: pool, cuda=SimpleNamespace(runtime=runtime)
+    )
+    on_gpu = Backend("cupy", xp, SimpleNamespace(), SimpleNamespace())  # type: ignore[arg-type]
+    assert _memory(on_gpu) == (
+        "; GPU memory: CuPy pool 1536 MiB in this process, device 40960 of 143360 MiB in use"
+    )
