@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -208,3 +209,24 @@ def test_dockerfiles_copy_what_exists() -> None:
                     assert (ROOT / source).exists(), f"{dockerfile.name}: {source}"
     worker = (ROOT / "docker" / "worker.Dockerfile").read_text()
     assert ".[gpu]" in worker and "blurq models fetch" in worker
+    assert 'CMD ["blurq", "worker", "--gpu"]' in worker and "USER blurq" in worker
+
+
+def test_gpu_image_cuda_matches_the_pinned_wheels() -> None:
+    worker = (ROOT / "docker" / "worker.Dockerfile").read_text()
+    # The image's table of pins: "pin: cuda M [cudnn N] | what | why".
+    pins = re.findall(r"^#\s+pin: cuda (\d+)(?: cudnn (\d+))?\s*\| (\S+) \|", worker, re.M)
+    table = {what: (int(cuda), int(cudnn) if cudnn else None) for cuda, cudnn, what in pins}
+    (base,) = re.findall(r"^FROM (nvidia/cuda:\S+)", worker, re.M)
+    tag = re.fullmatch(r"nvidia/cuda:(\d+)\.\d+\.\d+-cudnn-runtime-ubuntu24\.04", base)
+    assert tag is not None, base
+    cuda, cudnn = table.pop(base)
+    assert cuda == int(tag.group(1)) and cudnn == 9  # the tag's cudnn is cuDNN 9 since 12.4
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    gpu = extras["optional-dependencies"]["gpu"]
+    assert sorted(gpu) == sorted(table)  # exactly the wheels of the table, pinned with ==
+    for wheel, (wheel_cuda, wheel_cudnn) in table.items():
+        assert wheel_cuda == cuda and wheel_cudnn in (None, cudnn), wheel
+    (cupy,) = [wheel for wheel in gpu if wheel.startswith("cupy-cuda")]
+    assert cupy.startswith(f"cupy-cuda{cuda}x==")  # CuPy names its CUDA major in its name
+    assert any(wheel.startswith("onnxruntime-gpu==") for wheel in gpu)
