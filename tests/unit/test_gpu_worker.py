@@ -25,6 +25,7 @@ from workers.gpu.placement import (
     NVIDIA_SMI,
     PROCESS_MEMORY_BYTES,
     Gpu,
+    cpu_cores,
     find_gpus,
     parse_gpus,
     plan,
@@ -59,6 +60,20 @@ def test_find_gpus_asks_nvidia_smi_and_finds_none_without_it() -> None:
         raise subprocess.CalledProcessError(9, list(command))
 
     assert find_gpus(missing) == () and find_gpus(no_driver) == ()
+
+
+def test_cores_are_bounded_by_the_containers_cpu_limit(tmp_path: Path) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    assert cpu_cores(cpu_max) == affinity  # no cgroup file
+    cpu_max.write_text("max 100000\n")
+    assert cpu_cores(cpu_max) == affinity
+    cpu_max.write_text("100000 100000\n")
+    assert cpu_cores(cpu_max) == 1
+    cpu_max.write_text("50000 100000\n")  # half a core still runs one process
+    assert cpu_cores(cpu_max) == 1
+    cpu_max.write_text(f"{(affinity + 8) * 100000} 100000\n")  # a limit above the affinity
+    assert cpu_cores(cpu_max) == affinity
 
 
 def test_plan_is_bounded_by_memory_cores_and_the_cap() -> None:

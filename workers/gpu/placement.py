@@ -45,6 +45,9 @@ NVIDIA_SMI = ("nvidia-smi", "--query-gpu=index,memory.total", "--format=csv,nohe
 NO_GPU_EXIT = 2
 """Exit status of ``blurq worker --gpu`` on a machine where nvidia-smi finds no GPU."""
 
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+"""A container's CPU limit under cgroup v2: ``<quota> <period>`` in µs, or ``max <period>``."""
+
 POLL_S = 0.5
 """How often the supervisor looks whether a worker has exited."""
 
@@ -113,9 +116,20 @@ def run(
             err=True,
         )
         return NO_GPU_EXIT
-    placed = plan(gpus, len(os.sched_getaffinity(0)), processes_per_gpu)
+    placed = plan(gpus, cpu_cores(), processes_per_gpu)
     say(placed.describe())
     return supervise(worker_commands(placed, options))
+
+
+def cpu_cores(cpu_max: Path = CPU_MAX) -> int:
+    """CPU cores this process may use: its affinity, bounded by the container's CPU limit
+    (which the affinity does not show)."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cpu_max.read_text().split()
+        return max(1, min(cores, int(quota) // int(period)))
+    except (OSError, ValueError):  # no cgroup v2 file, or "max": no limit
+        return cores
 
 
 def run_command(command: Sequence[str]) -> str:
