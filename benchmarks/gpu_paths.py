@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import queue
 import shutil
 import statistics
 import subprocess
@@ -22,7 +23,6 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from threading import BrokenBarrierError
 from typing import Any
 
 import numpy as np
@@ -44,8 +44,8 @@ from workers.render import render
 PHOTOS = SAMPLES[:4]
 """Astronaut, Grace Hopper, the cat, the coffee cup: two portraits, a pet, a product."""
 STRENGTH = 50
-WARM_UP_S = 600.0
-"""Longest wait for every process to build its sessions and blur its first photo."""
+WARM_UP_S = 300.0
+"""Longest wait for a process to build its sessions and blur its first photo, or to report."""
 
 
 def photo(number: int, size: tuple[int, int]) -> bytes:
@@ -141,40 +141,55 @@ def images_per_second(job: RateJob, processes: int) -> dict[str, Any]:
     """Images/s of ``processes`` spawned processes started together, each process's own count,
     its memory pool now and at its peak, and nvidia-smi's MiB for it halfway through."""
     context = multiprocessing.get_context("spawn")  # a CUDA context does not survive a fork
-    barrier = context.Barrier(processes + 1)
-    results = context.Queue()
+    go, results = context.Event(), context.Queue()
     workers = [
-        context.Process(target=_work, args=(job, number, barrier, results))
+        context.Process(target=_work, args=(job, number, go, results))
         for number in range(processes)
     ]
     for worker in workers:
         worker.start()
-    try:
-        barrier.wait(timeout=WARM_UP_S)
-        time.sleep(job.window / 2)
-        smi = nvidia_smi_memory()
-        reports = [results.get(timeout=WARM_UP_S) for _ in workers]
-    except BrokenBarrierError:
-        reports = [results.get(timeout=10) for _ in workers if not results.empty()]
-        smi = {}
+    _collect(results, workers)  # each has warmed up
+    go.set()
+    time.sleep(job.window / 2)
+    smi = nvidia_smi_memory()
+    reports = _collect(results, workers)
     for worker in workers:
-        worker.join(timeout=WARM_UP_S)
-    errors = [report["error"] for report in reports if "error" in report]
-    if errors or len(reports) < processes:
-        raise SystemExit("a benchmark process failed:\n" + "\n".join(errors))
+        worker.join()
     for report in reports:
         report["nvidia_smi_mib"] = smi.get(report["pid"])
     rate = sum(report["images"] / report["seconds"] for report in reports)
     return {"processes": processes, "images_per_s": rate, "per_process": reports}
 
 
-def _work(job: RateJob, number: int, barrier: Any, results: Any) -> None:
+def _collect(results: Any, workers: list[Any]) -> list[dict[str, Any]]:
+    """One message from each process; stops them all and exits with the reason when one fails,
+    dies or takes longer than WARM_UP_S."""
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + WARM_UP_S
+    while len(messages) < len(workers):
+        try:
+            message = results.get(timeout=1.0)
+        except queue.Empty:
+            died = [worker.exitcode for worker in workers if worker.exitcode not in (None, 0)]
+            if not died and time.monotonic() < deadline:
+                continue
+            message = {"error": f"a process died (exit codes {died}) or took over {WARM_UP_S} s"}
+        if "error" in message:
+            for worker in workers:
+                worker.terminate()
+            raise SystemExit(f"a benchmark process failed: {message['error']}")
+        messages.append(message)
+    return messages
+
+
+def _work(job: RateJob, number: int, go: Any, results: Any) -> None:
     """One process of an images/s run: warm up, wait for the others, blur until the window ends."""
     try:
         pipeline = Pipeline(choose(job.renderer), job.model, job.threads)
         timer = Timer(pipeline.backend)
         pipeline.blur(job.photos[number % len(job.photos)], timer)  # sessions, kernels, pool
-        barrier.wait(timeout=WARM_UP_S)
+        results.put({"ready": os.getpid()})
+        go.wait()
         begin = time.perf_counter()
         finished: list[float] = []
         while not finished or finished[-1] < job.window:
@@ -192,9 +207,8 @@ def _work(job: RateJob, number: int, barrier: Any, results: Any) -> None:
                 "pool_peak_bytes": timer.pool_peak,
             }
         )
-    except BaseException:
-        barrier.abort()
-        results.put({"pid": os.getpid(), "error": traceback.format_exc()})
+    except Exception:
+        results.put({"error": traceback.format_exc()})
 
 
 def nvidia_smi_memory() -> dict[int, int]:

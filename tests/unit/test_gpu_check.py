@@ -203,3 +203,13 @@ def test_benchmark_imports_only_what_the_machine_has_or_the_pack_carries() -> No
     public = {name for name in loaded if not name.startswith("_") and name != "cython_runtime"}
     assert public - DEVICE_MODULES - OWN_MODULES - carried == set()
     assert carried - {"typing_extensions"} <= public  # every wheel carried is needed
+
+
+def test_a_failing_rate_process_stops_the_run_with_its_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # where the spawned process finds gpu_paths
+    paths = _load("gpu_paths")
+    job = paths.RateJob("no-such-renderer", "u2netp", 1, (b"",), 1.0)
+    with pytest.raises(SystemExit, match="renderer must be one of"):
+        paths.images_per_second(job, 2)
