@@ -1,4 +1,5 @@
-"""Faults on the real stack: killed workers, a Redis restart, a hostile S3 network, SIGTERM.
+"""Faults on the real stack: killed workers, a Redis restart, a hostile S3 network, SIGTERM,
+a failing GPU.
 
 One stack for the module: redis-server with its append-only file on, the local S3 server and two
 Celery workers whose broker visibility timeout is short (20 s), so that the message of a worker
@@ -15,7 +16,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from infra.storage import S3Storage, S3Uri
 from producer.client import Client
 from producer.local.samples import SAMPLES
 from producer.local.stack import LocalStack, free_port
+from workers.gpu.failures import GPU_FAILURE_EXIT
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +50,8 @@ SHORT = {
 """Worker settings that bring a dead worker's message back within 20 s."""
 PARAMS = BlurParams(strength=40, model="u2netp")  # the fastest model: faults are tested, not pixels
 MID_IMAGE = ("matting", "foreground", "bokeh")
+GPU_FAULT = Path(__file__).resolve().parent / "gpu_fault"
+"""A sitecustomize that makes the matting network fail as a CUDA device does (on PYTHONPATH)."""
 
 
 def small_photos(count: int, size: tuple[int, int] = (240, 180)) -> list[bytes]:
@@ -235,13 +239,16 @@ def test_redis_restart_mid_batch_loses_nothing(client: Client, workers: LocalSta
 
 
 @contextmanager
-def other_workers(stack: LocalStack, env: dict[str, str], broker: Settings) -> Iterator[None]:
-    """worker1 and worker2 stopped, two workers with env in their place until the block ends."""
+def other_workers(
+    stack: LocalStack, env: dict[str, str], broker: Settings, count: int = len(WORKERS)
+) -> Iterator[None]:
+    """worker1 and worker2 stopped, count workers (other-worker1, ...) with env in their place
+    until the block ends."""
     for name in WORKERS:
         stack.processes[name].send_signal(signal.SIGTERM)
     for name in WORKERS:
         stack.processes.pop(name).wait(timeout=60)
-    names = [f"other-{name}" for name in WORKERS]
+    names = [f"other-{name}" for name in WORKERS[:count]]
     app = create_app(broker)
     try:
         for name in names:
@@ -306,3 +313,65 @@ def test_s3_faults_are_retried_boundedly_and_visibly(client: Client, workers: Lo
     assert sum(retries.values()) > 0  # some calls failed even after boto3's own retry
     assert max(retries.values()) <= max_retries
     assert deliveries(found) == {image_id: n + 1 for image_id, n in retries.items()}
+
+
+def gpu_fault(marker: Path, *, always: bool) -> dict[str, str]:
+    """Worker settings under which the matting network raises onnxruntime's CUDA error: once on
+    the machine (the first run to create marker), or in every run."""
+    path = os.pathsep.join(filter(None, [str(GPU_FAULT), os.environ.get("PYTHONPATH")]))
+    switches = {"TEST_GPU_FAULT": str(marker), "TEST_GPU_FAULT_ALWAYS": "1" if always else "0"}
+    return {"PYTHONPATH": path, **switches, "BLURQ_MAX_DELIVERIES": "3"}
+
+
+def log_from(stack: LocalStack, name: str) -> Callable[[], str]:
+    """What a process writes to its log from now on (other tests' workers share the names)."""
+    assert stack.log_dir is not None
+    log = stack.log_dir / f"{name}.log"
+    start = log.stat().st_size if log.exists() else 0
+    return lambda: log.read_bytes()[start:].decode(errors="replace")
+
+
+def states(client: Client, batch_id: str, image_id: str) -> list[str]:
+    """An image's states in the events stream, in order."""
+    events = client.status_store.redis.xrange(EVENTS_KEY)
+    return [f["state"] for _, f in events if (f["batch"], f["image"]) == (batch_id, image_id)]
+
+
+def test_gpu_failure_requeues_the_image_and_replaces_the_process(
+    client: Client, workers: LocalStack, tmp_path: Path
+) -> None:
+    marker = tmp_path / "failed-once"
+    written = log_from(workers, "other-worker1")
+    with other_workers(workers, gpu_fault(marker, always=False), client.settings, count=1):
+        worker = workers.processes["other-worker1"]
+        first = pool_children(worker.pid)
+        batch = submit(client, "gpu-failure", 3)
+        found = done_exactly_once(client, batch, 3)
+        replaced = pool_children(worker.pid)
+    assert marker.exists()  # the fault was injected
+    counts = deliveries(found)
+    (hit,) = [image_id for image_id, n in counts.items() if n == 2]
+    assert set(counts.values()) == {1, 2}
+    # Back to queued by the failing process, then run to the end by its replacement.
+    assert states(client, batch, hit)[-4:] == ["running", "queued", "running", "done"]
+    assert replaced and not set(first) & set(replaced)
+    log = written()
+    assert "GPU failure: RuntimeException" in log
+    assert f"exitcode {GPU_FAILURE_EXIT}" in log  # the pool saw its process end on purpose
+
+
+def test_gpu_failure_every_time_ends_as_poison(
+    client: Client, workers: LocalStack, tmp_path: Path
+) -> None:
+    written = log_from(workers, "other-worker1")
+    with other_workers(workers, gpu_fault(tmp_path / "m", always=True), client.settings, count=1):
+        worker = workers.processes["other-worker1"]
+        batch = submit(client, "gpu-poison", 1)
+        status = finished(client, batch)
+        (record,) = records(client, batch).values()
+        time.sleep(1)  # the pool replaces its last process after the poison ends the task
+        alive = pool_children(worker.pid)
+    assert (status.done, status.failed) == (0, 1)
+    assert record["error"] == "poison: delivered 4 times without finishing"  # max_deliveries 3
+    assert written().count("GPU failure: RuntimeException") == 3
+    assert alive  # the worker lives on, with a pool process
