@@ -1,4 +1,4 @@
-"""A GPU failure injected into the worker processes of ``test_gpu_failover.py``.
+"""A GPU failure injected into the worker processes of ``test_faults.py`` (its gpu tests).
 
 Python imports ``sitecustomize`` at start-up from the path; the test puts this folder first on
 the workers' ``PYTHONPATH``. With ``TEST_GPU_FAULT`` naming a file, the matting network's run
