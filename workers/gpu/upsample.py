@@ -56,20 +56,30 @@ def check_photo(rgb: Array) -> tuple[int, int]:
 def resize_photo(backend: Backend, rgb: Array, size: tuple[int, int]) -> Array:
     """``workers.arrays.resize`` of an H×W×C uint8 image to size = (width, height), byte for byte.
 
-    OpenCV rounds its byte results in ways of its own: a halving takes the mean of 2×2 pixels
-    rounded half up, and bilinear resizing is fixed-point arithmetic (``_bytes_linear``), so
-    ``workers.gpu.resample.resize``'s float result rounded to nearest is a level off on about
-    one pixel in eight; other area averaging is computed in float as OpenCV does.
+    OpenCV rounds its byte results in ways of its own, which ``workers.gpu.resample.resize``'s
+    float result rounded to nearest misses on up to one pixel in eight: bilinear resizing is
+    fixed-point arithmetic (``_bytes_linear``); shrinking by whole factors takes each block's
+    integer sum times the reciprocal of its area in float32 (a halving: the sum of 4 plus 2,
+    shifted right by 2); other area averaging runs along rows first, then along columns.
     """
+    xp = backend.xp
     width, height = size
-    if (rgb.shape[1], rgb.shape[0]) == size:
+    src_h, src_w = rgb.shape[:2]
+    if (src_w, src_h) == size:
         return rgb
-    if width > rgb.shape[1] or height > rgb.shape[0]:
+    if width > src_w or height > src_h:
         return _bytes_linear(backend, rgb, size)
-    if (rgb.shape[1], rgb.shape[0]) != (2 * width, 2 * height):
-        return resize(backend, rgb, size, "area")
-    mean = resize(backend, rgb.astype(backend.xp.float32), size, "area")
-    return backend.xp.floor(mean + 0.5).astype(backend.xp.uint8)
+    colour = rgb.astype(xp.float32)
+    if src_w % width or src_h % height:
+        along_rows = resize(backend, colour, (width, src_h), "area")
+        mean = resize(backend, along_rows, size, "area")
+        return xp.clip(xp.rint(mean), 0, 255).astype(xp.uint8)
+    area = (src_w // width) * (src_h // height)
+    # the float mean is within far less than 1/area of the exact one: rint recovers the sum
+    sums = xp.rint(resize(backend, colour, size, "area") * np.float32(area))
+    if (src_w, src_h) == (2 * width, 2 * height):
+        return ((sums + 2.0) // 4.0).astype(xp.uint8)
+    return xp.rint(sums * (np.float32(1.0) / np.float32(area))).astype(xp.uint8)
 
 
 def sample_taps(

@@ -11,6 +11,8 @@ model's square alpha to the photo's full resolution with ``refine`` (refine.py);
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
@@ -21,6 +23,9 @@ from workers.arrays import check_photo, resize
 from workers.matting.confidence import Confidence, combine, disagreement, matte_signals
 from workers.matting.refine import refine, refine_with_decided
 from workers.matting.sessions import ModelSession, get_session
+
+if TYPE_CHECKING:
+    from workers.gpu.backend import Backend
 
 # Bumped whenever the stage's output changes for the same input; part of Matting.version.
 _REVISION = 6
@@ -94,9 +99,9 @@ class Matting:
         """The one map of a single network; the fusion of two."""
         return networks[0] if len(networks) == 1 else fuse(*networks)
 
-    def session(self, name: str) -> ModelSession:
-        """The process's session of one of the networks."""
-        return get_session(name, self._store, self._threads)
+    def session(self, name: str, backend: Backend | None = None) -> ModelSession:
+        """The process's session of one of the networks (on the backend's device, if on a GPU)."""
+        return get_session(name, self._store, self._threads, backend=backend)
 
 
 def isnet_alpha(session: ModelSession, rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
