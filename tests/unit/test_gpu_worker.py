@@ -86,6 +86,7 @@ def test_plan_is_bounded_by_memory_cores_and_the_cap() -> None:
     assert plan(big, cores=128).processes == MAX_PROCESSES_PER_GPU  # the cap decides
     # A GPU too small for one budget, or fewer cores than GPUs, still gets one process.
     assert plan([Gpu(0, 4 * GIB)], cores=8).processes == 1
+    assert plan([Gpu(0, 4 * GIB)], cores=8).describe().startswith("GPU 0: 4 GiB, 1 process (")
     assert plan(big, cores=1).processes == 1
     # The smallest GPU sizes all of them: one process count per worker.
     assert plan([Gpu(0, 140 * GIB), Gpu(1, 12 * GIB)], cores=64).processes == 2

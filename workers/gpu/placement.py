@@ -74,7 +74,8 @@ class Plan:
     def describe(self) -> str:
         """The plan for people: one line per GPU, then the reason."""
         lines = [
-            f"GPU {gpu.index}: {gpu.memory_bytes / GIB:.0f} GiB, {self.processes} processes "
+            f"GPU {gpu.index}: {gpu.memory_bytes / GIB:.0f} GiB, "
+            f"{self.processes} process{'es' if self.processes > 1 else ''} "
             f"(worker blurq-gpu{gpu.index})"
             for gpu in self.gpus
         ]
