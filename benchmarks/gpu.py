@@ -27,11 +27,21 @@ import argparse
 import json
 import math
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gpu_paths import Blurred, Pipeline, RateJob, Timer, images_per_second, photo  # beside this
+from gpu_paths import (  # beside this script
+    STRENGTH,
+    Blurred,
+    Pipeline,
+    RateJob,
+    Timer,
+    images_per_second,
+    photo,
+)
 from numpy.typing import NDArray
 
 from infra.params import MATTING_MODELS
@@ -103,46 +113,41 @@ def targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return judged
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
-    """Every figure of the run, as written to --json."""
+def measure(args: argparse.Namespace, keep: Callable[[dict[str, Any], str], None]) -> None:
+    """Measures every figure of the run into a dict that ``keep`` is given after each step, so
+    that a run cut short leaves what it had measured."""
     photos = [photo(number, args.size) for number in range(args.images)]
     cores = os.cpu_count() or 1
+    figures: dict[str, Any] = {"config": {**vars(args), "size": list(args.size)}}
+    figures["config"].update(strength=STRENGTH, cpu_cores=cores, json=str(args.json))
     gpu, cpu = Pipeline(choose(args.backend), args.model), Pipeline(None, args.model)
     gpu_timer, gpu_out = stage_run(gpu, photos)
+    figures["gpu"] = {"stages_ms": gpu_timer.medians(), "pool_peak_bytes": gpu_timer.pool_peak}
+    keep(figures, "GPU stages")
     cpu_timer, cpu_out = stage_run(cpu, photos)
+    figures["cpu"] = {"stages_ms": cpu_timer.medians()}
+    keep(figures, "CPU stages")
+    figures["agreement"] = agreement(gpu, gpu_out, cpu_out)
+    keep(figures, "agreement")
     job = RateJob(args.backend, args.model, 0, tuple(photos), args.window)
-    rates = [images_per_second(job, processes) for processes in args.processes]
+    figures["gpu"]["rates"] = []
+    for processes in args.processes:
+        figures["gpu"]["rates"].append(images_per_second(job, processes))
+        keep(figures, f"GPU images/s with {processes} processes")
     cpu_processes = max(1, cores // 2)
     threads = max(1, cores // cpu_processes)  # onnxruntime's, so processes share the cores
     cpu_job = RateJob("opencv", args.model, threads, tuple(photos), args.window)
-    cpu_rate = images_per_second(cpu_job, cpu_processes)
-    figures: dict[str, Any] = {
-        "config": {
-            "backend": args.backend,
-            "size": list(args.size),
-            "images": args.images,
-            "model": args.model,
-            "strength": gpu.params.strength,
-            "window_s": args.window,
-            "cpu_cores": cores,
-        },
-        "gpu": {
-            "stages_ms": gpu_timer.medians(),
-            "pool_peak_bytes": gpu_timer.pool_peak,
-            "rates": rates,
-        },
-        "cpu": {"stages_ms": cpu_timer.medians(), "rate": cpu_rate},
-        "agreement": agreement(gpu, gpu_out, cpu_out),
-    }
-    best = max(run["images_per_s"] for run in rates)
+    figures["cpu"]["rate"] = images_per_second(cpu_job, cpu_processes)
+    best = max(run["images_per_s"] for run in figures["gpu"]["rates"])
     figures["ratios"] = {
-        "images_per_s_gpu_over_cpu": best / cpu_rate["images_per_s"],
+        "images_per_s_gpu_over_cpu": best / figures["cpu"]["rate"]["images_per_s"],
         "stage_cpu_ms_over_gpu_ms": {
-            name: cpu_ms / gpu_timer.medians()[name] for name, cpu_ms in cpu_timer.medians().items()
+            name: cpu_ms / figures["gpu"]["stages_ms"][name]
+            for name, cpu_ms in figures["cpu"]["stages_ms"].items()
         },
     }
     figures["targets"] = targets(figures)
-    return figures
+    keep(figures, "CPU images/s, ratios, targets")
 
 
 def report(figures: dict[str, Any]) -> None:
@@ -197,10 +202,17 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.set_defaults(processes=[1, 2, 4, 8])
     args = parser.parse_args()
-    figures = measure(args)
-    report(figures)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1))
+    begin = time.perf_counter()
+    kept: dict[str, Any] = {}
+
+    def keep(figures: dict[str, Any], step: str) -> None:
+        print(f"[{time.perf_counter() - begin:6.0f} s] {step}: measured", flush=True)
+        kept.update(figures)
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=1))
+
+    measure(args, keep)
+    report(kept)
 
 
 if __name__ == "__main__":
