@@ -5,7 +5,8 @@
 # /tmp/blurq-parts. It receives this call's parts, reassembles and checks every file (a missing
 # part or a SHA-256 that differs stops it here, non-zero, with the reason), installs the wheels
 # into /tmp/site, then runs nvidia-smi, the GPU-marked tests and benchmarks/gpu.py on CuPy.
-# Logs and gpu.json (every figure) go to $OUT. Exits non-zero when any step fails.
+# Logs and gpu.json (every figure) go to $OUT: six files at most, of the eight a call returns.
+# The steps' timeouts bound the call to about 8.5 minutes. Exits non-zero when any step fails.
 # BLURQ_CHECK_WORK moves its /tmp folders elsewhere (the unit test's).
 set -uo pipefail
 call=${1:?usage: bash benchmarks/gpu_check.sh .gpu/callN}
@@ -42,9 +43,9 @@ python3 -c 'import onnxruntime as o, cupy as c; print("onnxruntime", o.__version
 status=0
 # The suite's conftest imports the local stack (redis, FastAPI...), which this machine lacks and
 # the GPU tests do not use.
-timeout 150 python3 -m pytest tests/gpu -m gpu -q -p no:cacheprovider --noconftest 2>&1 |
+timeout 180 python3 -m pytest tests/gpu -m gpu -q -p no:cacheprovider --noconftest 2>&1 |
   tee "$out/pytest.log" || { echo "gpu_check: GPU tests failed"; status=1; }
-timeout 360 python3 benchmarks/gpu.py --backend cupy --images 4 --processes 1,2,4,8 \
+timeout 300 python3 benchmarks/gpu.py --backend cupy --images 4 --processes 1,2,4,8 \
   --window 10 --json "$out/gpu.json" 2>&1 | tee "$out/gpu.log" ||
   { echo "gpu_check: the benchmark failed"; status=1; }
 exit "$status"
