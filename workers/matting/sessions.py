@@ -45,7 +45,9 @@ def providers() -> list[str]:
 
 def cuda_providers(device: int) -> list[str | tuple[str, dict[str, Any]]]:
     """Execution providers of the GPU path: the CUDA provider on one device, nothing else."""
-    return [(CUDA, {"device_id": device})]
+    # The arena grows by what is asked, not to the next power of two: several processes share
+    # a GPU, and doubling would hold up to twice the activations' memory in each.
+    return [(CUDA, {"device_id": device, "arena_extend_strategy": "kSameAsRequested"})]
 
 
 class ModelSession:
