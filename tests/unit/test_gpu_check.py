@@ -129,16 +129,6 @@ def test_check_script_stops_loudly_on_a_missing_part(tmp_path: Path) -> None:
     assert not (tmp_path / "site").exists()  # stopped before installing anything
 
 
-def _run_python(code: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 GPU_STAGES = {"decode", "upload", "matting", "foreground", "bokeh", "download", "encode"}
 CPU_STAGES = {"decode", "matting", "foreground", "bokeh", "encode"}
 
@@ -197,7 +187,9 @@ def test_benchmark_imports_only_what_the_machine_has_or_the_pack_carries() -> No
         "gpu_paths.photo(0, (8, 6)); gpu_paths.photo(1, (8, 6))  # scikit-image, matplotlib\n"
         "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))"
     )
-    done = _run_python(code, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     loaded = set(done.stdout.split()) - set(sys.stdlib_module_names) - {"__main__"}
     public = {name for name in loaded if not name.startswith("_") and name != "cython_runtime"}
