@@ -173,7 +173,11 @@ def plan(folder: str, calls: int) -> list[dict[str, Any]]:
 
 
 def receive(folder: Path, parts_dir: Path) -> str:
-    """Moves a call folder's parts into parts_dir after checking each; says what is there now."""
+    """Moves a call folder's parts into parts_dir after checking each; says what is there now.
+
+    Exits naming the earlier calls whose parts are not there (the machine went back between
+    calls and /tmp with it), so that a broken sequence stops at once, not at its last call.
+    """
     manifest = json.loads((folder / MANIFEST).read_text())
     number = int(folder.name.removeprefix("call"))
     parts_dir.mkdir(parents=True, exist_ok=True)
@@ -182,6 +186,7 @@ def receive(folder: Path, parts_dir: Path) -> str:
     for name in mine:
         _check_part(folder / name, name, manifest)
         shutil.move(folder / name, parts_dir / name)
+    _check_present(manifest, parts_dir, before=number)
     have = sum((parts_dir / name).is_file() for name in manifest["parts"])
     return f"call {number}: {len(mine)} parts; {have} of {len(manifest['parts'])} in {parts_dir}"
 
@@ -189,10 +194,7 @@ def receive(folder: Path, parts_dir: Path) -> str:
 def unpack(parts_dir: Path, dest: Path) -> list[Path]:
     """The packed files whole again in dest, every part and file checked against the manifest."""
     manifest = json.loads((parts_dir / MANIFEST).read_text())
-    missing = [name for name in manifest["parts"] if not (parts_dir / name).is_file()]
-    if missing:
-        calls = sorted({manifest["parts"][name]["call"] for name in missing})
-        raise SystemExit(f"gpu_pack: parts missing: {', '.join(missing)} (from calls {calls})")
+    _check_present(manifest, parts_dir, before=manifest["calls"] + 1)
     dest.mkdir(parents=True, exist_ok=True)
     files = []
     for entry in manifest["files"]:
@@ -207,6 +209,19 @@ def unpack(parts_dir: Path, dest: Path) -> list[Path]:
             raise SystemExit(f"gpu_pack: {entry['name']} reassembled has the wrong SHA-256")
         files.append(target)
     return files
+
+
+def _check_present(manifest: dict[str, Any], parts_dir: Path, *, before: int) -> None:
+    """Exits naming the parts of the calls numbered below ``before`` that are not in parts_dir,
+    and those calls."""
+    parts = manifest["parts"]
+    missing = [n for n in parts if parts[n]["call"] < before and not (parts_dir / n).is_file()]
+    if missing:
+        calls = sorted({parts[name]["call"] for name in missing})
+        raise SystemExit(
+            f"gpu_pack: parts missing: {', '.join(missing)} (from calls {calls}); "
+            f"the machine keeps them only while warm: make every call again from {calls[0]}"
+        )
 
 
 def _check_part(path: Path, name: str, manifest: dict[str, Any]) -> bytes:

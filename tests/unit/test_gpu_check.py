@@ -62,12 +62,19 @@ def test_parts_fill_calls_and_unpack_to_the_same_files(tmp_path: Path) -> None:
     assert [p.read_bytes() for p in unpacked] == [p.read_bytes() for p in files]
 
 
-def test_unpack_names_a_missing_part_and_its_call(tmp_path: Path) -> None:
+def test_a_missing_part_is_named_with_its_call_on_receipt_and_on_unpacking(
+    tmp_path: Path,
+) -> None:
     _, folder, calls = _packed(tmp_path, [5 * KiB, 5 * KiB], 4 * KiB)
-    for number in range(2, calls + 1):  # call 1 never arrived
-        pack.receive(folder / f"call{number}", tmp_path / "parts")
+    assert calls == 3
+    parts = tmp_path / "parts"
     with pytest.raises(SystemExit, match=r"parts missing: thing0.*\.001 .*calls \[1\]"):
-        pack.unpack(tmp_path / "parts", tmp_path / "files")
+        pack.receive(folder / "call2", parts)  # call 1 never arrived
+    pack.receive(folder / "call1", parts)  # made again
+    pack.receive(folder / "call3", parts)
+    (parts / "thing1-1.0-py3-none-any.whl.002").unlink()
+    with pytest.raises(SystemExit, match=r"parts missing: thing1.*\.002 .*calls \[3\]"):
+        pack.unpack(parts, tmp_path / "files")
 
 
 def test_a_changed_byte_is_refused_on_receipt_and_on_unpacking(tmp_path: Path) -> None:
