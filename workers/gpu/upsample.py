@@ -47,7 +47,8 @@ def check_photo(rgb: Array) -> tuple[int, int]:
     """Raise ValueError unless rgb (either namespace's) is a non-empty H×W×3 uint8 array; (H, W)."""
     shape = tuple(getattr(rgb, "shape", ()))
     if getattr(rgb, "dtype", None) != np.uint8 or len(shape) != 3 or shape[2] != 3:
-        raise ValueError(f"rgb must be an H x W x 3 uint8 array, got {getattr(rgb, 'dtype', rgb)}")
+        got = f"{rgb.dtype} {shape}" if hasattr(rgb, "dtype") else type(rgb).__name__
+        raise ValueError(f"rgb must be an H x W x 3 uint8 array, got {got}")
     if min(shape[:2]) < 1:
         raise ValueError(f"rgb must be a non-empty H x W x 3 uint8 array, got shape {shape}")
     return shape[0], shape[1]
@@ -60,7 +61,7 @@ def resize_photo(backend: Backend, rgb: Array, size: tuple[int, int]) -> Array:
     float result rounded to nearest misses on up to one pixel in eight: bilinear resizing is
     fixed-point arithmetic (``_bytes_linear``); shrinking by whole factors takes each block's
     integer sum times the reciprocal of its area in float32 (a halving: the sum of 4 plus 2,
-    shifted right by 2); other area averaging runs along rows first, then along columns.
+    shifted right by 2); other area averaging runs along x first, then along y.
     """
     xp = backend.xp
     width, height = size
@@ -110,10 +111,10 @@ def sample_grid(
 def _bytes_linear(backend: Backend, rgb: Array, size: tuple[int, int]) -> Array:
     """``cv2.resize`` with INTER_LINEAR of a uint8 image, as OpenCV's vectorised code computes it.
 
-    Weights are in 1/2048ths: rows are interpolated first, exactly in integers; columns then with
-    the products' low bits dropped (a high-half multiply), and the sum rounded. At the top and
-    bottom the edge row stands in for the missing one but keeps its weight, which the dropped bits
-    make count.
+    Weights are in 1/2048ths: each row is interpolated along x first, exactly in integers; the
+    rows are then mixed along y with the products' low bits dropped (a high-half multiply), and
+    the sum rounded. Above the first row and below the last, the edge row stands in for the
+    missing one but keeps its weight, which the dropped bits make count.
     """
     xp = backend.xp
     index, weight = _fixed_point_taps(rgb.shape[1], size[0], clamp=True)
