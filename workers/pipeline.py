@@ -11,6 +11,11 @@ only at the two ends; each stage in between is arrays in, arrays out, and the mi
 is ``workers.render.render``, the same function ``blurq blur`` calls. The stage the image is in
 and the time each stage took (get, decode, matting, foreground, bokeh, encode, put) are written
 to its status record.
+
+On the GPU path (``BLURQ_RENDERER``, chosen by ``workers.gpu.backend.choose``) the decoded photo
+is copied to the device once; matting, foreground and bokeh run there (``workers.gpu``), the
+matte never leaves it unless it is saved, and the picture comes back to the host for encoding
+(timed under "encode"). Stage times wait for the device's queued work.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,6 +39,9 @@ from workers.backgrounds import matte_bytes
 from workers.bokeh import decode_depth
 from workers.decode import DecodedImage, decode
 from workers.encode import content_type, encode, encode_matte
+from workers.gpu import render as gpu_render
+from workers.gpu.backend import Array, Backend, choose
+from workers.gpu.matting import DeviceMatting
 from workers.matting import Matting
 from workers.matting.confidence import Confidence, score_matte
 from workers.own_matte import decode_matte
@@ -58,6 +67,7 @@ class Stages:
 
     job: Job
     status: StatusStore
+    backend: Backend | None = None  # whose queued work a stage's time waits for
     timings: dict[str, float] = field(default_factory=dict)
 
     @contextmanager
@@ -65,6 +75,8 @@ class Stages:
         self.status.set_stage(self.job.batch_id, self.job.image_id, name)
         begin = time.perf_counter()
         yield
+        if self.backend is not None:
+            self.backend.synchronize()
         self.timings[name] = time.perf_counter() - begin
 
 
@@ -79,7 +91,8 @@ def process(
 ) -> Result:
     """Blur one image from S3 into S3; an output that already exists is not rendered again."""
     confine(job, tenants)
-    stage = Stages(job, status)
+    backend = choose(settings.renderer)
+    stage = Stages(job, status, backend)
     params = job.params
     with stage("get"):
         found = _get(job, storage, settings)
@@ -91,15 +104,22 @@ def process(
     with stage("decode"):
         image, depth = _decode(found, settings)
     with stage("matting"):
-        alpha, confidence = _alpha(image, found, model, settings)
-    blurred = render(image.rgb, alpha, params, depth, stage=stage)  # stages foreground, bokeh
+        alpha, confidence = _alpha(image, found, model, settings, backend)
+    # stages foreground and bokeh
+    if backend is None:
+        blurred = render(image.rgb, alpha, params, depth, stage=stage)
+    else:
+        blurred = gpu_render.render(backend, image.rgb, alpha, params, depth, stage=stage)
     with stage("encode"):
         data = encode(
-            blurred, fmt=params.format, quality=params.quality, icc_profile=image.icc_profile
+            _host(backend, blurred),
+            fmt=params.format,
+            quality=params.quality,
+            icc_profile=image.icc_profile,
         )
     with stage("put"):
         if params.save_matte:  # first: an output that exists means its matte does too
-            matte = encode_matte(matte_bytes(alpha))
+            matte = encode_matte(matte_bytes(_host(backend, alpha)))
             storage.put(job.output_bucket, matte_key(key), matte, content_type="image/png")
         storage.put(
             job.output_bucket,
@@ -192,13 +212,26 @@ def _decode(found: Found, settings: Settings) -> tuple[DecodedImage, NDArray[np.
 
 
 def _alpha(
-    image: DecodedImage, found: Found, model: Matting | None, settings: Settings
-) -> tuple[NDArray[np.float32], Confidence]:
-    """The subject's matte, the one brought with the photo or the model's, and its confidence."""
+    image: DecodedImage,
+    found: Found,
+    model: Matting | None,
+    settings: Settings,
+    backend: Backend | None,
+) -> tuple[Array, Confidence]:
+    """The subject's matte (on the backend's device, if any), the one brought with the photo or
+    the model's, and its confidence."""
     if model is not None:
+        if backend is not None:
+            return DeviceMatting(model, backend).predict_with_confidence(image.rgb)
         return model.predict_with_confidence(image.rgb)
     assert found.matte is not None  # no model is loaded only when a matte was brought
     height, width = image.rgb.shape[:2]
     limit = settings.max_input_pixels
     alpha = decode_matte(found.matte.data, (height, width), max_pixels=limit)
-    return alpha, score_matte(alpha)
+    confidence = score_matte(alpha)
+    return (alpha if backend is None else backend.asarray(alpha)), confidence
+
+
+def _host(backend: Backend | None, array: Array) -> NDArray[Any]:
+    """An array of the backend as a host NumPy array (itself on the OpenCV path)."""
+    return array if backend is None else backend.asnumpy(array)
