@@ -192,23 +192,27 @@ def _run(task: Task, job: Job, status: StatusStore, settings: Settings) -> str:
             review=score is not None and score.review,
         )
         seconds = sum(result.timings.values())
-        log.info("image %s/%s %s in %.2f s%s", *ids, state, seconds, _memory(_backend()))
+        log.info("image %s/%s %s in %.2f s%s", *ids, state, seconds, _renderer(_backend()))
         return state
     return _failed(status.fail(*ids, reason), reason)
 
 
-def _memory(backend: Backend | None) -> str:
-    """This process's GPU memory for the done line; nothing off the GPU.
+def _renderer(backend: Backend | None) -> str:
+    """The done line's note of the GPU path's backend and this process's GPU memory; nothing on
+    the OpenCV path.
 
     CuPy's pool keeps the blocks it took (it gives them back only when an allocation would
     fail), so what it holds is its peak. onnxruntime's arenas cannot be read from Python: the
     device's memory in use, every process on it together, includes them.
     """
-    if backend is None or not backend.on_gpu:
+    if backend is None:
         return ""
+    if not backend.on_gpu:
+        return f"; renderer {backend.name}"
     free, total = backend.xp.cuda.runtime.memGetInfo()
     return (
-        f"; GPU memory: CuPy pool {backend.memory_bytes() / 2**20:.0f} MiB in this process, "
+        f"; renderer {backend.name}, GPU memory: "
+        f"CuPy pool {backend.memory_bytes() / 2**20:.0f} MiB in this process, "
         f"device {(total - free) / 2**20:.0f} of {total / 2**20:.0f} MiB in use"
     )
 

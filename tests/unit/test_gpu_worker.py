@@ -260,17 +260,18 @@ def test_cupy_errors_are_gpu_failures_without_importing_cupy(
     assert not is_gpu_failure(MemoryError("host memory"))
 
 
-def test_the_done_line_reports_gpu_memory_on_the_gpu_path_only() -> None:
+def test_the_done_line_names_the_gpu_paths_backend_and_its_gpu_memory() -> None:
     from workers.gpu.backend import Backend, numpy_backend
-    from workers.tasks import _memory
+    from workers.tasks import _renderer
 
-    assert _memory(None) == "" and _memory(numpy_backend()) == ""
+    assert _renderer(None) == "" and _renderer(numpy_backend()) == "; renderer numpy"
     pool = SimpleNamespace(total_bytes=lambda: 1536 * 2**20)
     runtime = SimpleNamespace(memGetInfo=lambda: (100 * GIB, 140 * GIB))  # (free, total)
     xp = SimpleNamespace(
         get_default_memory_pool=lambda: pool, cuda=SimpleNamespace(runtime=runtime)
     )
     on_gpu = Backend("cupy", xp, SimpleNamespace(), SimpleNamespace())  # type: ignore[arg-type]
-    assert _memory(on_gpu) == (
-        "; GPU memory: CuPy pool 1536 MiB in this process, device 40960 of 143360 MiB in use"
+    assert _renderer(on_gpu) == (
+        "; renderer cupy, GPU memory: CuPy pool 1536 MiB in this process, "
+        "device 40960 of 143360 MiB in use"
     )
