@@ -148,12 +148,25 @@ def test_gpu_flag_prints_the_plan_and_runs_a_worker_per_gpu(
         return 0
 
     monkeypatch.setattr(placement, "supervise", record)
+    monkeypatch.setattr(placement, "preflight", lambda gpu: "")
     result = CliRunner().invoke(worker, ["--gpu", "--processes-per-gpu", "3", "-Q", "bulk"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == "GPU 0: 140 GiB, 3 processes (worker blurq-gpu0)"
     (commands,) = ran
     assert [env["CUDA_VISIBLE_DEVICES"] for _, env in commands] == ["0", "1"]
     assert all(argv[argv.index("--queues") + 1] == "bulk" for argv, _ in commands)
+
+
+def test_gpu_flag_refuses_to_start_workers_the_gpu_path_cannot_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_nvidia_smi(tmp_path, f"echo '0, {H200_MIB}'")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(placement, "supervise", lambda commands: pytest.fail("started workers"))
+    result = CliRunner().invoke(worker, ["--gpu"])  # a real check: no CuPy on this machine
+    assert result.exit_code == NO_GPU_EXIT
+    assert "the GPU path cannot start on GPU 0: " in result.output
+    assert "renderer cupy needs CuPy" in result.output
 
 
 def test_processes_per_gpu_goes_with_gpu() -> None:

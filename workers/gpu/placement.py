@@ -119,7 +119,34 @@ def run(
         return NO_GPU_EXIT
     placed = plan(gpus, cpu_cores(), processes_per_gpu)
     say(placed.describe())
+    problem = preflight(gpus[0])
+    if problem:
+        say(f"the GPU path cannot start on GPU {gpus[0].index}: {problem}", err=True)
+        return NO_GPU_EXIT
     return supervise(worker_commands(placed, options))
+
+
+PREFLIGHT = (
+    "import onnxruntime\n"
+    "from workers.gpu.backend import choose\n"
+    "choose('cupy')\n"
+    "if 'CUDAExecutionProvider' not in onnxruntime.get_available_providers():\n"
+    "    raise SystemExit('onnxruntime has no CUDA provider: install the gpu extra')\n"
+)
+"""What a GPU worker needs before it takes an image: CuPy on a CUDA device, onnxruntime-gpu."""
+
+
+def preflight(gpu: Gpu) -> str:
+    """Why the GPU path cannot start on gpu, or "" when it can; checked in a child process, so
+    that this one never makes a CUDA context (its children's pools fork from it)."""
+    env = {**os.environ, "CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": str(gpu.index)}
+    done = subprocess.run(
+        [sys.executable, "-c", PREFLIGHT], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode == 0:
+        return ""
+    lines = done.stderr.strip().splitlines()
+    return lines[-1] if lines else f"exit status {done.returncode}"
 
 
 def cpu_cores(cpu_max: Path = CPU_MAX) -> int:
