@@ -205,6 +205,7 @@ def test_gpu_workers_ask_for_a_gpu_and_cpu_workers_do_not() -> None:
         assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
         assert spec["nodeSelector"] and spec["tolerations"][0]["key"] == "nvidia.com/gpu"
         assert spec["containers"][0]["image"].split("/")[-1].startswith("blurq-worker-gpu")
+        assert spec["containers"][0]["args"][:3] == ["blurq", "worker", "--gpu"]
     for overlay in ("cpu", "local"):
         for deployment in worker_deployments(overlay):
             assert "nvidia" not in json.dumps(deployment)
