@@ -25,8 +25,9 @@ from workers.bokeh.behind import SUBJECT_CUT
 from workers.bokeh.depth import _FAR_DISTANCE, _NEAR_DEPTH, depth_range
 from workers.gpu.backend import Array, Backend
 from workers.gpu.behind import background_behind
+from workers.gpu.discs import draw_lights
 from workers.gpu.layers import blend_layers, mix, normalised_blur, push_pull
-from workers.gpu.lights import draw_lights, find_lights, highlight_gain, lights_on_grid
+from workers.gpu.lights import find_lights, highlight_gain, lights_on_grid
 from workers.gpu.resample import resize
 
 

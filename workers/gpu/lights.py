@@ -1,32 +1,27 @@
-"""Bright spots on the backend's arrays: the highlight boost, and point lights drawn apart.
+"""Bright spots on the backend's arrays: the highlight boost, and point lights found apart.
 
-``workers.bokeh.highlights``, ``.lights`` and ``.discs`` tell why. The boost is computed on the
-device; where the CPU reads the dark share's grid enlarged at the clipped pixels only, here it
-is enlarged whole (cheap on a GPU, the same values).
+``workers.bokeh.highlights`` and ``.lights`` tell why. The boost is computed on the device; where
+the CPU reads the dark share's grid enlarged at the clipped pixels only, here it is enlarged
+whole (cheap on a GPU, the same values).
 
-Point lights: the lit mask is computed on the device, and when it is empty nothing more is done.
-Otherwise their irregular bookkeeping runs on the host with the CPU stage's own functions, as on
-the CPU: the mask comes over once, packed to bits (1.5 MB at 12 MP); blobs are labelled, the
-wide ones dropped, the rest counted against the 2 % share (after the drop, as on the CPU, so a
-bright sky does not keep its small lights in the layers) and gathered (``point_lights``,
-``gather_lights``); their colours and depths are read on the device at their pixels only; their
-image on the layer grid (``area_grid``) and each canvas of discs (``light_canvases``: scatter
-and integral image) are built on the host and uploaded, and added on the device. That host
-share grows with the lights' pixels and radius, capped as on the CPU (2 % of the pixels, and
-about two photos of corners and of canvas, which is what crosses to the device at most); a
-photo with no pixel of max channel >= 230 where alpha = 0 has none.
+Point lights are found on the device, as ``workers.bokeh.lights.point_lights`` and
+``gather_lights`` find them: the lit mask, halved (a 2 × 2 block is lit if any of its pixels
+is), labelled 8-connected (``ndimage.label``; the numbering differs from OpenCV's, not the
+blobs), each blob's bounding box and size read by labelled minimum and maximum. What crosses to
+the host: whether any pixel is lit (a photo with none stops there), the number of blobs, and one
+small table of six numbers per blob, from which the CPU stage's own ``_largest_affordable`` picks
+the blobs to keep (and the 2 % share is checked after the drop, as on the CPU); a table of one
+number per blob goes back, which drops the too-wide blobs and numbers the kept ones in one
+lookup. The lights' pixels, colours and numbers stay on the device; their widths (one number per
+light) are on the host, where ``workers.gpu.discs`` plans their canvases.
 """
 
 from __future__ import annotations
-
-from functools import partial
 
 import numpy as np
 from numpy.typing import NDArray
 
 from workers.arrays import scaled_size
-from workers.bokeh.aperture import aperture_corners
-from workers.bokeh.discs import light_canvases
 from workers.bokeh.highlights import (
     _BRIGHT,
     _CELLS,
@@ -36,19 +31,13 @@ from workers.bokeh.highlights import (
     _SURROUND,
     GAIN,
 )
-from workers.bokeh.lights import (
-    _LIGHT,
-    _LIGHTS_APART_MAX,
-    Lights,
-    area_grid,
-    gather_lights,
-    light_radii,
-    point_lights,
-)
+from workers.bokeh.lights import _LIGHT, _LIGHTS_APART_MAX, Lights, _largest_affordable
 from workers.colour import DECODE
 from workers.gpu.backend import Array, Backend
 from workers.gpu.filters import box_mean
 from workers.gpu.resample import lut, resize
+
+_EIGHT_CONNECTED = np.ones((3, 3), bool)
 
 
 def highlight_gain(backend: Backend, peak: Array) -> Array:
@@ -85,46 +74,74 @@ def find_lights(
 
     Arguments as ``workers.bokeh.lights.find_lights`` takes them, on the backend: ``lin`` the
     H×W×3 linear photo, ``peak`` its max channel, ``gain`` its boost, ``clear`` where alpha = 0,
-    ``widest`` the widest disc's radius. The returned lights are host arrays.
+    ``widest`` the widest disc's radius. The lights' ``ys``, ``xs``, ``colour`` and ``light``
+    are arrays of the backend, their ``sizes`` a host array.
     """
     xp = backend.xp
-    lit_here = (peak >= _LIGHT) & clear
-    if not bool(xp.any(lit_here)):
+    lit = (peak >= _LIGHT) & clear
+    if not bool(xp.any(lit)):
         return None
-    packed = backend.asnumpy(xp.packbits(lit_here.reshape(-1)))
-    lit = np.unpackbits(packed, count=lit_here.size).reshape(lit_here.shape)
-    labels, sides = point_lights(lit, widest)
-    if not 0 < np.count_nonzero(lit) <= _LIGHTS_APART_MAX * lit.size:
+    blocks = _block_counts(backend, lit)
+    labels, count = backend.ndimage.label(blocks > 0, structure=_EIGHT_CONNECTED)
+    sides, cells, pixels = _blob_stats(backend, labels, int(count), blocks)
+    keep = sides <= _largest_affordable(sides, 4 * cells, widest, lit.size)
+    if not 0 < int(pixels[keep].sum()) <= _LIGHTS_APART_MAX * lit.size:
         return None
-    return gather_lights(lit, labels, sides, partial(_colour_at, backend, lin, gain))
+    # each label's light number, -1 for the unlit rest (label 0) and the dropped blobs
+    number = np.concatenate([[-1], np.where(keep, np.cumsum(keep) - 1, -1)])
+    ys, xs = xp.nonzero(lit)
+    light = backend.asarray(number)[labels[ys // 2, xs // 2]]
+    kept = light >= 0
+    ys, xs, light = ys[kept], xs[kept], light[kept]
+    colour = lin[ys, xs] * gain[ys, xs][:, None]
+    return Lights((lit.shape[0], lit.shape[1]), ys, xs, colour, light, sides[keep])
 
 
-def _colour_at(
-    backend: Backend, lin: Array, gain: Array, ys: NDArray[np.intp], xs: NDArray[np.intp]
-) -> NDArray[np.float32]:
-    """The boosted linear colour (N×3, on the host) of the pixels (ys, xs)."""
-    at = backend.asarray(ys), backend.asarray(xs)
-    return np.asarray(backend.asnumpy(lin[at] * gain[at][:, None]), np.float32)
+def _block_counts(backend: Backend, lit: Array) -> Array:
+    """How many pixels of each 2 × 2 block of the H×W mask are lit: ⌈H/2⌉×⌈W/2⌉ int."""
+    h, w = lit.shape
+    even = backend.xp.pad(lit, ((0, h % 2), (0, w % 2)))
+    return even.reshape(even.shape[0] // 2, 2, even.shape[1] // 2, 2).sum(axis=(1, 3))
+
+
+def _blob_stats(
+    backend: Backend, labels: Array, count: int, blocks: Array
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    """Each blob's width in photo pixels (twice its halved bounding box's longer side), its
+    cells on the halved grid and its lit pixels, labels 1 to ``count`` in order, on the host."""
+    xp = backend.xp
+    ys, xs = xp.nonzero(labels)
+    blob = labels[ys, xs]
+    top, bottom = label_extremes(backend, ys, blob, count)
+    left, right = label_extremes(backend, xs, blob, count)
+    cells = xp.bincount(blob, minlength=count + 1)[1:]
+    pixels = xp.bincount(blob, blocks[ys, xs], minlength=count + 1)[1:]
+    stats = backend.asnumpy(xp.stack([bottom - top, right - left, cells, pixels]))
+    stats = stats.astype(np.intp)
+    return 2 * (np.maximum(stats[0], stats[1]) + 1), stats[2], stats[3]
+
+
+def label_extremes(
+    backend: Backend, values: Array, labels: Array, count: int
+) -> tuple[Array, Array]:
+    """The least and greatest of ``values`` under each label 1 to ``count`` (1-D arrays of one
+    length; every label present), as arrays of the backend.
+
+    ``ndimage.minimum`` and ``maximum`` with an index: labelled reductions on the device in
+    CuPy, where ufuncs' ``at`` scatters are not all there.
+    """
+    index = backend.xp.arange(1, count + 1)
+    low = backend.ndimage.minimum(values, labels, index)
+    high = backend.ndimage.maximum(values, labels, index)
+    return backend.xp.asarray(low), backend.xp.asarray(high)
 
 
 def lights_on_grid(backend: Backend, lights: Lights, grid: tuple[int, int]) -> Array:
-    """The lights' image area-averaged to the grid (width, height), H'×W'×3 on the backend."""
-    return backend.asarray(area_grid(lights, grid))
+    """The lights' image area-averaged to the grid (width, height), H'×W'×3 on the backend.
 
-
-def draw_lights(
-    backend: Backend,
-    into: Array,
-    lights: Lights,
-    depth: Array,
-    r_inf: float,
-    blades: int | None,
-    rotation_deg: float,
-) -> None:
-    """Add each light's disc into the full-size H×W×3 linear ``into``, at the radius its depth
-    gives (``depth`` H×W float32 on the backend, read at the lights' pixels)."""
-    at = backend.asarray(lights.ys), backend.asarray(lights.xs)
-    radius = light_radii(lights, np.asarray(backend.asnumpy(depth[at]) * r_inf, np.float32))
-    corners = partial(aperture_corners, blades=blades, rotation_deg=rotation_deg)
-    for canvas, rows, cols in light_canvases(lights, radius, corners):
-        into[rows, cols] += backend.asarray(canvas)
+    The image is drawn full size and averaged as the layers' colour is (what
+    ``workers.bokeh.lights.area_grid`` computes from the light pixels alone on the CPU).
+    """
+    image = backend.xp.zeros((*lights.shape, 3), np.float32)
+    image[lights.ys, lights.xs] = lights.colour
+    return resize(backend, image, grid, "area")
