@@ -22,8 +22,9 @@ from infra.models import ModelStore
 from infra.settings import get_settings
 from workers import bokeh
 from workers.bokeh.highlights import GAIN
+from workers.bokeh.lights import cell_sizes, light_radii
 from workers.colour import DECODE
-from workers.gpu import lights
+from workers.gpu import discs, lights
 from workers.gpu.backend import numpy_backend
 from workers.gpu.background import blurred_background
 from workers.gpu.bokeh import render_bokeh
@@ -154,6 +155,32 @@ def test_night_lights_render_as_on_the_cpu(kwargs: dict[str, Any]) -> None:
     found = lights.find_lights(BACKEND, lin, peak, gain, alpha == 0, 20.0)
     assert found is not None and found.sizes.size >= 20  # the lights are drawn apart
     _agrees(rgb, alpha, **kwargs)
+
+
+@pytest.mark.parametrize("widest", [6.0, 20.0])
+def test_the_lights_are_the_cpus_pixels_widths_and_radii(widest: float) -> None:
+    rgb, alpha = _night(seed=5), _matte("astronaut", "ellipse")
+    rgb[:24] = 255  # a bright band, wider than any disc: an area, not a light
+    lin, peak, clear = DECODE[rgb], rgb.max(axis=2), alpha == 0
+    gain = bokeh.highlights.highlight_gain(peak)
+    expected = bokeh.lights.find_lights(lin, peak, gain, clear, widest)
+    found = lights.find_lights(BACKEND, lin, peak, gain, clear, widest)
+    assert expected is not None and found is not None
+    assert expected.ys.size < np.count_nonzero((peak >= 230) & clear)  # some blobs were dropped
+    np.testing.assert_array_equal(found.ys, expected.ys)
+    np.testing.assert_array_equal(found.xs, expected.xs)
+    np.testing.assert_allclose(found.colour, expected.colour, rtol=1e-6)
+    # the same pixels make each light, whichever number each light has
+    pairs = np.unique(np.stack([found.light, expected.light]), axis=1)
+    assert pairs.shape[1] == found.sizes.size == expected.sizes.size
+    theirs = pairs[1][np.argsort(pairs[0])]  # the CPU's number of each light found here
+    np.testing.assert_array_equal(found.sizes, expected.sizes[theirs])
+    radius = _depth(rgb.shape[:2])[expected.ys, expected.xs] * np.float32(widest)
+    plan = discs.light_plan(BACKEND, found, radius)
+    radii = np.round(light_radii(expected, radius) * 8) / 8
+    np.testing.assert_allclose(plan.radius, radii[theirs], atol=1e-9)
+    np.testing.assert_array_equal(plan.cells, cell_sizes(expected.sizes, radii)[theirs])
+    np.testing.assert_array_equal(plan.pixels, np.bincount(expected.light)[theirs])
 
 
 def test_the_output_is_an_array_of_the_backend_and_host_inputs_are_taken() -> None:

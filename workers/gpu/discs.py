@@ -15,7 +15,7 @@ size their output.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import NamedTuple
 
@@ -30,7 +30,7 @@ from workers.gpu.lights import label_extremes
 from workers.gpu.resample import resize
 
 
-class _Plan(NamedTuple):
+class LightPlan(NamedTuple):
     """Per light, on the host: pixel count, rounded radius, cell, canvas group, pixel bounds."""
 
     pixels: NDArray[np.intp]
@@ -52,36 +52,40 @@ def draw_lights(
     """Add each light's disc into the full-size H×W×3 linear ``into``, at the radius its depth
     gives (``depth`` H×W float32 on the backend, read at the lights' pixels); ``lights`` as
     ``workers.gpu.lights.find_lights`` gives them."""
-    plan = _plan(backend, lights, depth[lights.ys, lights.xs] * np.float32(r_inf))
+    plan = light_plan(backend, lights, depth[lights.ys, lights.xs] * np.float32(r_inf))
+    corners = partial(aperture_corners, blades=blades, rotation_deg=rotation_deg)
+    for canvas, rows, cols in _canvases(backend, lights, plan, corners):
+        into[rows, cols] += canvas
+
+
+def _canvases(
+    backend: Backend, lights: Lights, plan: LightPlan, corners: Callable[[float], Corners]
+) -> Iterator[tuple[Array, slice, slice]]:
+    """The plan's canvases, group by group, and the photo's rows and columns each goes to."""
+    # the pixels sorted by (group, radius): each canvas and radius is one slice of them
     order = np.lexsort((plan.radius, plan.group))
     place = np.empty_like(order)
     place[order] = np.arange(order.size)
     pixels = backend.xp.argsort(backend.asarray(place)[lights.light])
     ends = np.cumsum(plan.pixels[order])
     starts = ends - plan.pixels[order]
-    corners = partial(aperture_corners, blades=blades, rotation_deg=rotation_deg)
-    for in_group in _groups(plan.group[order]):
+    for in_group in _groups(plan.group[order]):  # positions in order
         members = order[in_group]
-        segments, radii = [], []
-        for by_radius in _groups(np.rint(plan.radius[members] * _RADIUS_STEP).astype(np.intp)):
-            segments.append(pixels[starts[in_group[by_radius[0]]] : ends[in_group[by_radius[-1]]]])
-            radii.append(float(plan.radius[members[by_radius[0]]]))
+        eighths = np.rint(plan.radius[members] * _RADIUS_STEP).astype(np.intp)
+        runs = [in_group[run] for run in _groups(eighths)]
+        segments = [pixels[starts[run[0]] : ends[run[-1]]] for run in runs]
+        radii = [float(plan.radius[order[run[0]]]) for run in runs]
+        top, bottom, left, right = plan.bounds[:, members]
+        box = (int(top.min()), int(bottom.max()), int(left.min()), int(right.max()))
         step = int(plan.cells[members[0]])
-        bounds = plan.bounds[:, members]
-        box = (
-            int(bounds[0].min()),
-            int(bounds[1].max()),
-            int(bounds[2].min()),
-            int(bounds[3].max()),
-        )
-        canvas, rows, cols = _canvas(backend, lights, segments, radii, step, box, corners)
-        into[rows, cols] += canvas
+        yield _canvas(backend, lights, segments, radii, step, box, corners)
 
 
-def _plan(backend: Backend, lights: Lights, radius: Array) -> _Plan:
-    """The per-light plan, from each light pixel's blur radius (on the backend).
+def light_plan(backend: Backend, lights: Lights, radius: Array) -> LightPlan:
+    """How each light is drawn, from each light pixel's blur radius (on the backend).
 
-    A light's radius is its pixels' averaged by energy (``workers.bokeh.lights.light_radii``).
+    A light's radius is its pixels' averaged by energy (``workers.bokeh.lights.light_radii``),
+    rounded to 1/8 px as ``workers.bokeh.discs`` rounds it.
     """
     xp = backend.xp
     n = lights.sizes.size
@@ -102,7 +106,7 @@ def _plan(backend: Backend, lights: Lights, radius: Array) -> _Plan:
     # the grouping reads each light's centre only: one stand-in pixel per light, there
     centres = Lights(lights.shape, y / count, x / count, lights.colour, np.arange(n), lights.sizes)
     group = _grouped(centres, cells, reach)
-    return _Plan(count, radius, cells, group, np.asarray(bounds, np.intp))
+    return LightPlan(count, radius, cells, group, np.asarray(bounds, np.intp))
 
 
 def _canvas(
