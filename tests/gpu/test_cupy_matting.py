@@ -1,6 +1,6 @@
 """On a machine with CUDA, CuPy and onnxruntime-gpu: the matting stage and foreground estimation
 on CuPy arrays give what their NumPy runs give, the networks run on CUDA, and the matte and the
-foreground stay on the device."""
+foreground stay on the device; so does the closed-form solve."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from skimage import data
 from infra.models import ModelStore
 from infra.settings import Settings
 from workers.gpu.backend import cupy_backend, numpy_backend
+from workers.gpu.closed_form import closed_form_refine
 from workers.gpu.foreground import estimate_foreground
-from workers.gpu.matting import DeviceMatting
+from workers.gpu.matting import DeviceMatting, may_doubt
 from workers.gpu.upsample import refine_upsample, resize_photo
 from workers.matting import Matting
+from workers.matting.closed_form import band_width
 from workers.matting.sessions import CUDA
 
 pytestmark = pytest.mark.gpu
@@ -74,3 +76,18 @@ def test_cupy_resizing_and_upsampling_equal_numpy() -> None:
     lowres = np.clip(1.5 - np.hypot(xx - 160, yy - 170) / 80, 0.0, 1.0).astype(np.float32)
     got = gpu.asnumpy(refine_upsample(gpu, gpu.asarray(lowres), gpu.asarray(rgb)))
     assert np.abs(got - refine_upsample(NP, lowres, rgb)).max() < 1e-3
+
+
+def test_cupy_closed_form_equals_numpy_at_the_working_size(store: ModelStore) -> None:
+    gpu = cupy_backend()
+    rgb = resize_photo(NP, _photo(), (800, 600))
+    alpha = refine_upsample(NP, Matting("u2netp", store).predict_lowres(rgb), rgb)
+    expected = closed_form_refine(NP, rgb, alpha)
+    got = closed_form_refine(gpu, gpu.asarray(rgb), gpu.asarray(alpha))
+    assert isinstance(got, gpu.xp.ndarray) and got.dtype == np.float32
+    # the device sums in another order: the conjugate gradients' iterates part by rounding, and
+    # may stop an iteration apart
+    difference = np.abs(gpu.asnumpy(got) - expected)
+    assert difference.max() <= 1e-3 and difference.mean() <= 1e-5
+    band = band_width(alpha)
+    assert may_doubt(gpu, gpu.asarray(alpha), band) == may_doubt(NP, alpha, band)

@@ -28,7 +28,7 @@ Array = Any
 
 @dataclass(frozen=True)
 class Backend:
-    """An array namespace and what the stages need beside it: ndimage, FFT, copies, memory."""
+    """An array namespace and its companions: ndimage, FFT, sparse; host copies, memory."""
 
     name: str  # "numpy" or "cupy"
     xp: ModuleType  # numpy or cupy
@@ -39,6 +39,13 @@ class Backend:
     def on_gpu(self) -> bool:
         """True when the arrays live in GPU memory."""
         return self.name == "cupy"
+
+    @property
+    def sparse(self) -> ModuleType:
+        """scipy.sparse or cupyx.scipy.sparse, the sparse matrices of this namespace."""
+        # A property, not a field: it follows from the name, and a Backend built by hand (as the
+        # worker's tests do) needs no module it does not use.
+        return importlib.import_module("cupyx.scipy.sparse" if self.on_gpu else "scipy.sparse")
 
     def asarray(self, array: object, dtype: Any = None) -> Array:
         """An array of this namespace (copied to the device from the host if need be)."""

@@ -7,12 +7,15 @@ tensor and the map never leave the GPU); their fusion; the guided upsampling of 
 working resolution and of the solved alpha to the photo's (``workers.gpu.upsample``). So the
 full-resolution matte is made on the device and goes to the renderer without leaving it.
 
-The one host hop left: the doubt decision (``workers.matting.doubt``: k-means palettes, region
-labelling) and the closed-form solve (``workers.matting.closed_form``: a sparse linear system in
-scipy.sparse) run on the host at the working resolution, through ``refine.solve``, the same code
-as the CPU path. That costs one copy of the working photo and its alpha down and of the solved
-alpha up, each at most 800 px on its long side; porting both would mean a sparse solver and
-region labelling on the device for that half megapixel.
+The closed-form solve runs on the device too (``workers.gpu.closed_form``, a sparse system in the
+backend's sparse module), as does the test whether the working alpha has any wide mid-alpha
+region for the doubt decision (``workers.matting.doubt``) to look at. What is left on the host:
+that decision itself (k-means palettes, region labelling), only when the test finds a region
+deep enough that it may be wide, with one copy of the working photo and its alpha down and of the
+decided alpha up, each at most 800 px on its long side. Otherwise only scalars come back: the
+test's answer, the band's pixel count, the lengths of the index arrays the solve gathers (CuPy
+reads a length back to size an array), and the conjugate gradients' convergence test once in
+ten iterations.
 
 The confidence comes from the same signals as ``Matting.predict_with_confidence``, computed by
 the same functions (``matte_signals``, ``disagreement``, ``combine``) on host copies of small
@@ -28,9 +31,12 @@ from numpy.typing import NDArray
 
 from workers.arrays import scaled_size
 from workers.gpu.backend import Array, Backend
+from workers.gpu.closed_form import closed_form_refine, unknown_pixels
 from workers.gpu.resample import resize
 from workers.gpu.upsample import check_photo, refine_upsample, resize_photo
+from workers.matting.closed_form import band_width
 from workers.matting.confidence import _SIDE, Confidence, combine, disagreement, matte_signals
+from workers.matting.doubt import _MID, _WIDE
 from workers.matting.models import (
     CORE_THRESHOLD,
     IMAGENET_MEAN,
@@ -40,8 +46,13 @@ from workers.matting.models import (
     Matting,
     core_shaping,
 )
-from workers.matting.refine import solve, working_size
+from workers.matting.refine import capped_size, working_size
+from workers.matting.refine import decide as refine_decide
 from workers.matting.sessions import ModelSession
+
+# OpenCV's 3×3 chamfer steps 0.955 along an axis and 1.3693 diagonally: over a Euclidean length it
+# runs at most √(0.955² + (1.3693 − 0.955)²) ≈ 1.0415 times as long; rounded up for its fixed point.
+_CHAMFER_EXCESS = 1.05
 
 
 class DeviceMatting:
@@ -108,16 +119,39 @@ def refine_with_decided(backend: Backend, alpha_lowres: Array, rgb: Array) -> tu
     rgb = backend.asarray(rgb)
     height, width = check_photo(rgb)
     work = resize_photo(backend, rgb, working_size(width, height))
-    upsampled = refine_upsample(backend, alpha_lowres, work)
-
-    def photo_at(size: tuple[int, int]) -> NDArray[np.uint8]:
-        return backend.asnumpy(resize_photo(backend, rgb, size))
-
-    host = backend.asnumpy(upsampled), backend.asnumpy(work)
-    solved, decided = solve(*host, (width, height), photo_at)
+    alpha, decided = decide(backend, refine_upsample(backend, alpha_lowres, work), work)
+    size = capped_size((width, height), unknown_pixels(backend, alpha))
+    if size is not None:
+        work, alpha = resize_photo(backend, rgb, size), resize(backend, alpha, size)
+    solved = closed_form_refine(backend, work, alpha)
     if solved.shape == (height, width):
-        return backend.asarray(solved), decided
+        return solved, decided
     return refine_upsample(backend, solved, rgb), decided
+
+
+def decide(backend: Backend, upsampled: Array, work: Array) -> tuple[Array, float]:
+    """``workers.matting.refine.decide`` on the backend's arrays: the alpha with its doubt decided
+    and the share changed; on the host only when there may be a wide region to decide."""
+    if not may_doubt(backend, upsampled, band_width(upsampled)):
+        return upsampled, 0.0
+    alpha, decided = refine_decide(backend.asnumpy(upsampled), backend.asnumpy(work))
+    return backend.asarray(alpha), decided
+
+
+def may_doubt(backend: Backend, alpha: Array, band: int) -> bool:
+    """False when ``doubt.wide_regions`` would find no region; True when it may find one.
+
+    Its depth is OpenCV's 3×3 chamfer distance, which exceeds the Euclidean one by less than
+    _CHAMFER_EXCESS; a region with no pixel deeper than _WIDE bands by the Euclidean distance over
+    that factor has none deeper than _WIDE bands by the chamfer one.
+    """
+    xp = backend.xp
+    low, high = _MID
+    mid = (alpha > low) & (alpha < high)
+    depth = backend.ndimage.distance_transform_edt(mid)
+    # with no pixel outside mid alpha OpenCV finds every pixel deep; the EDT has nothing to measure
+    deep = xp.logical_or(mid.all(), (depth > _WIDE * band / _CHAMFER_EXCESS).any())
+    return bool(deep)
 
 
 def isnet_alpha(backend: Backend, session: ModelSession, rgb: Array) -> Array:

@@ -63,16 +63,29 @@ def solve(
     ``upsampled`` is the model's alpha at ``work``'s size; ``photo_at(size)`` gives the photo (of
     ``full_size``) resized, for when the band is too large to solve at ``work``'s size.
     """
-    alpha = resolve_doubt(upsampled, work, band_width(upsampled))
-    changed = float(np.abs(alpha - upsampled).sum())
-    decided = changed / max(float(upsampled.sum()), float(alpha.sum()), 1.0)
-    unknown = unknown_pixels(alpha)
-    if unknown > _MAX_UNKNOWN:
-        # The band's width is relative to the image, so its pixels shrink with the scale squared.
-        scale = _working_scale(*full_size) * math.sqrt(_MAX_UNKNOWN / unknown)
-        size = scaled_size(*full_size, scale)
+    alpha, decided = decide(upsampled, work)
+    size = capped_size(full_size, unknown_pixels(alpha))
+    if size is not None:
         work, alpha = photo_at(size), resize(alpha, size)
     return closed_form_refine(work, alpha), decided
+
+
+def decide(
+    upsampled: NDArray[np.float32], work: NDArray[np.uint8]
+) -> tuple[NDArray[np.float32], float]:
+    """The alpha with its doubt decided (doubt.py), and the share of the subject (Σα) it changed."""
+    alpha = resolve_doubt(upsampled, work, band_width(upsampled))
+    changed = float(np.abs(alpha - upsampled).sum())
+    return alpha, changed / max(float(upsampled.sum()), float(alpha.sum()), 1.0)
+
+
+def capped_size(full_size: tuple[int, int], unknown: int) -> tuple[int, int] | None:
+    """The (width, height) to solve at when the band exceeds _MAX_UNKNOWN pixels, else None."""
+    if unknown <= _MAX_UNKNOWN:
+        return None
+    # The band's width is relative to the image, so its pixels shrink with the scale squared.
+    scale = _working_scale(*full_size) * math.sqrt(_MAX_UNKNOWN / unknown)
+    return scaled_size(*full_size, scale)
 
 
 def _working_scale(width: int, height: int) -> float:
