@@ -21,7 +21,7 @@ import tests.unit.test_light_discs as disc_tests
 from infra.models import ModelStore
 from infra.settings import get_settings
 from workers import bokeh
-from workers.bokeh.highlights import GAIN
+from workers.bokeh.highlights import _CLIP_START, GAIN
 from workers.bokeh.lights import cell_sizes, light_radii
 from workers.colour import DECODE
 from workers.gpu import discs, lights
@@ -151,7 +151,7 @@ def test_night_lights_render_as_on_the_cpu(kwargs: dict[str, Any]) -> None:
         kwargs = {**kwargs, "depth": _depth(rgb.shape[:2])}
     lin = DECODE[rgb]
     peak = rgb.max(axis=2)
-    gain = lights.highlight_gain(BACKEND, peak)
+    gain = lights.highlight_gain(BACKEND, peak, bool((peak > _CLIP_START).any()))
     found = lights.find_lights(BACKEND, lin, peak, gain, alpha == 0, 20.0)
     assert found is not None and found.sizes.size >= 20  # the lights are drawn apart
     _agrees(rgb, alpha, **kwargs)
@@ -195,7 +195,7 @@ def test_the_highlight_boost_is_the_cpus() -> None:
     peak[100:103, 100:103] = 255  # a clipped light in the dark
     peak[:, 400:] = 255  # a clipped area: a sky
     peak[200:230, 40:70] = 252
-    gain = lights.highlight_gain(BACKEND, peak)
+    gain = lights.highlight_gain(BACKEND, peak, bool((peak > _CLIP_START).any()))
     assert gain[101, 101] == pytest.approx(GAIN[255], rel=0.01)
     np.testing.assert_allclose(gain, bokeh.highlights.highlight_gain(peak), rtol=1e-5)
 

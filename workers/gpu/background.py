@@ -16,6 +16,7 @@ mask approximation (within 2 % of it), so the blur radius there differs by as mu
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -23,6 +24,8 @@ from workers.bokeh.aperture import aperture_kernel
 from workers.bokeh.background import _LAYER_PIXELS, LayerPlan, _layer_radii, _plan_layers
 from workers.bokeh.behind import SUBJECT_CUT
 from workers.bokeh.depth import _FAR_DISTANCE, _NEAR_DEPTH, depth_range
+from workers.bokeh.highlights import _CLIP_START
+from workers.bokeh.lights import _LIGHT
 from workers.gpu.backend import Array, Backend
 from workers.gpu.behind import background_behind
 from workers.gpu.discs import draw_lights
@@ -48,17 +51,19 @@ def blurred_background(
     ``lin`` the linear photo, ``rgb`` its bytes, ``front`` the subject's colour F (sRGB bytes),
     ``alpha`` and ``depth`` H×W float32.
     """
-    xp = backend.xp
     h, w = alpha.shape
-    if not bool(xp.any(alpha < 1.0 / SUBJECT_CUT)):  # no sure background: blur the whole picture
-        alpha = xp.zeros_like(alpha)
+    peak = rgb.max(axis=2)
+    facts = _facts(backend, alpha, depth, peak)
+    if not facts.sure_background:  # blur the whole picture
+        alpha = backend.xp.zeros_like(alpha)
     max_scale = min(1.0, math.sqrt(_LAYER_PIXELS / (h * w)))
-    nearest, farthest = _depth_range(backend, alpha, depth)
+    nearest, farthest = facts.nearest, facts.farthest
     # radii finer than one cell of the coarsest allowed grid cannot be rendered there
     radii = _layer_radii(nearest * r_inf, farthest * r_inf, max(1.0, 1.0 / max_scale))
-    peak = rgb.max(axis=2)
-    gain = highlight_gain(backend, peak)
-    lights = find_lights(backend, lin, peak, gain, alpha == 0, radii[-1])
+    gain = highlight_gain(backend, peak, facts.clipped)
+    lights = None
+    if facts.lit:
+        lights = find_lights(backend, lin, peak, gain, alpha == 0, radii[-1])
     plan = _plan_layers(radii, lights is not None, max_scale, (w, h))
     depth_grid = _depth_on_grid(backend, alpha, depth, plan.grid)
     prem = _premultiplied_grid(backend, *background_behind(backend, lin, front, alpha, gain), plan)
@@ -76,15 +81,43 @@ def blurred_background(
     return background
 
 
-def _depth_range(backend: Backend, alpha: Array, depth: Array | None) -> tuple[float, float]:
-    """Nearest and farthest depth of the background (alpha < 0.5; the proxy's range without a
-    map), as ``workers.bokeh.depth.depth_range`` gives them."""
-    if depth is None:
-        return depth_range(alpha, None)  # a fixed range: no array is read
+class _Facts(NamedTuple):
+    """What the render branches on, read from the device together."""
+
+    sure_background: bool  # some pixel has alpha < 1 / SUBJECT_CUT
+    clipped: bool  # some pixel's max channel is over the highlights' _CLIP_START
+    lit: bool  # some pixel is bright enough for a point light where the background is clear
+    nearest: float  # the background's depth range, as workers.bokeh.depth.depth_range gives it
+    farthest: float
+
+
+def _facts(backend: Backend, alpha: Array, depth: Array | None, peak: Array) -> _Facts:
+    """The render's facts about the photo, matte (H×W float32) and depth map, in one copy of a
+    few numbers: each read alone would wait for the device once more.
+
+    Without sure background the whole picture is background (alpha 0 everywhere), so the facts
+    that depend on alpha are read both ways and the right one kept. Depth is read where alpha
+    < 0.5: the subject's own depth must not force a useless in-focus layer.
+    """
     xp = backend.xp
-    behind = alpha < 0.5  # the subject's own depth must not force a useless in-focus layer
-    nearest = float(xp.min(xp.where(behind, depth, 1.0)))
-    return nearest, float(xp.max(xp.where(behind, depth, 0.0)))
+    bright = peak >= _LIGHT
+    facts = [
+        xp.any(alpha < 1.0 / SUBJECT_CUT),
+        xp.any(peak > _CLIP_START),
+        xp.any(bright & (alpha == 0)),
+        xp.any(bright),
+    ]
+    if depth is not None:
+        behind = alpha < 0.5
+        facts += [xp.min(xp.where(behind, depth, 1.0)), xp.max(xp.where(behind, depth, 0.0))]
+        facts += [xp.min(depth), xp.max(depth)]
+    read = backend.asnumpy(xp.stack([xp.asarray(f, xp.float64) for f in facts])).tolist()
+    sure = bool(read[0])
+    if depth is None:
+        nearest, farthest = depth_range(alpha, None)  # a fixed range: no array is read
+    else:
+        nearest, farthest = read[4:6] if sure else read[6:8]
+    return _Facts(sure, bool(read[1]), bool(read[2] if sure else read[3]), nearest, farthest)
 
 
 def _depth_on_grid(

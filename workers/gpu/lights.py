@@ -7,13 +7,16 @@ whole (cheap on a GPU, the same values).
 Point lights are found on the device, as ``workers.bokeh.lights.point_lights`` and
 ``gather_lights`` find them: the lit mask, halved (a 2 × 2 block is lit if any of its pixels
 is), labelled 8-connected (``ndimage.label``; the numbering differs from OpenCV's, not the
-blobs), each blob's bounding box and size read by labelled minimum and maximum. What crosses to
-the host: whether any pixel is lit (a photo with none stops there), the number of blobs, and one
-small table of six numbers per blob, from which the CPU stage's own ``_largest_affordable`` picks
-the blobs to keep (and the 2 % share is checked after the drop, as on the CPU); a table of one
-number per blob goes back, which drops the too-wide blobs and numbers the kept ones in one
-lookup. The lights' pixels, colours and numbers stay on the device; their widths (one number per
-light) are on the host, where ``workers.gpu.discs`` plans their canvases.
+blobs), each blob's bounding box read by labelled minimum and maximum and its cells and pixels
+counted by ``bincount``. What crosses to the host: whether any pixel is lit, which
+``workers.gpu.background`` reads with its other facts in one copy (a photo with none stops
+there: nothing else about its lights crosses); the number of blobs; one table of four numbers
+per blob, from which the CPU stage's own ``_largest_affordable`` picks the blobs to keep (the
+2 % share is checked after the drop, as on the CPU). One number per blob goes back, which drops
+the too-wide blobs and numbers the kept ones in one lookup. The lights' pixels, colours and
+numbers stay on the device; their widths (one number per light) are on the host, where
+``workers.gpu.discs`` plans their canvases. Beside these, CuPy's ``nonzero``, boolean indexing
+and ``bincount`` each read a size or a maximum to allocate their output: a few scalars more.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from workers.arrays import scaled_size
 from workers.bokeh.highlights import (
     _BRIGHT,
     _CELLS,
-    _CLIP_START,
     _DARK,
     _MIN_SURROUND,
     _SURROUND,
@@ -40,10 +42,12 @@ from workers.gpu.resample import lut, resize
 _EIGHT_CONNECTED = np.ones((3, 3), bool)
 
 
-def highlight_gain(backend: Backend, peak: Array) -> Array:
-    """The H×W float32 linear gain of each pixel, from its H×W max channel ``peak`` (uint8)."""
+def highlight_gain(backend: Backend, peak: Array, clipped: bool) -> Array:
+    """The H×W float32 linear gain of each pixel, from its H×W max channel ``peak`` (uint8);
+    ``clipped`` tells whether any byte of ``peak`` is over _CLIP_START (read by the caller with
+    its other facts: the boost is skipped without)."""
     gain = lut(backend, GAIN, peak)
-    if not bool(backend.xp.any(peak > _CLIP_START)):
+    if not clipped:
         return gain
     h, w = peak.shape
     boost = resize(backend, _dark_share(backend, peak), (w, h), "linear")
@@ -75,14 +79,15 @@ def find_lights(
     Arguments as ``workers.bokeh.lights.find_lights`` takes them, on the backend: ``lin`` the
     H×W×3 linear photo, ``peak`` its max channel, ``gain`` its boost, ``clear`` where alpha = 0,
     ``widest`` the widest disc's radius. The lights' ``ys``, ``xs``, ``colour`` and ``light``
-    are arrays of the backend, their ``sizes`` a host array.
+    are arrays of the backend, their ``sizes`` a host array. Without a lit pixel this labels
+    the mask to find none: a caller that knows it skips the call.
     """
     xp = backend.xp
     lit = (peak >= _LIGHT) & clear
-    if not bool(xp.any(lit)):
-        return None
     blocks = _block_counts(backend, lit)
     labels, count = backend.ndimage.label(blocks > 0, structure=_EIGHT_CONNECTED)
+    if int(count) == 0:
+        return None
     sides, cells, pixels = _blob_stats(backend, labels, int(count), blocks)
     keep = sides <= _largest_affordable(sides, 4 * cells, widest, lit.size)
     if not 0 < int(pixels[keep].sum()) <= _LIGHTS_APART_MAX * lit.size:
