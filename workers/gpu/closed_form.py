@@ -195,30 +195,14 @@ def _window_entries(backend: Backend, image: Array, centres: Array, offsets: Arr
     colours = _pad_flat(backend, image)[:, centres[None, :] + offsets[:, None]]  # 3×9×n
     centred = colours - colours.mean(axis=1, keepdims=True)
     covariances = xp.stack([(centred[i] * centred[j]).mean(axis=0) for i, j in covariance.PAIRS])
-    identity = backend.asarray(covariance.IDENTITY)[:, None]
-    z = _whiten(backend, covariances + _EPS / len(_WINDOW) * identity, centred).astype(xp.float32)
+    regularised = covariances + _EPS / len(_WINDOW) * backend.asarray(covariance.IDENTITY)[:, None]
+    z = covariance.whiten(regularised, centred, xp).astype(xp.float32)
     first, second = (backend.asarray(np.array(side)) for side in zip(*_UPPER, strict=True))
     dot = z[0, first] * z[0, second] + z[1, first] * z[1, second] + z[2, first] * z[2, second]
     entries = xp.zeros((len(_UPPER), centres.size + 1), xp.float32)
     same = (first == second).astype(xp.float32)[:, None]
     entries[:, :-1] = same - (1.0 + dot) / len(_WINDOW)
     return entries
-
-
-def _whiten(backend: Backend, upper: Array, x: Array) -> Array:
-    """``covariance.whiten`` in the backend's namespace: C⁻¹x per window, C the Cholesky factor of
-    the 6×n planes; x is 3×9×n, so is the result."""
-    xp = backend.xp
-    rr, rg, rb, gg, gb, bb = upper
-    c11 = xp.sqrt(rr)
-    c21, c31 = rg / c11, rb / c11
-    c22 = xp.sqrt(gg - c21 * c21)
-    c32 = (gb - c31 * c21) / c22
-    c33 = xp.sqrt(bb - c31 * c31 - c32 * c32)
-    z1 = x[0] / c11
-    z2 = (x[1] - c21 * z1) / c22
-    z3 = (x[2] - c31 * z1 - c32 * z2) / c33
-    return xp.stack([z1, z2, z3])
 
 
 def _pad_flat(backend: Backend, x: Array) -> Array:

@@ -8,6 +8,7 @@ planes into N×3×3 stacks, so the few formulas are written out here, one plane 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -55,15 +56,18 @@ def solve(
     ]
 
 
-def whiten(upper: NDArray[np.float64], x: NDArray[np.float64]) -> NDArray[np.float64]:
-    """C⁻¹x per window, C the Cholesky factor of the 6×n planes; x is 3×9×n, so is the result."""
+def whiten(upper: NDArray[np.float64], x: NDArray[np.float64], xp: Any = np) -> NDArray[np.float64]:
+    """C⁻¹x per window, C the Cholesky factor of the 6×n planes; x is 3×9×n, so is the result.
+
+    ``xp`` is the arrays' namespace (NumPy, or CuPy on the GPU path).
+    """
     rr, rg, rb, gg, gb, bb = upper
-    c11 = np.sqrt(rr)
+    c11 = xp.sqrt(rr)
     c21, c31 = rg / c11, rb / c11
-    c22 = np.sqrt(gg - c21 * c21)
+    c22 = xp.sqrt(gg - c21 * c21)
     c32 = (gb - c31 * c21) / c22
-    c33 = np.sqrt(bb - c31 * c31 - c32 * c32)
+    c33 = xp.sqrt(bb - c31 * c31 - c32 * c32)
     z1 = x[0] / c11
     z2 = (x[1] - c21 * z1) / c22
     z3 = (x[2] - c31 * z1 - c32 * z2) / c33
-    return np.stack([z1, z2, z3])
+    return xp.stack([z1, z2, z3])  # type: ignore[no-any-return]
