@@ -1,16 +1,27 @@
 """Each point light drawn once at its own radius, on the backend's arrays: ``workers.bokeh.discs``.
 
-The same canvases as the CPU stage (its docstring tells the method): each canvas's light cells'
-aperture corners scattered (``bincount``), one integral image (two ``cumsum``), the canvas
-enlarged bilinearly where its cells are wider than a pixel (``workers.gpu.resample.resize``) and
-added into the background. The decisions are the CPU stage's own functions, made on the host
-from a table of eight numbers per light read in one copy (its pixel count, the sums and extremes
-of its rows and columns, its radius): the radii rounded, each light's cell (``cell_sizes``) and
-canvas group (``_grouped``). The pixels stay on the device, sorted by group and radius so that
-each canvas and radius is one slice of them. What else crosses: one number per light back to the
-device (its place in that order), each radius's aperture corners (about 14 R numbers per canvas
-it is in), and per canvas and radius the few scalars CuPy's ``unique`` and ``bincount`` read to
-size their output.
+The same discs as the CPU stage (its docstring tells the method): the lights' cells' aperture
+corners scattered (``bincount``), one integral image (two ``cumsum``), the canvas enlarged
+bilinearly where its cells are wider than a pixel (``workers.gpu.resample.resize``) and added
+into the background. Each light's radius (rounded to 1/8 px) and cell (``cell_sizes``) are the
+CPU stage's, decided on the host from a table of six numbers per light read in one copy (its
+pixel count, its radius, the extremes of its rows and columns).
+
+One difference, for the GPU's sake: the CPU groups lights near each other onto small canvases
+(``_grouped``), because its cost is the canvases' area; on a GPU a canvas costs as many kernel
+launches and waits for the device however small it is, and 60 lights far apart make some 50
+canvases. So here all lights of one cell size share one canvas, their bounding box, and all
+their radii are scattered at once (each cell's corners found by ``searchsorted`` in the radii's
+corners laid end to end): a few canvases, each a fixed number of steps. The picture is the
+same to float rounding: scattering, integrating and enlarging are linear, a canvas's cells are
+aligned with the photo's origin either way, and every canvas ends in a margin of zeros, so its
+edge (where the enlargement repeats the edge cell) adds nothing. A larger canvas costs memory:
+at most about the photo's pixels over the cell's area, three float64 channels.
+
+What crosses besides the table: one number per light back to the device (its place when sorted
+by cell size) and one per light of each canvas (its radius's number there), each canvas's radii
+corners (about 14 R numbers each) to the device, and per canvas the few scalars CuPy's
+``unique``, ``bincount`` and the corners' total read to size their outputs.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from workers.bokeh.aperture import Corners, aperture_corners
-from workers.bokeh.discs import _RADIUS_STEP, _grouped, _groups, _in_frame
+from workers.bokeh.discs import _RADIUS_STEP, _groups, _in_frame
 from workers.bokeh.lights import Lights, cell_sizes
 from workers.gpu.backend import Array, Backend
 from workers.gpu.lights import label_extremes
@@ -31,12 +42,11 @@ from workers.gpu.resample import resize
 
 
 class LightPlan(NamedTuple):
-    """Per light, on the host: pixel count, rounded radius, cell, canvas group, pixel bounds."""
+    """Per light, on the host: pixel count, rounded radius, cell size, pixel bounds."""
 
     pixels: NDArray[np.intp]
     radius: NDArray[np.float64]
     cells: NDArray[np.intp]
-    group: NDArray[np.intp]
     bounds: NDArray[np.intp]  # 4 x lights: top, bottom, left, right pixel
 
 
@@ -58,29 +68,6 @@ def draw_lights(
         into[rows, cols] += canvas
 
 
-def _canvases(
-    backend: Backend, lights: Lights, plan: LightPlan, corners: Callable[[float], Corners]
-) -> Iterator[tuple[Array, slice, slice]]:
-    """The plan's canvases, group by group, and the photo's rows and columns each goes to."""
-    # the pixels sorted by (group, radius): each canvas and radius is one slice of them
-    order = np.lexsort((plan.radius, plan.group))
-    place = np.empty_like(order)
-    place[order] = np.arange(order.size)
-    pixels = backend.xp.argsort(backend.asarray(place)[lights.light])
-    ends = np.cumsum(plan.pixels[order])
-    starts = ends - plan.pixels[order]
-    for in_group in _groups(plan.group[order]):  # positions in order
-        members = order[in_group]
-        eighths = np.rint(plan.radius[members] * _RADIUS_STEP).astype(np.intp)
-        runs = [in_group[run] for run in _groups(eighths)]
-        segments = [pixels[starts[run[0]] : ends[run[-1]]] for run in runs]
-        radii = [float(plan.radius[order[run[0]]]) for run in runs]
-        top, bottom, left, right = plan.bounds[:, members]
-        box = (int(top.min()), int(bottom.max()), int(left.min()), int(right.max()))
-        step = int(plan.cells[members[0]])
-        yield _canvas(backend, lights, segments, radii, step, box, corners)
-
-
 def light_plan(backend: Backend, lights: Lights, radius: Array) -> LightPlan:
     """How each light is drawn, from each light pixel's blur radius (on the backend).
 
@@ -90,58 +77,92 @@ def light_plan(backend: Backend, lights: Lights, radius: Array) -> LightPlan:
     xp = backend.xp
     n = lights.sizes.size
     energy = lights.colour.sum(axis=1, dtype=xp.float64)
-    sums = [xp.ones_like(energy), lights.ys, lights.xs, energy, energy * radius]
+    sums = [xp.ones_like(energy), energy, energy * radius]
     index = (lights.light[:, None] * len(sums) + xp.arange(len(sums))).ravel()
     summed = xp.bincount(index, xp.stack(sums, axis=1).ravel(), minlength=n * len(sums))
-    count, y, x, total, weighted = summed.reshape(n, len(sums)).T
+    count, total, weighted = summed.reshape(n, len(sums)).T
     top, bottom = label_extremes(backend, lights.ys, lights.light + 1, n)
     left, right = label_extremes(backend, lights.xs, lights.light + 1, n)
-    table = xp.stack([count, y, x, weighted / xp.maximum(total, 1e-30), top, bottom, left, right])
-    count, y, x, radius, *bounds = backend.asnumpy(table)
-    count = count.astype(np.intp)
+    table = xp.stack([count, weighted / xp.maximum(total, 1e-30), top, bottom, left, right])
+    count, radius, *bounds = backend.asnumpy(table)
     radius = np.round(radius * _RADIUS_STEP) / _RADIUS_STEP
     cells = cell_sizes(lights.sizes, radius)
-    # how far a light's canvas reaches around it: its kernel and a cell of bilinear tail
-    reach = (np.ceil(radius / cells + 0.5).astype(np.intp) + 2) * cells
-    # the grouping reads each light's centre only: one stand-in pixel per light, there
-    centres = Lights(lights.shape, y / count, x / count, lights.colour, np.arange(n), lights.sizes)
-    group = _grouped(centres, cells, reach)
-    return LightPlan(count, radius, cells, group, np.asarray(bounds, np.intp))
+    return LightPlan(count.astype(np.intp), radius, cells, np.asarray(bounds, np.intp))
+
+
+def _canvases(
+    backend: Backend, lights: Lights, plan: LightPlan, corners: Callable[[float], Corners]
+) -> Iterator[tuple[Array, slice, slice]]:
+    """One canvas per cell size, and the photo's rows and columns each goes to."""
+    # the pixels sorted by their light's cell size: each canvas's pixels are one slice of them
+    order = np.argsort(plan.cells, kind="stable")
+    place = np.empty_like(order)
+    place[order] = np.arange(order.size)
+    pixels = backend.xp.argsort(backend.asarray(place)[lights.light])
+    ends = np.cumsum(plan.pixels[order])
+    for run in _groups(plan.cells[order]):  # positions in order
+        members = order[run]
+        top, bottom, left, right = plan.bounds[:, members]
+        box = (int(top.min()), int(bottom.max()), int(left.min()), int(right.max()))
+        mine = pixels[ends[run[0]] - plan.pixels[members[0]] : ends[run[-1]]]
+        yield _canvas(backend, lights, mine, plan, members, box, corners)
 
 
 def _canvas(
     backend: Backend,
     lights: Lights,
-    segments: list[Array],
-    radii: list[float],
-    step: int,
+    pixels: Array,
+    plan: LightPlan,
+    members: NDArray[np.intp],
     box: tuple[int, int, int, int],
     corners: Callable[[float], Corners],
 ) -> tuple[Array, slice, slice]:
-    """The discs of the light pixels ``segments`` (indices on the backend, one array per radius
-    of ``radii``) and where they lie in the photo; ``box`` bounds their pixels (top, bottom,
-    left, right). As ``workers.bokeh.discs._canvas``: cells of ``step`` pixels aligned with the
-    photo's origin, a cell beyond the widest kernel around them."""
+    """The discs of the lights ``members`` (all of one cell size; ``pixels`` their pixels'
+    indices on the backend, ``box`` their bounds: top, bottom, left, right) and where they lie
+    in the photo. As ``workers.bokeh.discs._canvas``: cells aligned with the photo's origin, a
+    cell beyond the widest kernel around them."""
     xp = backend.xp
-    kernels = [corners(r / step) for r in radii]
+    step = int(plan.cells[members[0]])
+    radii, which_radius = np.unique(plan.radius[members], return_inverse=True)
+    kernels = [corners(r / step) for r in radii.tolist()]
     margin = 2 + max(int(max(np.abs(k.rows).max(), np.abs(k.cols).max())) for k in kernels)
     top, left = box[0] // step - margin, box[2] // step - margin
     height, width = box[1] // step - top + margin + 1, box[3] // step - left + margin + 1
-    channels = xp.arange(3)
-    index, weight = [], []
-    for pixels, kernel in zip(segments, kernels, strict=True):
-        at = (lights.ys[pixels] // step - top) * width + (lights.xs[pixels] // step - left)
-        cells, which = xp.unique(at, return_inverse=True)
-        colour = lights.colour[pixels].astype(xp.float64) / (step * step)
-        summed = xp.bincount(
-            (which.reshape(-1, 1) * 3 + channels).ravel(), colour.ravel(), minlength=3 * cells.size
-        ).reshape(-1, 1, 3)
-        offsets = backend.asarray(kernel.rows * width + kernel.cols)
-        index.append(((cells[:, None] + offsets)[..., None] * 3 + channels).ravel())
-        weight.append((summed * backend.asarray(kernel.values)[:, None]).ravel())
-    flat = xp.bincount(xp.concatenate(index), xp.concatenate(weight), minlength=height * width * 3)
-    canvas = xp.cumsum(xp.cumsum(flat.reshape(height, width, 3), axis=0), axis=1)
-    canvas = canvas.astype(xp.float32)
+    radius_of = np.zeros(plan.radius.size, np.intp)
+    radius_of[members] = which_radius
+    at = (lights.ys[pixels] // step - top) * width + (lights.xs[pixels] // step - left)
+    # a light cell per radius and cell of the canvas, its pixels' colour summed (a block mean)
+    key = backend.asarray(radius_of)[lights.light[pixels]] * (height * width) + at
+    cells, which = xp.unique(key, return_inverse=True)
+    colour = lights.colour[pixels].astype(xp.float64) / (step * step)
+    summed = xp.bincount(
+        (which.reshape(-1, 1) * 3 + xp.arange(3)).ravel(), colour.ravel(), minlength=3 * cells.size
+    ).reshape(-1, 3)
+    index, weight = _scattered(backend, kernels, cells, summed, height * width, width)
+    flat = xp.bincount(index, weight, minlength=height * width * 3).reshape(height, width, 3)
+    canvas = xp.cumsum(xp.cumsum(flat, axis=0), axis=1).astype(xp.float32)
     if step > 1:
         canvas = resize(backend, canvas, (width * step, height * step), "linear")
     return _in_frame(canvas, top * step, left * step, lights.shape)
+
+
+def _scattered(
+    backend: Backend, kernels: list[Corners], cells: Array, summed: Array, area: int, width: int
+) -> tuple[Array, Array]:
+    """Where each light cell's kernel corners land on the canvas (flat, 3 channels interleaved)
+    and their weights. ``cells`` is each light cell's radius number × ``area`` + its place on
+    the canvas, ``summed`` its colour (cells × 3); ``kernels`` are the radii's corners."""
+    xp = backend.xp
+    lengths = np.array([k.values.size for k in kernels])
+    offsets = backend.asarray(np.concatenate([k.rows * width + k.cols for k in kernels]))
+    values = backend.asarray(np.concatenate([k.values for k in kernels]))
+    starts = backend.asarray(np.cumsum(lengths) - lengths)
+    radius, place = cells // area, cells % area
+    length = backend.asarray(lengths)[radius]
+    ends = xp.cumsum(length)
+    every = xp.arange(int(ends[-1]))
+    # each corner's light cell (the first whose corners end after it), and which corner it is
+    owner = xp.searchsorted(ends, every, side="right")
+    corner = starts[radius[owner]] + every - (ends - length)[owner]
+    index = (place[owner] + offsets[corner])[:, None] * 3 + xp.arange(3)
+    return index.ravel(), (summed[owner] * values[corner][:, None]).ravel()
