@@ -4,6 +4,7 @@ renderer in test_bokeh.py, test_light_discs.py and test_lights.py, hold through 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from workers.bokeh.highlights import _CLIP_START, GAIN
 from workers.bokeh.lights import cell_sizes, light_radii
 from workers.colour import DECODE
 from workers.gpu import discs, lights
-from workers.gpu.backend import numpy_backend
+from workers.gpu.backend import Backend, numpy_backend
 from workers.gpu.background import blurred_background
 from workers.gpu.bokeh import render_bokeh
 from workers.matting import Matting, estimate_foreground
@@ -181,6 +182,35 @@ def test_the_lights_are_the_cpus_pixels_widths_and_radii(widest: float) -> None:
     np.testing.assert_allclose(plan.radius, radii[theirs], atol=1e-9)
     np.testing.assert_array_equal(plan.cells, cell_sizes(expected.sizes, radii)[theirs])
     np.testing.assert_array_equal(plan.pixels, np.bincount(expected.light)[theirs])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Recording(Backend):
+    """The NumPy backend, noting the size of every array copied to the host."""
+
+    reads: list[int] = dataclasses.field(default_factory=list, hash=False, compare=False)
+
+    def asnumpy(self, array: Any) -> NDArray[Any]:
+        self.reads.append(int(np.size(array)))
+        return super().asnumpy(array)
+
+
+@pytest.mark.parametrize("lit", [False, True])
+def test_only_a_few_numbers_per_light_cross_to_the_host(lit: bool) -> None:
+    if lit:
+        rgb, alpha = _night(seed=5), _matte("astronaut", "ellipse")
+    else:
+        rgb, alpha = _photo("chelsea") // 3, _matte("chelsea", "ellipse")
+    backend = _Recording(BACKEND.name, BACKEND.xp, BACKEND.ndimage, BACKEND.fft)
+    render_bokeh(backend, rgb, alpha, strength=60, foreground=estimate_foreground(rgb, alpha))
+    if not lit:  # the render's facts, lit pixels among them, in one copy of a few numbers
+        assert len(backend.reads) == 1 and backend.reads[0] <= 8
+        return
+    lit_here = ((rgb.max(axis=2) >= 230) & (alpha == 0)).astype(np.uint8)
+    blobs = cv2.connectedComponents(lit_here, connectivity=8)[0] - 1  # at least the halved ones
+    # tables of a few numbers per blob or light, never an image or the lights' pixels
+    assert 6 * blobs < np.count_nonzero(lit_here)
+    assert len(backend.reads) == 3 and max(backend.reads) <= 6 * blobs
 
 
 def test_the_output_is_an_array_of_the_backend_and_host_inputs_are_taken() -> None:
