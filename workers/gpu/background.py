@@ -5,8 +5,12 @@ functions (``_layer_radii``, ``_plan_layers``, ``aperture_kernel``): estimate th
 each pixel (``workers.gpu.behind``); find the point lights (``workers.gpu.lights``); area-average
 the premultiplied, boosted background onto the finest layer's grid; blur each layer with the
 aperture, without the point lights, and blend them by each pixel's radius; fill what no
-background reaches and enlarge; draw each point light's disc at its own radius; fade to the sharp
-photo where the background is nearly in focus.
+background reaches and enlarge; draw each point light's disc at its own radius
+(``workers.gpu.discs``); fade to the sharp photo where the background is nearly in focus.
+
+The host decides which steps run from a few facts about the photo (``_facts``: sure background,
+clipped highlights, lit pixels, the background's depth range), read from the device in one copy
+of at most eight numbers; the proxy depth reads one more (whether the subject reaches the grid).
 
 One difference: without a depth map, the proxy depth's distance to the subject is the exact
 Euclidean one (``distance_transform_edt``, in both namespaces) where the CPU uses OpenCV's 5×5
