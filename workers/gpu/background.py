@@ -10,7 +10,7 @@ background reaches and enlarge; draw each point light's disc at its own radius
 
 The host decides which steps run from a few facts about the photo (``_facts``: sure background,
 clipped highlights, lit pixels, the background's depth range), read from the device in one copy
-of at most eight numbers; the proxy depth reads one more (whether the subject reaches the grid).
+of at most eight numbers; the proxy depth reads one more (whether any cell of its grid is subject).
 
 One difference: without a depth map, the proxy depth's distance to the subject is the exact
 Euclidean one (``distance_transform_edt``, in both namespaces) where the CPU uses OpenCV's 5×5
