@@ -24,7 +24,7 @@ def _photo() -> tuple[NDArray[np.uint8], NDArray[np.float32]]:
     crop = data.astronaut()[64:448]  # type: ignore[no-untyped-call]
     rgb = np.asarray(cv2.resize(crop, (w, h), interpolation=cv2.INTER_CUBIC), np.uint8)
     rng = np.random.default_rng(7)
-    for _ in range(60):  # point lights, drawn apart: the host's share of the work runs too
+    for _ in range(60):  # point lights, drawn apart: labelled and drawn on the device too
         x, y = int(rng.integers(0, w)), int(rng.integers(0, h // 2))
         cv2.circle(rgb, (x, y), int(rng.integers(2, 8)), (255, 255, 255), -1)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
