@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from event_stream import events
 from fastapi import FastAPI
 from PIL import Image
 
@@ -327,16 +328,6 @@ def test_summary_of_100_batches_and_50000_images_reads_batch_records_only(
     assert "cmdstat_lrange" not in stats and "cmdstat_hget" not in stats
     assert stats["cmdstat_hgetall"]["calls"] == 100
     assert elapsed < 2.0, f"summary took {elapsed:.2f} s"
-
-
-def events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Parse a server-sent event stream into (event, data) pairs."""
-    name = ""
-    for line in response.iter_lines():
-        if line.startswith("event: "):
-            name = line[len("event: ") :]
-        elif line.startswith("data: "):
-            yield name, json.loads(line[len("data: ") :])
 
 
 def test_event_stream_sends_a_snapshot_then_coalesced_changes(

@@ -9,11 +9,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import redis
+from event_stream import events
 from fastapi import FastAPI
 
 from infra.settings import Settings
@@ -175,15 +175,6 @@ def test_cancel_and_retry_from_the_page_need_a_submit_key_and_this_site(
         store.cancel("shop/stopped")
         assert web.post("/dashboard/batches/stopped/retry").status_code == 409
         assert web.post("/dashboard/batches/nope/retry").status_code == 404
-
-
-def events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
-    name = ""
-    for line in response.iter_lines():
-        if line.startswith("event: "):
-            name = line[len("event: ") :]
-        elif line.startswith("data: "):
-            yield name, json.loads(line[len("data: ") :])
 
 
 def test_the_batch_pages_stream_carries_its_batch_only(app: FastAPI, url: str) -> None:
