@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from typing import TypedDict
 
 import numpy as np
 from numpy.typing import NDArray
@@ -57,13 +58,23 @@ def render(
         with stage("bokeh"):
             return cutout(foreground, alpha, params.background)
     with stage("bokeh"):
-        return render_bokeh(
-            rgb,
-            alpha,
-            strength=params.strength,
-            strength_reference=params.strength_reference,
-            aperture=params.aperture,
-            rotation_deg=params.rotation,
-            foreground=foreground,
-            depth=depth,
-        )
+        return render_bokeh(rgb, alpha, **lens(params), foreground=foreground, depth=depth)
+
+
+class Lens(TypedDict):
+    """A job's lens as both paths' ``render_bokeh`` take it (keyword arguments)."""
+
+    strength: float
+    strength_reference: str
+    aperture: int | None
+    rotation_deg: float
+
+
+def lens(params: BlurParams) -> Lens:
+    """The lens of a job's parameters: strength, its reference, the blades and their rotation."""
+    return Lens(
+        strength=params.strength,
+        strength_reference=params.strength_reference,
+        aperture=params.aperture,
+        rotation_deg=params.rotation,
+    )

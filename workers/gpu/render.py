@@ -14,7 +14,7 @@ from workers.colour import DECODE
 from workers.gpu import bokeh, foreground
 from workers.gpu.backend import Array, Backend
 from workers.gpu.colour import to_linear, to_srgb
-from workers.render import StageTimer, untimed
+from workers.render import StageTimer, lens, untimed
 
 
 def render(
@@ -36,15 +36,7 @@ def render(
         if params.background != "blur":
             return over_colour(backend, front, alpha, parse_colour(params.background))
         return bokeh.render_bokeh(
-            backend,
-            rgb,
-            alpha,
-            strength=params.strength,
-            strength_reference=params.strength_reference,
-            aperture=params.aperture,
-            rotation_deg=params.rotation,
-            foreground=front,
-            depth=None if depth is None else backend.asarray(depth),
+            backend, rgb, alpha, **lens(params), foreground=front, depth=depth
         )
 
 
