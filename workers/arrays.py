@@ -42,13 +42,17 @@ def resize(
 
 
 def check_photo(rgb: object, name: str = "rgb") -> tuple[int, int]:
-    """Raise ValueError unless rgb is a non-empty H×W×3 uint8 array; returns (H, W)."""
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3:
-        got = f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+    """Raise ValueError unless rgb is a non-empty H×W×3 uint8 array; returns (H, W).
+
+    Any array namespace's array passes: NumPy's, or CuPy's on the GPU path (``workers.gpu``).
+    """
+    dtype, shape = getattr(rgb, "dtype", None), getattr(rgb, "shape", None)
+    if dtype != np.uint8 or shape is None or len(shape) != 3:
+        got = f"{dtype} {shape}" if shape is not None else type(rgb).__name__
         raise ValueError(f"{name} must be an H x W x 3 uint8 array, got {got}")
-    if rgb.shape[2] != 3 or min(rgb.shape[:2]) < 1:
-        raise ValueError(f"{name} must be a non-empty H x W x 3 uint8 array, got shape {rgb.shape}")
-    return rgb.shape[0], rgb.shape[1]
+    if shape[2] != 3 or min(shape[:2]) < 1:
+        raise ValueError(f"{name} must be a non-empty H x W x 3 uint8 array, got shape {shape}")
+    return int(shape[0]), int(shape[1])
 
 
 def check_array(

@@ -18,9 +18,10 @@ import functools
 import cv2
 import numpy as np
 
+from workers.arrays import check_photo
 from workers.gpu.backend import Array, Backend
 from workers.gpu.resample import resize
-from workers.gpu.upsample import check_photo, resize_photo
+from workers.gpu.upsample import resize_photo
 from workers.matting import covariance
 from workers.matting.closed_form import (
     _DEFINITE,

@@ -29,11 +29,11 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from workers.arrays import scaled_size
+from workers.arrays import check_photo, scaled_size
 from workers.gpu.backend import Array, Backend
 from workers.gpu.closed_form import closed_form_refine, unknown_pixels
 from workers.gpu.resample import resize
-from workers.gpu.upsample import check_photo, refine_upsample, resize_photo
+from workers.gpu.upsample import refine_upsample, resize_photo
 from workers.matting.closed_form import band_width
 from workers.matting.confidence import _SIDE, Confidence, combine, disagreement, matte_signals
 from workers.matting.doubt import _MID, _WIDE

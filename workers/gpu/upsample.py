@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from workers.arrays import check_photo
 from workers.gpu.backend import Array, Backend
 from workers.gpu.resample import _along, resize
 from workers.matting import covariance
@@ -41,17 +42,6 @@ def refine_upsample(backend: Backend, alpha_lowres: Array, rgb: Array) -> Array:
     band = _uncertain_band(backend, lowres, 2 * _RADIUS)
     coarse = resize(backend, lowres, (width, height))
     return xp.clip(_apply_at_full_resolution(backend, coefficients, band, coarse, rgb), 0.0, 1.0)
-
-
-def check_photo(rgb: Array) -> tuple[int, int]:
-    """Raise ValueError unless rgb (either namespace's) is a non-empty H×W×3 uint8 array; (H, W)."""
-    shape = tuple(getattr(rgb, "shape", ()))
-    if getattr(rgb, "dtype", None) != np.uint8 or len(shape) != 3 or shape[2] != 3:
-        got = f"{rgb.dtype} {shape}" if hasattr(rgb, "dtype") else type(rgb).__name__
-        raise ValueError(f"rgb must be an H x W x 3 uint8 array, got {got}")
-    if min(shape[:2]) < 1:
-        raise ValueError(f"rgb must be a non-empty H x W x 3 uint8 array, got shape {shape}")
-    return shape[0], shape[1]
 
 
 def resize_photo(backend: Backend, rgb: Array, size: tuple[int, int]) -> Array:
