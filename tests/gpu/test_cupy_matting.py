@@ -16,7 +16,8 @@ from workers.gpu.backend import cupy_backend, numpy_backend
 from workers.gpu.closed_form import closed_form_refine
 from workers.gpu.foreground import estimate_foreground
 from workers.gpu.matting import DeviceMatting, may_doubt
-from workers.gpu.upsample import refine_upsample, resize_photo
+from workers.gpu.resample import resize
+from workers.gpu.upsample import refine_upsample
 from workers.matting import Matting
 from workers.matting.closed_form import band_width
 from workers.matting.sessions import CUDA
@@ -70,8 +71,8 @@ def test_cupy_resizing_and_upsampling_equal_numpy() -> None:
     gpu = cupy_backend()
     rgb = _photo()
     for size in [(320, 320), (1024, 1024), (800, 600), (1000, 750), (6000, 4500)]:
-        got = gpu.asnumpy(resize_photo(gpu, gpu.asarray(rgb), size))
-        assert np.abs(got.astype(np.int16) - resize_photo(NP, rgb, size)).max() <= 1
+        got = gpu.asnumpy(resize(gpu, gpu.asarray(rgb), size))
+        assert np.abs(got.astype(np.int16) - resize(NP, rgb, size)).max() <= 1
     yy, xx = np.mgrid[0:320, 0:320].astype(np.float32)
     lowres = np.clip(1.5 - np.hypot(xx - 160, yy - 170) / 80, 0.0, 1.0).astype(np.float32)
     got = gpu.asnumpy(refine_upsample(gpu, gpu.asarray(lowres), gpu.asarray(rgb)))
@@ -80,7 +81,7 @@ def test_cupy_resizing_and_upsampling_equal_numpy() -> None:
 
 def test_cupy_closed_form_equals_numpy_at_the_working_size(store: ModelStore) -> None:
     gpu = cupy_backend()
-    rgb = resize_photo(NP, _photo(), (800, 600))
+    rgb = resize(NP, _photo(), (800, 600))
     alpha = refine_upsample(NP, Matting("u2netp", store).predict_lowres(rgb), rgb)
     expected = closed_form_refine(NP, rgb, alpha)
     got = closed_form_refine(gpu, gpu.asarray(rgb), gpu.asarray(alpha))

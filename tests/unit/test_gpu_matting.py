@@ -17,7 +17,8 @@ from infra.settings import Settings
 from workers.arrays import resize as opencv_resize
 from workers.gpu.backend import numpy_backend
 from workers.gpu.matting import DeviceMatting, fuse, refine_with_decided, u2netp_alpha
-from workers.gpu.upsample import refine_upsample, resize_photo
+from workers.gpu.resample import resize
+from workers.gpu.upsample import refine_upsample
 from workers.matting import Matting
 from workers.matting import models as opencv_models
 from workers.matting.refine import refine_with_decided as opencv_refine_with_decided
@@ -48,7 +49,7 @@ def test_photos_are_resized_to_opencvs_bytes(name: str, size: tuple[int, int] | 
     if isinstance(size, int):  # a whole factor where it divides the photo, else near it
         size = (rgb.shape[1] // size, rgb.shape[0] // size)
     expected = opencv_resize(rgb, size)
-    got = resize_photo(NP, rgb, size)
+    got = resize(NP, rgb, size)
     assert got.dtype == np.uint8
     np.testing.assert_array_equal(got, expected)
 

@@ -5,8 +5,8 @@ trimap eroded from the alpha, the coarse-to-fine levels, the matting Laplacian's
 unknown pixels, the sparse system over them and its Jacobi-preconditioned conjugate gradients.
 What differs is how: erosion and dilation are ``ndimage``'s, with OpenCV's borders (outside
 counts as set for an erosion, as unset for a dilation); resizing is ``workers.gpu.resample``'s
-and, for the photo, ``workers.gpu.upsample.resize_photo``'s bytes; the system is a CSR matrix of
-the backend's sparse module; and the conjugate gradients keep their scalars on the device,
+(the photo's bytes rounded as OpenCV rounds them); the system is a CSR matrix of the backend's
+sparse module; and the conjugate gradients keep their scalars on the device,
 reading the convergence test back only every few iterations. The result equals the OpenCV
 version's to float rounding.
 """
@@ -21,7 +21,6 @@ import numpy as np
 from workers.arrays import check_photo
 from workers.gpu.backend import Array, Backend
 from workers.gpu.resample import resize
-from workers.gpu.upsample import resize_photo
 from workers.matting import covariance
 from workers.matting.closed_form import (
     _DEFINITE,
@@ -64,7 +63,7 @@ def closed_form_refine(backend: Backend, rgb: Array, alpha: Array, levels: int =
     if coarse:
         half = (width // 2, height // 2)
         shrunk = resize(backend, alpha, half, "area")
-        answer = closed_form_refine(backend, resize_photo(backend, rgb, half), shrunk, levels - 1)
+        answer = closed_form_refine(backend, resize(backend, rgb, half), shrunk, levels - 1)
         guess = resize(backend, answer, (width, height), "linear")
     start = xp.where(subject, 1.0, xp.where(background, 0.0, guess)).astype(xp.float64)
     iterations = _ITERATIONS[1] if coarse else _ITERATIONS[0]

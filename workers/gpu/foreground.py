@@ -16,8 +16,7 @@ from workers.arrays import check_photo
 from workers.gpu.backend import Array, Backend
 from workers.gpu.colour import to_linear, to_srgb
 from workers.gpu.filters import box_mean
-from workers.gpu.resample import resize
-from workers.gpu.upsample import sample_grid
+from workers.gpu.resample import resize, sample_grid
 from workers.matting.foreground import (
     _EPS,
     _LARGE_RADIUS,

@@ -33,7 +33,7 @@ from workers.arrays import check_photo, scaled_size
 from workers.gpu.backend import Array, Backend
 from workers.gpu.closed_form import closed_form_refine, unknown_pixels
 from workers.gpu.resample import resize
-from workers.gpu.upsample import refine_upsample, resize_photo
+from workers.gpu.upsample import refine_upsample
 from workers.matting.closed_form import band_width
 from workers.matting.confidence import _SIDE, Confidence, combine, disagreement, matte_signals
 from workers.matting.doubt import _MID, _WIDE
@@ -118,11 +118,11 @@ def refine_with_decided(backend: Backend, alpha_lowres: Array, rgb: Array) -> tu
     rgb's H×W on the backend, and the share of the subject decided by colour."""
     rgb = backend.asarray(rgb)
     height, width = check_photo(rgb)
-    work = resize_photo(backend, rgb, working_size(width, height))
+    work = resize(backend, rgb, working_size(width, height))
     alpha, decided = decide(backend, refine_upsample(backend, alpha_lowres, work), work)
     size = capped_size((width, height), unknown_pixels(backend, alpha))
     if size is not None:
-        work, alpha = resize_photo(backend, rgb, size), resize(backend, alpha, size)
+        work, alpha = resize(backend, rgb, size), resize(backend, alpha, size)
     solved = closed_form_refine(backend, work, alpha)
     if solved.shape == (height, width):
         return solved, decided
@@ -158,7 +158,7 @@ def isnet_alpha(backend: Backend, session: ModelSession, rgb: Array) -> Array:
     """ISNet's S×S alpha of an RGB photo, on the backend; the model's output is already in 0..1."""
     xp = backend.xp
     side = session.input_size
-    square = resize_photo(backend, rgb, (side, side)).astype(xp.float32)
+    square = resize(backend, rgb, (side, side)).astype(xp.float32)
     tensor = _nchw(backend, (square - ISNET_SHIFT) / ISNET_SCALE)
     alpha = session.run_on_device(backend, tensor)[0, 0]
     return xp.clip(alpha, 0.0, 1.0).astype(xp.float32)
@@ -168,7 +168,7 @@ def u2netp_alpha(backend: Backend, session: ModelSession, rgb: Array) -> Array:
     """U²-Net-p's S×S saliency map of an RGB photo, min-max normalised to 0..1, on the backend."""
     xp = backend.xp
     side = session.input_size
-    square = resize_photo(backend, rgb, (side, side)).astype(xp.float32)
+    square = resize(backend, rgb, (side, side)).astype(xp.float32)
     mean, std = backend.asarray(IMAGENET_MEAN), backend.asarray(IMAGENET_STD)
     saliency = session.run_on_device(backend, _nchw(backend, (square / 255.0 - mean) / std))[0, 0]
     low, span = saliency.min(), saliency.max() - saliency.min()
