@@ -11,31 +11,18 @@ encode, put) and of the whole image, plus the end-to-end wall time.
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import time
 
-import numpy as np
-from PIL import Image
+from gpu_paths import photo  # beside this script
 
 from infra.jobs import BlurParams
 from infra.status import STAGES
 from infra.storage import S3Storage
 from producer.client import Client
-from producer.local.samples import SAMPLES
 from producer.local.stack import LocalStack
 
 SIZE = (4000, 3000)
-
-
-def photo(number: int) -> bytes:
-    """A distinct 12 MP JPEG made from one of the real sample photos."""
-    sample = SAMPLES[number % 4]
-    image = Image.fromarray(sample.load()).convert("RGB").resize(SIZE, Image.Resampling.LANCZOS)
-    pixels = np.roll(np.asarray(image), number * 7, axis=1)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=92)
-    return buffer.getvalue()
 
 
 def main() -> None:
@@ -52,7 +39,9 @@ def main() -> None:
         storage = S3Storage(settings)
         storage.ensure_bucket("bench")
         for number in range(args.images):
-            storage.put("bench", f"in/{number:03d}.jpg", photo(number), content_type="image/jpeg")
+            storage.put(
+                "bench", f"in/{number:03d}.jpg", photo(number, SIZE), content_type="image/jpeg"
+            )
         stack.wait_for_workers(timeout=180)
         client = Client(settings, storage=storage)
         begin = time.perf_counter()
