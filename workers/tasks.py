@@ -70,13 +70,6 @@ def _matting(model: str) -> Matting:
 
 
 @cache
-def _backend() -> Backend | None:
-    # The arrays this process renders on, chosen as the renderer chooses them; only the GPU
-    # path has device memory to report.
-    return choose(get_settings().renderer)
-
-
-@cache
 def _tenants() -> Tenants:
     # Loaded once per worker process: the allowances every job is checked against.
     return allowances(get_settings())
@@ -192,7 +185,8 @@ def _run(task: Task, job: Job, status: StatusStore, settings: Settings) -> str:
             review=score is not None and score.review,
         )
         seconds = sum(result.timings.values())
-        log.info("image %s/%s %s in %.2f s%s", *ids, state, seconds, _renderer(_backend()))
+        where = _renderer(choose(settings.renderer))
+        log.info("image %s/%s %s in %.2f s%s", *ids, state, seconds, where)
         return state
     return _failed(status.fail(*ids, reason), reason)
 
